@@ -1,0 +1,52 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// No package dependencies: the product uses the Swift toolchain only.
+let strictSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "swift-multiprocessing",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Multiprocessing", targets: ["Multiprocessing"]),
+        .executable(name: "pool-worker", targets: ["pool-worker"]),
+        .executable(name: "primes", targets: ["primes"]),
+    ],
+    targets: [
+        // The few C entry points Swift cannot import directly (variadic `prctl`, `syscall`,
+        // and GNU extensions such as `pipe2`), wrapped as plain functions.
+        .target(name: "CMultiprocessingShims"),
+        .target(
+            name: "Multiprocessing",
+            dependencies: ["CMultiprocessingShims"],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "pool-worker",
+            dependencies: ["Multiprocessing"],
+            path: "Workers/pool-worker",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "primes",
+            dependencies: ["Multiprocessing"],
+            path: "Workers/primes",
+            swiftSettings: strictSettings
+        ),
+        // Jobs that crash, hang, print and allocate: for the tests only, never shipped.
+        .executableTarget(
+            name: "fixture-worker",
+            dependencies: ["Multiprocessing"],
+            path: "Tests/FixtureWorker",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "MultiprocessingTests",
+            dependencies: ["Multiprocessing", "CMultiprocessingShims", "fixture-worker"],
+            swiftSettings: strictSettings
+        ),
+    ]
+)

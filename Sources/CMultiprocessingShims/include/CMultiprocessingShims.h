@@ -1,0 +1,51 @@
+#ifndef C_MULTIPROCESSING_SHIMS_H
+#define C_MULTIPROCESSING_SHIMS_H
+
+#include <sys/types.h>
+#include <spawn.h>
+
+/// pipe2(fds, O_CLOEXEC | extra) where available; otherwise pipe() followed by fcntl.
+int mp_pipe_cloexec(int fds[2], int nonblocking);
+
+/// pidfd_open(2); -1 with errno ENOSYS where the kernel or platform lacks it.
+int mp_pidfd_open(pid_t pid);
+
+/// An eventfd (Linux) used to wake a poll loop; -1 with errno ENOSYS elsewhere.
+int mp_eventfd_cloexec(void);
+
+/// prctl(PR_SET_PDEATHSIG, signal) on Linux; 0 (no-op) elsewhere.
+int mp_set_parent_death_signal(int signal);
+
+/// posix_spawn_file_actions_addclosefrom_np(actions, from) where the C library has it
+/// (glibc 2.34+); otherwise returns ENOSYS and does nothing.
+int mp_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from);
+
+/// fcntl(fd, F_SETPIPE_SZ, size) on Linux; -1 with errno ENOSYS elsewhere.
+int mp_set_pipe_size(int fd, int size);
+
+/// fcntl(fd, F_DUPFD_CLOEXEC, minimum).
+int mp_dup_cloexec(int fd, int minimum);
+
+/// fcntl(fd, F_SETFL, flags | O_NONBLOCK).
+int mp_set_nonblocking(int fd);
+
+/// The signal number's abbreviation without "SIG" ("KILL", "SEGV"), or NULL if unknown.
+const char *mp_signal_abbreviation(int signal);
+
+/// Exit-status helpers; macros in C.
+int mp_wifexited(int status);
+int mp_wexitstatus(int status);
+int mp_wifsignaled(int status);
+int mp_wtermsig(int status);
+
+/// setvbuf(stdout, NULL, _IOLBF, 0): stdio's stdout is a global Swift 6 will not touch.
+void mp_set_stdout_line_buffered(void);
+
+/// Blocks SIGPIPE for the calling thread, so a write to a pipe whose reader died fails with
+/// EPIPE instead of killing the process; the process-wide disposition is left alone.
+void mp_block_sigpipe_on_this_thread(void);
+
+/// The process's environment block.
+char **mp_environ(void);
+
+#endif

@@ -1,0 +1,121 @@
+#define _GNU_SOURCE
+#include "CMultiprocessingShims.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if defined(__linux__)
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#endif
+
+extern char **environ;
+
+int mp_pipe_cloexec(int fds[2], int nonblocking) {
+#if defined(__linux__)
+    return pipe2(fds, O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0));
+#else
+    if (pipe(fds) != 0) return -1;
+    for (int i = 0; i < 2; i++) {
+        if (fcntl(fds[i], F_SETFD, FD_CLOEXEC) != 0) goto fail;
+        if (nonblocking && fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK) != 0) goto fail;
+    }
+    return 0;
+fail: {
+        int saved = errno;
+        close(fds[0]);
+        close(fds[1]);
+        errno = saved;
+        return -1;
+    }
+#endif
+}
+
+int mp_pidfd_open(pid_t pid) {
+#if defined(__linux__) && defined(SYS_pidfd_open)
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int mp_eventfd_cloexec(void) {
+#if defined(__linux__)
+    return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int mp_set_parent_death_signal(int signal) {
+#if defined(__linux__)
+    return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0);
+#else
+    (void)signal;
+    return 0;
+#endif
+}
+
+int mp_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+#else
+    (void)actions;
+    (void)from;
+    return ENOSYS;
+#endif
+}
+
+int mp_set_pipe_size(int fd, int size) {
+#if defined(__linux__) && defined(F_SETPIPE_SZ)
+    return fcntl(fd, F_SETPIPE_SZ, size);
+#else
+    (void)fd;
+    (void)size;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int mp_dup_cloexec(int fd, int minimum) { return fcntl(fd, F_DUPFD_CLOEXEC, minimum); }
+
+int mp_set_nonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -1;
+    return fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+const char *mp_signal_abbreviation(int signal) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+    return sigabbrev_np(signal);
+#else
+    if (signal > 0 && signal < NSIG) return sys_signame[signal];
+    return NULL;
+#endif
+}
+
+int mp_wifexited(int status) { return WIFEXITED(status); }
+int mp_wexitstatus(int status) { return WEXITSTATUS(status); }
+int mp_wifsignaled(int status) { return WIFSIGNALED(status); }
+int mp_wtermsig(int status) { return WTERMSIG(status); }
+
+char **mp_environ(void) { return environ; }
+
+void mp_set_stdout_line_buffered(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
+
+void mp_block_sigpipe_on_this_thread(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}

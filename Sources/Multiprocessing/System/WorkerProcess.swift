@@ -1,0 +1,87 @@
+import CMultiprocessingShims
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The system-level set-up a worker process does before any job code runs.
+enum WorkerProcess {
+    /// Moves the protocol off the standard streams: the coordinator's messages are read from a
+    /// private duplicate of stdin and written to a private duplicate of stdout; then stdin reads
+    /// from `/dev/null` and stdout is pointed at stderr, so a `print` in a job cannot corrupt a
+    /// frame (the same trick as swift-syntax's plugin message connection).
+    static func takeProtocolStreams() throws(SystemCallError) -> (input: FileDescriptor, output: FileDescriptor) {
+        let input = try FileDescriptor.standardInput.duplicate(minimum: 3)
+        let output = try FileDescriptor.standardOutput.duplicate(minimum: 3)
+        let null = try FileDescriptor.openNullDevice(writable: false)
+        try null.duplicate(as: .standardInput)
+        null.close()
+        try FileDescriptor.standardError.duplicate(as: .standardOutput)
+        // stdout is now a pipe or file, which stdio would fully buffer: keep job output timely.
+        mp_set_stdout_line_buffered()
+        return (input, output)
+    }
+
+    /// Asks the kernel to SIGKILL this process when its parent dies (Linux), then closes the
+    /// start-up race: if the parent already died, the signal will never come, so exit now.
+    static func dieWithParent(expectedParent: pid_t) {
+        _ = mp_set_parent_death_signal(SIGKILL)
+        if getppid() != expectedParent {
+            _exit(0)
+        }
+    }
+
+    /// Starts a thread that ends the process the moment the coordinator's end of `input` is
+    /// closed, even in the middle of a job. The coordinator closes it only when the worker is
+    /// idle or the coordinator itself is gone, so this never cuts a job that is wanted. It
+    /// backs up the parent-death signal, and it is the only guard where that does not reach
+    /// (a worker behind `ssh`).
+    static func exitWhenClosed(_ input: FileDescriptor) {
+        let thread = Thread {
+            // Asking for no events still reports POLLHUP, so this does not consume the input.
+            var entry = pollfd(fd: input.rawValue, events: 0, revents: 0)
+            while true {
+                let result = poll(&entry, 1, -1)
+                if result > 0 && entry.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 { _exit(0) }
+                if result < 0 && errno != EINTR { return }
+            }
+        }
+        thread.name = "multiprocessing-watchdog"
+        thread.stackSize = 64 * 1024
+        thread.start()
+    }
+
+    static var processID: pid_t { getpid() }
+
+    static func environmentValue(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
+    }
+
+    static func removeEnvironmentValue(_ name: String) {
+        unsetenv(name)
+    }
+
+    /// Ends the process after flushing stdio.
+    static func exitProcess(_ status: Int32) -> Never {
+        fflush(nil)
+        exit(status)
+    }
+
+    /// Writes a line straight to fd 2 (for the worker's own diagnostics).
+    static func writeDiagnostic(_ message: String) {
+        var line = message
+        if !line.hasSuffix("\n") { line += "\n" }
+        var bytes = Array(line.utf8)
+        bytes.withUnsafeMutableBytes { try? FileDescriptor.standardError.writeAll(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// A monotonic clock reading in nanoseconds.
+    static func monotonicNanoseconds() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    }
+}
