@@ -1,0 +1,224 @@
+/// Frame construction: each frame is written in place into an outgoing buffer, and its length
+/// is patched in at the end, so a batch of many jobs costs one pass over its bytes.
+extension WireWriter {
+    /// Starts a frame of `type`; pass the result to `endFrame`.
+    mutating func beginFrame(_ type: FrameType) -> Int {
+        let start = bytes.count
+        writeUInt32(0)
+        writeByte(type.rawValue)
+        return start
+    }
+
+    /// Patches the frame's length.
+    /// - Throws: `WireError` if the frame exceeds `maximumFrameSize`; the frame is then removed.
+    mutating func endFrame(startingAt start: Int, maximumFrameSize: Int) throws(WireError) {
+        let length = bytes.count - start - 4
+        guard length <= maximumFrameSize else {
+            bytes.removeSubrange(start...)
+            throw WireError("frame of \(length) bytes exceeds the maximum frame size of \(maximumFrameSize) bytes")
+        }
+        let value = UInt32(length)
+        for index in 0..<4 { bytes[start + index] = UInt8(truncatingIfNeeded: value >> (8 * index)) }
+    }
+
+    mutating func writePreamble() { bytes.append(contentsOf: WireProtocol.preamble) }
+}
+
+/// The worker's first frame.
+struct WorkerHello: Equatable {
+    var processID: Int
+    var jobNames: [String]
+
+    func write(to writer: inout WireWriter) {
+        let start = writer.beginFrame(.workerHello)
+        writer.writeVarint(processID)
+        writer.writeVarint(jobNames.count)
+        for name in jobNames { writer.writeString(name) }
+        try! writer.endFrame(startingAt: start, maximumFrameSize: WireProtocol.absoluteMaximumFrameSize)
+    }
+
+    init(processID: Int, jobNames: [String]) {
+        self.processID = processID
+        self.jobNames = jobNames
+    }
+
+    init(body: UnsafeRawBufferPointer) throws(WireError) {
+        var reader = WireReader(body)
+        processID = try reader.readCount("worker pid", limit: Int(Int32.max))
+        let count = try reader.readCount("job name count", limit: reader.remaining)
+        jobNames = []
+        for index in 0..<count { jobNames.append(try reader.readString("job name \(index)")) }
+        try reader.expectEnd("the worker hello")
+    }
+}
+
+/// The coordinator's first frame.
+struct CoordinatorHello: Equatable {
+    var maximumFrameSize: Int
+
+    func write(to writer: inout WireWriter) {
+        let start = writer.beginFrame(.coordinatorHello)
+        writer.writeVarint(maximumFrameSize)
+        try! writer.endFrame(startingAt: start, maximumFrameSize: WireProtocol.absoluteMaximumFrameSize)
+    }
+
+    init(maximumFrameSize: Int) { self.maximumFrameSize = maximumFrameSize }
+
+    init(body: UnsafeRawBufferPointer) throws(WireError) {
+        var reader = WireReader(body)
+        maximumFrameSize = try reader.readCount("maximum frame size", limit: WireProtocol.absoluteMaximumFrameSize)
+        try reader.expectEnd("the coordinator hello")
+    }
+}
+
+/// One job as it travels in a jobs frame.
+struct WireJob {
+    var jobIndex: Int
+    var codec: UInt8
+    var payload: UnsafeRawBufferPointer
+}
+
+/// Reads a jobs frame: batch id, count, then each job's index, codec and payload.
+struct JobsFrameReader {
+    let batchID: UInt64
+    let count: Int
+    private var reader: WireReader
+    private var readCount = 0
+
+    init(body: UnsafeRawBufferPointer) throws(WireError) {
+        reader = WireReader(body)
+        batchID = try reader.readVarint("batch id")
+        // Each job takes at least 3 bytes, so a count above that bound is a lie.
+        count = try reader.readCount("job count", limit: reader.remaining / 3)
+    }
+
+    mutating func next() throws(WireError) -> WireJob? {
+        guard readCount < count else {
+            try reader.expectEnd("the jobs frame's \(count) jobs")
+            return nil
+        }
+        let position = readCount
+        readCount += 1
+        let jobIndex = try reader.readCount("job index of job \(position)", limit: Int(UInt32.max))
+        let codec = try reader.readByte("codec of job \(position)")
+        let payload = try reader.readBlock("payload of job \(position)")
+        return WireJob(jobIndex: jobIndex, codec: codec, payload: payload)
+    }
+}
+
+/// Writes a jobs frame: `begin`, then `append` each job, then `end`.
+struct JobsFrameWriter {
+    private let frameStart: Int
+
+    init(batchID: UInt64, count: Int, into writer: inout WireWriter) {
+        frameStart = writer.beginFrame(.jobs)
+        writer.writeVarint(batchID)
+        writer.writeVarint(count)
+    }
+
+    func append(jobIndex: Int, codec: UInt8, payload: UnsafeRawBufferPointer, into writer: inout WireWriter) {
+        writer.writeVarint(jobIndex)
+        writer.writeByte(codec)
+        writer.writeBlock(payload)
+    }
+
+    func end(into writer: inout WireWriter, maximumFrameSize: Int) throws(WireError) {
+        try writer.endFrame(startingAt: frameStart, maximumFrameSize: maximumFrameSize)
+    }
+}
+
+/// One job's outcome as carried in a results frame.
+enum WireOutcome {
+    case succeeded(codec: UInt8, payload: UnsafeRawBufferPointer)
+    case threw(typeName: String, description: String)
+    case inputDecodingFailed(String)
+    case outputEncodingFailed(String)
+    case unknownJob(index: Int)
+
+    func write(to writer: inout WireWriter) {
+        switch self {
+        case .succeeded(let codec, let payload):
+            writer.writeByte(ResultStatus.succeeded.rawValue)
+            writer.writeByte(codec)
+            writer.writeBlock(payload)
+        case .threw(let typeName, let description):
+            writer.writeByte(ResultStatus.threw.rawValue)
+            writer.writeString(typeName)
+            writer.writeString(description)
+        case .inputDecodingFailed(let description):
+            writer.writeByte(ResultStatus.inputDecodingFailed.rawValue)
+            writer.writeString(description)
+        case .outputEncodingFailed(let description):
+            writer.writeByte(ResultStatus.outputEncodingFailed.rawValue)
+            writer.writeString(description)
+        case .unknownJob(let index):
+            writer.writeByte(ResultStatus.unknownJob.rawValue)
+            writer.writeVarint(index)
+        }
+    }
+}
+
+/// The header of a results frame: which batch, the position of its first result in that batch,
+/// how many results follow, and how long the worker spent on them.
+struct ResultsHeader: Equatable {
+    var batchID: UInt64
+    var firstPosition: Int
+    var count: Int
+    var elapsedNanoseconds: UInt64
+
+    func write(to writer: inout WireWriter) {
+        writer.writeVarint(batchID)
+        writer.writeVarint(firstPosition)
+        writer.writeVarint(count)
+        writer.writeVarint(elapsedNanoseconds)
+    }
+}
+
+/// Reads a results frame.
+struct ResultsFrameReader {
+    let header: ResultsHeader
+    private var reader: WireReader
+    private var readCount = 0
+
+    init(body: UnsafeRawBufferPointer) throws(WireError) {
+        reader = WireReader(body)
+        let batchID = try reader.readVarint("batch id")
+        let firstPosition = try reader.readCount("first result position", limit: Int(UInt32.max))
+        // Each result takes at least 2 bytes.
+        let count = try reader.readCount("result count", limit: reader.remaining / 2)
+        let elapsed = try reader.readVarint("elapsed time")
+        header = ResultsHeader(batchID: batchID, firstPosition: firstPosition, count: count, elapsedNanoseconds: elapsed)
+    }
+
+    mutating func next() throws(WireError) -> WireOutcome? {
+        guard readCount < header.count else {
+            try reader.expectEnd("the results frame's \(header.count) results")
+            return nil
+        }
+        let position = header.firstPosition + readCount
+        readCount += 1
+        let rawStatus = try reader.readByte("status of result \(position)")
+        guard let status = ResultStatus(rawValue: rawStatus) else {
+            throw WireError("unknown result status \(rawStatus) for result \(position)")
+        }
+        switch status {
+        case .succeeded:
+            let codec = try reader.readByte("codec of result \(position)")
+            return .succeeded(codec: codec, payload: try reader.readBlock("payload of result \(position)"))
+        case .threw:
+            let typeName = try reader.readString("error type of result \(position)")
+            return .threw(typeName: typeName, description: try reader.readString("error description of result \(position)"))
+        case .inputDecodingFailed:
+            return .inputDecodingFailed(try reader.readString("decoding error of result \(position)"))
+        case .outputEncodingFailed:
+            return .outputEncodingFailed(try reader.readString("encoding error of result \(position)"))
+        case .unknownJob:
+            return .unknownJob(index: try reader.readCount("job index of result \(position)", limit: Int(UInt32.max)))
+        }
+    }
+}
+
+/// The body of a fatal frame: one UTF-8 message.
+func fatalMessage(from body: UnsafeRawBufferPointer) -> String {
+    String(decoding: body, as: UTF8.self)
+}

@@ -1,0 +1,65 @@
+/// Constants of the coordinator–worker protocol. The byte-level description is the DocC
+/// article "The Wire Protocol".
+enum WireProtocol {
+    /// The first four bytes each side sends: `SWMP`.
+    static let magic: [UInt8] = [0x53, 0x57, 0x4D, 0x50]
+    /// Bumped on any incompatible change; both sides must agree exactly.
+    static let version: UInt16 = 1
+    /// Magic, version (UInt16 LE), reserved flags (UInt16 LE, zero).
+    static let preambleSize = 8
+    /// A frame's header: its length (UInt32 LE, counting the type byte and body) and type byte.
+    static let frameHeaderSize = 5
+    /// Large enough for any sensible job, small enough that a corrupt length cannot make a
+    /// reader allocate gigabytes.
+    static let defaultMaximumFrameSize = 256 << 20
+    /// A frame length can never exceed what its UInt32 field holds.
+    static let absoluteMaximumFrameSize = Int(UInt32.max)
+
+    /// The environment variable that marks a process as spawned by a pool; its value is the
+    /// protocol version.
+    static let workerEnvironmentKey = "SWIFT_MULTIPROCESSING_WORKER"
+    /// The coordinator's pid, so a worker can detect that its parent died while it started.
+    static let parentEnvironmentKey = "SWIFT_MULTIPROCESSING_PARENT"
+
+    static var preamble: [UInt8] {
+        magic + [UInt8(truncatingIfNeeded: version), UInt8(truncatingIfNeeded: version >> 8), 0, 0]
+    }
+}
+
+/// The type byte of a frame.
+enum FrameType: UInt8, CaseIterable, Sendable {
+    /// Worker → coordinator, first frame: pid and the names of the jobs served.
+    case workerHello = 0x01
+    /// Coordinator → worker, first frame: limits the worker must respect.
+    case coordinatorHello = 0x02
+    /// Coordinator → worker: a batch of jobs.
+    case jobs = 0x10
+    /// Worker → coordinator: results for consecutive jobs of one batch.
+    case results = 0x11
+    /// Coordinator → worker: finish the current batch and exit.
+    case shutdown = 0x20
+    /// Worker → coordinator: the worker cannot go on; a message says why.
+    case fatal = 0x7F
+}
+
+/// How a payload's bytes encode its value.
+enum PayloadCodec: UInt8, Sendable {
+    /// The compact binary format of ``BinaryPayloadEncoder``.
+    case binary = 0
+    /// UTF-8 JSON, as `JSONEncoder` writes it.
+    case json = 1
+}
+
+/// What became of one job, as the worker reports it.
+enum ResultStatus: UInt8 {
+    /// Payload: codec byte, then a length-prefixed output.
+    case succeeded = 0
+    /// Payload: the error's type name, then its description (two strings).
+    case threw = 1
+    /// The worker could not decode the input. Payload: a description.
+    case inputDecodingFailed = 2
+    /// The worker could not encode the output. Payload: a description.
+    case outputEncodingFailed = 3
+    /// The job index is not one the worker announced. Payload: the index.
+    case unknownJob = 4
+}
