@@ -1,0 +1,39 @@
+import Foundation
+
+/// A task executor backed by one thread the worker owns.
+///
+/// The worker's serve loop runs with this executor as its preference, so the blocking reads and
+/// writes on the protocol pipes happen on this thread rather than on Swift's cooperative pool,
+/// and a job's `run` is called without hopping between threads.
+final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
+    // @unchecked: `pending` is only touched with `condition` locked.
+    private let condition = NSCondition()
+    private var pending: [UnownedJob] = []
+
+    init(name: String) {
+        let thread = Thread { self.runJobs() }  // the thread keeps the executor alive for good
+        thread.name = name
+        thread.stackSize = 16 << 20  // jobs may recurse deeply; the main thread has 8 MiB
+        thread.start()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        condition.lock()
+        pending.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func runJobs() -> Never {
+        var batch: [UnownedJob] = []
+        while true {
+            condition.lock()
+            while pending.isEmpty { condition.wait() }
+            swap(&batch, &pending)
+            condition.unlock()
+            for job in batch { job.runSynchronously(on: asUnownedTaskExecutor()) }
+            batch.removeAll(keepingCapacity: true)
+        }
+    }
+}

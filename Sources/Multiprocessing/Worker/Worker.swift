@@ -1,0 +1,218 @@
+/// The worker side of a pool: serves registered jobs over the protocol on stdin and stdout.
+///
+/// A standalone worker binary is a `main` that calls ``serve(jobs:)``. An application that is
+/// its own worker calls ``serveIfSpawned(jobs:)`` first thing in `main`: in a process a pool
+/// spawned it serves jobs and never returns; anywhere else it returns at once.
+public enum Worker {
+    /// Whether this process was spawned by a ``ProcessPool`` to serve jobs.
+    public static var isSpawnedByPool: Bool {
+        WorkerProcess.environmentValue(WireProtocol.workerEnvironmentKey) != nil
+    }
+
+    /// Serves `jobs` if this process was spawned by a pool; returns at once otherwise.
+    ///
+    /// - Parameter jobs: The job types this process serves.
+    /// - Throws: ``ProcessPoolError`` if two jobs share a name or the protocol streams cannot be set up.
+    public static func serveIfSpawned(jobs: [any Job.Type]) async throws {
+        guard isSpawnedByPool else { return }
+        try await serve(jobs: jobs)
+    }
+
+    /// Serves `jobs` over the protocol on standard input and output until the coordinator
+    /// closes the connection or asks the worker to stop, then exits the process.
+    ///
+    /// Before any job runs, the protocol moves to private descriptors, standard input reads
+    /// from `/dev/null` and standard output is redirected to standard error, so a job that
+    /// prints cannot corrupt a frame. Started by a pool on Linux, the worker also asks to be
+    /// killed when the pool's process dies.
+    ///
+    /// - Parameter jobs: The job types this process serves.
+    /// - Throws: ``ProcessPoolError`` if two jobs share a name or the protocol streams cannot
+    ///   be set up; once serving, it never returns.
+    public static func serve(jobs: [any Job.Type]) async throws -> Never {
+        let registry = try JobRegistry(jobs)
+        if let parent = WorkerProcess.environmentValue(WireProtocol.parentEnvironmentKey), let parentID = Int32(parent) {
+            WorkerProcess.dieWithParent(expectedParent: parentID)
+        }
+        // Jobs that start processes (or pools) of their own must not make them workers.
+        WorkerProcess.removeEnvironmentValue(WireProtocol.workerEnvironmentKey)
+        WorkerProcess.removeEnvironmentValue(WireProtocol.parentEnvironmentKey)
+        let streams: (input: FileDescriptor, output: FileDescriptor)
+        do {
+            streams = try WorkerProcess.takeProtocolStreams()
+        } catch {
+            throw ProcessPoolError(.protocolViolation, "cannot set up the worker's protocol streams: \(error)")
+        }
+        WorkerProcess.exitWhenClosed(streams.input)
+        let executor = DedicatedThreadExecutor(name: "multiprocessing-worker")
+        let loop = WorkerLoop(registry: registry, input: streams.input, output: streams.output)
+        await withTaskExecutorPreference(executor) {
+            await loop.run()
+        }
+        WorkerProcess.exitProcess(0)
+    }
+}
+
+/// Reads jobs frames, runs their jobs in order, and writes results frames. Runs on the
+/// worker's own thread, where blocking on the pipes is allowed.
+final class WorkerLoop: @unchecked Sendable {
+    // @unchecked: used by exactly one task, the serve loop, for the life of the process.
+    private let registry: JobRegistry
+    private let input: FileDescriptor
+    private let output: FileDescriptor
+    private var reader = FrameReader()
+    private var writer = WireWriter(reservingCapacity: 64 * 1024)
+    private var maximumFrameSize = WireProtocol.defaultMaximumFrameSize
+    /// A jobs frame's body, copied out of the reader so it stays put while jobs await.
+    private var batch: UnsafeMutableRawBufferPointer = .allocate(byteCount: 64 * 1024, alignment: 16)
+
+    /// Results are sent when a batch ends, or sooner once this much time has passed since the
+    /// last send, so the coordinator learns of finished work (and of where a crash happened)
+    /// without a write per tiny job.
+    private static let flushInterval: Duration = .milliseconds(2)
+
+    init(registry: JobRegistry, input: FileDescriptor, output: FileDescriptor) {
+        self.registry = registry
+        self.input = input
+        self.output = output
+    }
+
+    /// Serves until the coordinator goes away; ends the process rather than return.
+    func run() async {
+        writer.writePreamble()
+        WorkerHello(processID: Int(WorkerProcess.processID), jobNames: registry.names).write(to: &writer)
+        flush()
+        do {
+            while true {
+                let frame = try readFrame()
+                switch frame {
+                case nil:
+                    WorkerProcess.exitProcess(0)  // the coordinator closed the connection
+                case .coordinatorHello(let hello)?:
+                    maximumFrameSize = hello.maximumFrameSize
+                case .shutdown?:
+                    WorkerProcess.exitProcess(0)
+                case .jobs(let byteCount)?:
+                    try await runBatch(byteCount: byteCount)
+                }
+            }
+        } catch {
+            fail("\(error)")
+        }
+    }
+
+    private enum IncomingFrame {
+        case coordinatorHello(CoordinatorHello)
+        case jobs(byteCount: Int)
+        case shutdown
+    }
+
+    /// Blocks until a whole frame has arrived; nil at end of stream.
+    private func readFrame() throws -> IncomingFrame? {
+        while true {
+            let frame = try reader.nextFrame { type, body -> IncomingFrame in
+                switch FrameType(rawValue: type) {
+                case .coordinatorHello?:
+                    return .coordinatorHello(try CoordinatorHello(body: body))
+                case .jobs?:
+                    if batch.count < body.count {
+                        batch.deallocate()
+                        batch = .allocate(byteCount: max(body.count, batch.count * 2), alignment: 16)
+                    }
+                    batch.copyMemory(from: body)
+                    return .jobs(byteCount: body.count)
+                case .shutdown?:
+                    return .shutdown
+                default:
+                    throw WireError("unexpected frame type \(type) from the coordinator")
+                }
+            }
+            if let frame { return frame }
+            var ended = false
+            try reader.readIntoStorage { buffer in
+                let count = try input.readWaiting(into: buffer)
+                ended = count == 0
+                return count
+            }
+            if ended {
+                if reader.bufferedByteCount > 0 { throw WireError("the coordinator's stream ended inside a frame") }
+                return nil
+            }
+        }
+    }
+
+    private func runBatch(byteCount: Int) async throws {
+        var jobs = try JobsFrameReader(body: UnsafeRawBufferPointer(rebasing: batch[0..<byteCount]))
+        let clock = ContinuousClock()
+        var firstPosition = 0
+        var position = 0
+        var frameStart = beginResults()
+        var sectionStart = clock.now
+        var checkClockEvery = 1
+        while let job = try jobs.next() {
+            if job.jobIndex < registry.handlers.count {
+                await registry.handlers[job.jobIndex].perform(
+                    codec: job.codec, payload: job.payload, maximumOutputSize: maximumFrameSize, into: &writer)
+            } else {
+                WireOutcome.unknownJob(index: job.jobIndex).write(to: &writer)
+            }
+            position += 1
+            // Reading the clock costs about as much as a tiny job: after a few fast jobs, only
+            // look every 64th time.
+            if position % checkClockEvery == 0 && position < jobs.count {
+                let now = clock.now
+                if now - sectionStart >= Self.flushInterval {
+                    try endResults(frameStart, batchID: jobs.batchID, firstPosition: firstPosition, count: position - firstPosition, elapsed: now - sectionStart)
+                    flush()
+                    firstPosition = position
+                    frameStart = beginResults()
+                    sectionStart = now
+                } else if now - sectionStart < .microseconds(20) * position {
+                    checkClockEvery = 64
+                }
+            }
+        }
+        try endResults(frameStart, batchID: jobs.batchID, firstPosition: firstPosition, count: position - firstPosition, elapsed: clock.now - sectionStart)
+        flush()
+    }
+
+    /// Starts a results frame; the header is written at the end, when the count is known.
+    private func beginResults() -> Int {
+        writer.beginFrame(.results)
+    }
+
+    private func endResults(_ frameStart: Int, batchID: UInt64, firstPosition: Int, count: Int, elapsed: Duration) throws {
+        // The header goes before the results, so write it separately and splice it in.
+        var header = WireWriter(reservingCapacity: 32)
+        let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+        ResultsHeader(batchID: batchID, firstPosition: firstPosition, count: count, elapsedNanoseconds: UInt64(max(0, nanoseconds))).write(to: &header)
+        writer.bytes.insert(contentsOf: header.bytes, at: frameStart + WireProtocol.frameHeaderSize)
+        do {
+            try writer.endFrame(startingAt: frameStart, maximumFrameSize: maximumFrameSize)
+        } catch {
+            // Each output was checked against the limit, but together they may exceed it.
+            fail("a results frame exceeded the maximum frame size: \(error)")
+        }
+    }
+
+    private func flush() {
+        guard !writer.bytes.isEmpty else { return }
+        do {
+            try writer.bytes.withUnsafeBytes { bytes in try output.writeAll(bytes) }
+        } catch {
+            // The coordinator is gone; nobody is left to serve.
+            WorkerProcess.exitProcess(0)
+        }
+        writer.bytes.removeAll(keepingCapacity: writer.bytes.capacity <= 4 << 20)
+    }
+
+    private func fail(_ message: String) -> Never {
+        WorkerProcess.writeDiagnostic("multiprocessing worker \(WorkerProcess.processID): \(message)")
+        writer.bytes.removeAll()
+        let start = writer.beginFrame(.fatal)
+        writer.bytes.append(contentsOf: Array(message.utf8))
+        try? writer.endFrame(startingAt: start, maximumFrameSize: WireProtocol.absoluteMaximumFrameSize)
+        flush()
+        WorkerProcess.exitProcess(2)
+    }
+}
