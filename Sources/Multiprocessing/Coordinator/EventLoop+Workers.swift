@@ -1,0 +1,328 @@
+import Foundation
+
+/// Starting workers, reading what they send, and dealing with their deaths.
+extension EventLoop {
+    // MARK: Spawning
+
+    func spawnWorker() throws(ProcessPoolError) -> WorkerConnection {
+        let configuration = core.configuration
+        let executable: String
+        let arguments: [String]
+        if let path = configuration.executablePath {
+            executable = path
+            arguments = configuration.arguments ?? []
+        } else {
+            guard let path = currentExecutablePath() else {
+                throw ProcessPoolError(.spawnFailed, "cannot find the running program's path to re-execute it as a worker")
+            }
+            executable = path
+            arguments = configuration.arguments ?? Array(CommandLine.arguments.dropFirst())
+        }
+        var environment = currentEnvironment().filter {
+            !$0.hasPrefix(WireProtocol.workerEnvironmentKey + "=") && !$0.hasPrefix(WireProtocol.parentEnvironmentKey + "=")
+        }
+        for (key, value) in configuration.environment {
+            environment.removeAll { $0.hasPrefix(key + "=") }
+            environment.append("\(key)=\(value)")
+        }
+        // A crashing worker's Swift backtrace is kept short, so the crash report's tail still
+        // shows the fatal error message and the crashing frames, and the worker dies quickly.
+        if !environment.contains(where: { $0.hasPrefix("SWIFT_BACKTRACE=") }) {
+            environment.append("SWIFT_BACKTRACE=interactive=no,color=no,threads=crashed,registers=none,images=none,limit=12,top=4")
+        }
+        environment.append("\(WireProtocol.workerEnvironmentKey)=\(WireProtocol.version)")
+        environment.append("\(WireProtocol.parentEnvironmentKey)=\(ProcessInfo.processInfo.processIdentifier)")
+
+        var created: [FileDescriptor] = []
+        func fail(_ message: String, _ error: SystemCallError) -> ProcessPoolError {
+            for descriptor in created { descriptor.close() }
+            var failure = ProcessPoolError(.spawnFailed, "\(message): \(error.call) failed")
+            failure.errno = error.errno
+            failure.executablePath = executable
+            return failure
+        }
+        let stdinPipe, stdoutPipe, stderrPipe: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
+        do {
+            stdinPipe = try FileDescriptor.pipe()
+            created += [stdinPipe.readEnd, stdinPipe.writeEnd]
+            stdoutPipe = try FileDescriptor.pipe()
+            created += [stdoutPipe.readEnd, stdoutPipe.writeEnd]
+            stderrPipe = try FileDescriptor.pipe()
+            created += [stderrPipe.readEnd, stderrPipe.writeEnd]
+            // Only our ends are non-blocking; the worker's stay blocking, as a program expects.
+            try stdinPipe.writeEnd.setNonBlocking()
+            try stdoutPipe.readEnd.setNonBlocking()
+            try stderrPipe.readEnd.setNonBlocking()
+        } catch {
+            throw fail("cannot create the worker's pipes", error)
+        }
+        // Larger pipes mean fewer wake-ups for big batches; the default still works.
+        stdinPipe.writeEnd.trySetPipeBufferSize(1 << 20)
+        stdoutPipe.writeEnd.trySetPipeBufferSize(1 << 20)
+
+        let process: ChildProcess
+        do {
+            process = try spawnProcess(
+                executable: executable, arguments: arguments, environment: environment,
+                standardInput: stdinPipe.readEnd, standardOutput: stdoutPipe.writeEnd, standardError: stderrPipe.writeEnd)
+        } catch {
+            for descriptor in created { descriptor.close() }
+            var failure = ProcessPoolError(.spawnFailed, "cannot start the worker executable (\(error.call) failed)")
+            failure.errno = error.errno
+            failure.executablePath = executable
+            throw failure
+        }
+        // The child has its copies; keeping ours would hide its exit (no end of file).
+        stdinPipe.readEnd.close()
+        stdoutPipe.writeEnd.close()
+        stderrPipe.writeEnd.close()
+
+        let worker = WorkerConnection(
+            process: process, input: stdinPipe.writeEnd, output: stdoutPipe.readEnd, errorOutput: stderrPipe.readEnd,
+            maximumFrameSize: configuration.maximumFrameSize)
+        worker.outgoing.writePreamble()
+        CoordinatorHello(maximumFrameSize: configuration.maximumFrameSize).write(to: &worker.outgoing)
+        _ = worker.flushOutgoing()
+        return worker
+    }
+
+    // MARK: Reading
+
+    /// Reads what the worker has written and acts on every complete frame.
+    func readOutput(of worker: WorkerConnection) {
+        // A bounded number of reads per wake-up keeps one busy worker from starving the rest.
+        for _ in 0..<16 {
+            var ended = false
+            var wouldBlock = false
+            worker.reader.readIntoStorage { buffer in
+                let result = Result { () throws(SystemCallError) in try worker.output.read(into: buffer) }
+                switch result {
+                case .success(.transferred(let count)):
+                    ended = count == 0
+                    return count
+                case .success(.wouldBlock):
+                    wouldBlock = true
+                    return 0
+                case .failure:
+                    ended = true
+                    return 0
+                }
+            }
+            if !ended && !wouldBlock { processFrames(of: worker) }
+            if ended {
+                worker.outputEnded = true
+                return
+            }
+            if wouldBlock { return }
+        }
+    }
+
+    func readErrorOutput(of worker: WorkerConnection) {
+        for _ in 0..<16 {
+            guard readChunkOfErrorOutput(worker) else { return }
+        }
+    }
+
+    private func processFrames(of worker: WorkerConnection) {
+        guard worker.violation == nil else { return }
+        do {
+            while try worker.reader.nextFrame({ type, body in try handleFrame(type: type, body: body, from: worker) }) != nil {}
+        } catch {
+            protocolViolation(by: worker, "\(error)")
+        }
+    }
+
+    private func handleFrame(type: UInt8, body: UnsafeRawBufferPointer, from worker: WorkerConnection) throws {
+        switch (worker.state, FrameType(rawValue: type)) {
+        case (.starting, .workerHello?):
+            let hello = try WorkerHello(body: body)
+            worker.jobNames = hello.jobNames
+            worker.jobIndexByName = Dictionary(hello.jobNames.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+            worker.state = .ready
+            noteStartSuccess()
+        case (.starting, _):
+            throw WireError("expected the worker's hello, received a frame of type \(type)")
+        case (_, .results?):
+            try deliverResults(body: body, from: worker)
+        case (_, .fatal?):
+            worker.fatalMessage = fatalMessage(from: body)
+        case (_, .workerHello?):
+            throw WireError("a second hello")
+        default:
+            throw WireError("unexpected frame type \(type) from a worker")
+        }
+    }
+
+    private func deliverResults(body: UnsafeRawBufferPointer, from worker: WorkerConnection) throws {
+        var results = try ResultsFrameReader(body: body)
+        let header = results.header
+        guard let batch = worker.inFlight.first, batch.id == header.batchID else {
+            throw WireError("results for batch \(header.batchID), which is not the batch the worker is running")
+        }
+        guard header.firstPosition == batch.resolvedCount, header.count <= batch.count - batch.resolvedCount else {
+            throw WireError("results \(header.firstPosition)..<\(header.firstPosition + header.count) for batch \(batch.id) of \(batch.count) jobs, of which \(batch.resolvedCount) were already answered")
+        }
+        var lastName: String?
+        while let outcome = try results.next() {
+            let (slice, position) = batch.nextUnresolved()
+            batch.markNextResolved()
+            lastName = slice.chunk.jobName
+            let jobOutcome: JobOutcome
+            switch outcome {
+            case .succeeded(let rawCodec, let payload):
+                if let codec = PayloadCodec(rawValue: rawCodec) {
+                    jobOutcome = .succeeded(codec: codec, payload: payload)
+                } else {
+                    jobOutcome = .failed(workerError(.protocolViolation, "the worker answered with unknown codec \(rawCodec)", worker))
+                }
+            case .threw(let typeName, let description):
+                var error = workerError(.jobThrew, description, worker)
+                error.remoteErrorType = typeName
+                jobOutcome = .failed(error)
+            case .inputDecodingFailed(let description):
+                jobOutcome = .failed(workerError(.decodingFailed, "the worker could not decode the input: \(description)", worker))
+            case .outputEncodingFailed(let description):
+                jobOutcome = .failed(workerError(.encodingFailed, "the worker could not encode the output: \(description)", worker))
+            case .unknownJob(let index):
+                jobOutcome = .failed(workerError(.unknownJob, "the worker does not serve job index \(index)", worker))
+            }
+            slice.chunk.sink.deliver(index: slice.inputIndex(at: position), jobID: slice.jobID(at: position), jobName: slice.chunk.jobName, outcome: jobOutcome)
+        }
+        if let lastName { recordCost(jobName: lastName, count: header.count, elapsedNanoseconds: header.elapsedNanoseconds) }
+        if batch.resolvedCount == batch.count { worker.inFlight.removeFirst() }
+    }
+
+    private func workerError(_ code: ProcessPoolError.Code, _ message: String, _ worker: WorkerConnection) -> ProcessPoolError {
+        var error = ProcessPoolError(code, message)
+        error.workerProcessID = worker.pid
+        return error
+    }
+
+    /// The worker broke the protocol: kill it; its exit handler fails or requeues its jobs.
+    func protocolViolation(by worker: WorkerConnection, _ message: String) {
+        guard worker.violation == nil else { return }
+        worker.violation = message
+        worker.state = .stopping
+        worker.process.signalGroup(SIGKILL)
+    }
+
+    // MARK: Exits
+
+    func handleExit(of worker: WorkerConnection) {
+        // 1. Take in whatever it wrote before dying: results sent before a crash still count,
+        //    and stderr holds the crash message.
+        if !worker.outputEnded { readOutput(of: worker) }
+        while !worker.errorOutputEnded, readChunkOfErrorOutput(worker) {}
+        // 2. Reap it (it has exited: this does not block for long).
+        let status: TerminationStatus
+        do {
+            status = try worker.process.reap()
+        } catch {
+            status = .exited(-1)
+        }
+        worker.closeAll()
+        removeWorker(worker)
+
+        let lifecycle = core.state.withLock { $0.lifecycle }
+        // 3. Its jobs.
+        if worker.state == .starting || (worker.jobNames.isEmpty && worker.violation != nil) {
+            var error = workerError(.protocolViolation, worker.violation.map { "the worker broke the protocol before its handshake: \($0)" }
+                ?? "the worker exited before its handshake", worker)
+            if worker.violation == nil, let fatal = worker.fatalMessage { error.message += ": \(fatal)" }
+            error.terminationStatus = status
+            error.standardErrorTail = worker.standardErrorTail()
+            noteStartFailure(error)
+        }
+        rescueJobs(of: worker, status: status, lifecycle: lifecycle)
+
+        // 4. Replace it while there is work to do.
+        replaceWorkerIfNeeded(lifecycle: lifecycle)
+    }
+
+    /// Reads one piece of the worker's stderr, keeps its tail and forwards it; false when
+    /// nothing more is there now.
+    func readChunkOfErrorOutput(_ worker: WorkerConnection) -> Bool {
+        guard let count = readChunk(from: worker.errorOutput) else { return false }
+        guard count > 0 else {
+            worker.errorOutputEnded = true
+            return false
+        }
+        readBufferBytes(count) { bytes in
+            worker.recordStandardError(bytes)
+            if core.configuration.forwardsWorkerStandardError { try? FileDescriptor.standardError.writeAll(bytes) }
+        }
+        return true
+    }
+
+    /// Fails the job the worker died running and puts every job it had not started back in the
+    /// queue. Results arrive in order, so the first job without a result in the first batch is
+    /// the one that was running — unless the worker had results it had not sent yet; then any
+    /// of that batch's unanswered jobs may be the culprit, and each is retried alone.
+    private func rescueJobs(of worker: WorkerConnection, status: TerminationStatus, lifecycle: SchedulerState.Lifecycle) {
+        guard let running = worker.inFlight.first else { return }
+        let waiting = worker.inFlight.dropFirst().flatMap { $0.unresolvedSlices() }
+        let unanswered = running.unresolvedSlices()
+        worker.inFlight.removeAll()
+
+        func crashError() -> ProcessPoolError {
+            var error: ProcessPoolError
+            if lifecycle == .cancelling {
+                error = workerError(.poolShutDown, "the pool was shut down while the job ran", worker)
+            } else if let violation = worker.violation {
+                error = workerError(.protocolViolation, "the worker broke the protocol: \(violation)", worker)
+            } else {
+                error = workerError(.workerCrashed, "the worker died while running the job", worker)
+                if let fatal = worker.fatalMessage { error.message += " (\(fatal))" }
+            }
+            error.terminationStatus = status
+            error.standardErrorTail = worker.standardErrorTail()
+            return error
+        }
+
+        if lifecycle == .cancelling {
+            for slice in unanswered + waiting { deliverFailure(crashError(), to: slice) }
+            return
+        }
+        var requeue: [ChunkSlice] = []
+        let unansweredCount = unanswered.reduce(0) { $0 + $1.count }
+        if unansweredCount == 1 {
+            deliverFailure(crashError(), to: unanswered[0])
+        } else {
+            for slice in unanswered {
+                for position in slice.positions {
+                    requeue.append(ChunkSlice(chunk: slice.chunk, positions: position..<position + 1, isSuspect: true))
+                }
+            }
+        }
+        requeue.append(contentsOf: waiting)
+        core.state.withLock { $0.requeueAtFront(requeue) }
+    }
+
+    private func replaceWorkerIfNeeded(lifecycle: SchedulerState.Lifecycle) {
+        guard lifecycle == .running || lifecycle == .draining else { return }
+        let queueIsEmpty = core.state.withLock { $0.queue.isEmpty }
+        if lifecycle == .draining && queueIsEmpty { return }
+        if workersCannotStart {
+            guard workers.isEmpty else { return }
+            breakPool(with: lastStartFailureError ?? ProcessPoolError(.spawnFailed, "workers cannot be started"))
+            return
+        }
+        do {
+            addWorker(try spawnWorker())
+        } catch {
+            if workers.isEmpty { breakPool(with: error) }
+        }
+    }
+
+    /// No worker can run: fail what is queued and refuse new work, rather than spin.
+    private func breakPool(with error: ProcessPoolError) {
+        var failure = error
+        failure.message = "no worker could be started: " + failure.message
+        core.state.withLock { $0.brokenError = failure }
+        failQueued(with: failure)
+    }
+
+    private func readBufferBytes(_ count: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
+        withReadBuffer { buffer in body(UnsafeRawBufferPointer(rebasing: buffer[0..<count])) }
+    }
+}

@@ -1,0 +1,322 @@
+import Foundation
+
+/// The pool's I/O thread: one `poll` loop over every worker's pipes and exit descriptor.
+///
+/// Every blocking system call of the coordinator happens here, on a thread the pool owns; the
+/// callers' tasks only take the scheduler lock and await continuations. Workers are spawned
+/// from this thread too, because Linux delivers a worker's parent-death signal when the
+/// *thread* that spawned it ends: this one lives exactly as long as the pool.
+final class EventLoop: @unchecked Sendable {
+    // @unchecked: after `start`, every stored property is touched only on the loop's thread.
+    let core: PoolCore
+    var workers: [WorkerConnection] = []
+    private var pollSet = PollSet()
+    private var nextBatchID: UInt64 = 1
+    /// Measured nanoseconds per job, by job name (an exponentially weighted average).
+    private var costPerJob: [String: Double] = [:]
+    /// Workers that died before their hello, since the last one that completed it.
+    private var consecutiveStartFailures = 0
+    private var lastStartFailure: ProcessPoolError?
+    private let clock = ContinuousClock()
+    private var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
+
+    /// A batch aims at this much work, so that per-batch costs (a write, a read, two wake-ups)
+    /// vanish next to the jobs, while the last batches of a call still spread over all workers.
+    static let targetBatchNanoseconds: Double = 1_000_000
+    /// Batches in flight per worker: one running, one waiting in the pipe.
+    static let pipelineDepth = 2
+    static let maximumBatchBytes = 4 << 20
+    /// After this many workers in a row die before their handshake, the pool stops trying.
+    static let startFailureLimit = 3
+    /// How long a worker may take to exit after its input is closed or it is sent SIGTERM.
+    static let terminationGrace: Duration = .seconds(2)
+
+    init(core: PoolCore) {
+        self.core = core
+    }
+
+    /// Starts the loop's thread; `started` is called on it once the first workers are spawned
+    /// (with the error if they could not be).
+    func start(started: @escaping @Sendable (ProcessPoolError?) -> Void) {
+        let thread = Thread { [self] in
+            // A worker that dies makes our next write to it raise SIGPIPE on this thread;
+            // blocked here, the write just fails with EPIPE and the exit is handled as usual.
+            blockBrokenPipeSignal()
+            let error = spawnInitialWorkers()
+            started(error)
+            if error == nil { runLoop() }
+            finish()
+        }
+        thread.name = "multiprocessing-pool"
+        thread.start()
+    }
+
+    private func spawnInitialWorkers() -> ProcessPoolError? {
+        for _ in 0..<max(1, core.configuration.workerCount) {
+            do {
+                addWorker(try spawnWorker())
+            } catch {
+                for worker in workers { worker.process.signalGroup(SIGKILL) }
+                for worker in workers {
+                    _ = try? worker.process.reap()
+                    worker.closeAll()
+                }
+                workers.removeAll()
+                publishWorkerProcessIDs()
+                core.state.withLock { $0.lifecycle = .stopped }
+                return error
+            }
+        }
+        return nil
+    }
+
+    func addWorker(_ worker: WorkerConnection) {
+        workers.append(worker)
+        publishWorkerProcessIDs()
+    }
+
+    func removeWorker(_ worker: WorkerConnection) {
+        workers.removeAll { $0 === worker }
+        publishWorkerProcessIDs()
+    }
+
+    private func publishWorkerProcessIDs() {
+        let pids = workers.map(\.pid)
+        core.state.withLock { $0.workerProcessIDs = pids }
+    }
+
+    // MARK: The loop
+
+    private func runLoop() {
+        while true {
+            dispatchWork()
+            if advanceLifecycle() { return }
+            let timeout = pollTimeout()
+            pollSet.removeAll()
+            pollSet.add(core.waker.descriptor, .readable)
+            var slots: [(worker: WorkerConnection, output: Int?, error: Int?, input: Int?, exit: Int?)] = []
+            for worker in workers {
+                let output = worker.outputEnded ? nil : pollSet.add(worker.output, .readable)
+                let error = worker.errorOutputEnded ? nil : pollSet.add(worker.errorOutput, .readable)
+                let input = (worker.pendingOutgoingBytes > 0 && !worker.inputClosed) ? pollSet.add(worker.input, .writable) : nil
+                let exit = worker.process.exitDescriptor.map { pollSet.add($0, .readable) }
+                slots.append((worker, output, error, input, exit))
+            }
+            do {
+                try pollSet.wait(timeoutMilliseconds: timeout)
+            } catch {
+                fatalError("multiprocessing: the pool's poll loop failed: \(error)")
+            }
+            if !pollSet.events(at: 0).isEmpty { core.waker.drain() }
+            for slot in slots {
+                let worker = slot.worker
+                if let index = slot.output, !pollSet.events(at: index).isEmpty { readOutput(of: worker) }
+                if let index = slot.error, !pollSet.events(at: index).isEmpty { readErrorOutput(of: worker) }
+                if let index = slot.input, !pollSet.events(at: index).isEmpty, !worker.flushOutgoing() {
+                    // Its stdin is broken: the worker is gone or going; its exit will be seen.
+                    worker.closeInput()
+                }
+                let exited: Bool
+                if let index = slot.exit {
+                    exited = !pollSet.events(at: index).isEmpty
+                } else {
+                    exited = worker.outputEnded && worker.errorOutputEnded
+                }
+                if exited { handleExit(of: worker) }
+            }
+            enforceKillDeadlines()
+        }
+    }
+
+    private func pollTimeout() -> Int32 {
+        let deadlines = workers.compactMap(\.killDeadline)
+        guard let nearest = deadlines.min() else { return -1 }
+        let remaining = nearest - clock.now
+        if remaining <= .zero { return 0 }
+        let (seconds, attoseconds) = remaining.components
+        return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
+    }
+
+    private func enforceKillDeadlines() {
+        let now = clock.now
+        for worker in workers {
+            if let deadline = worker.killDeadline, deadline <= now {
+                worker.process.signalGroup(SIGKILL)
+                worker.killDeadline = nil
+            }
+        }
+    }
+
+    /// Moves the pool through draining or cancelling; returns true when the loop should end.
+    private func advanceLifecycle() -> Bool {
+        let (lifecycle, queueIsEmpty) = core.state.withLock { ($0.lifecycle, $0.queue.isEmpty) }
+        switch lifecycle {
+        case .running:
+            return false
+        case .draining:
+            if queueIsEmpty {
+                for worker in workers where worker.isIdle && worker.state != .stopping {
+                    requestExit(of: worker)
+                }
+            }
+        case .cancelling:
+            failQueued(with: ProcessPoolError(.poolShutDown, "the pool was shut down before the job ran"))
+            for worker in workers where worker.state != .stopping {
+                if worker.inFlight.isEmpty {
+                    requestExit(of: worker)
+                } else {
+                    worker.state = .stopping
+                    worker.process.signalGroup(SIGTERM)
+                    worker.killDeadline = clock.now + Self.terminationGrace
+                }
+            }
+        case .stopped:
+            break
+        }
+        return workers.isEmpty
+    }
+
+    /// Closes the worker's input: it finishes what it has and exits on end of stream.
+    private func requestExit(of worker: WorkerConnection) {
+        worker.state = .stopping
+        if worker.pendingOutgoingBytes == 0 { worker.closeInput() }
+        worker.killDeadline = clock.now + Self.terminationGrace
+    }
+
+    private func finish() {
+        let waiters = core.state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.lifecycle = .stopped
+            defer { state.shutdownWaiters.removeAll() }
+            return state.shutdownWaiters
+        }
+        // Anything still queued can no longer run.
+        failQueued(with: ProcessPoolError(.poolShutDown, "the pool was shut down before the job ran"))
+        for waiter in waiters { waiter.resume() }
+    }
+
+    // MARK: Dispatch
+
+    private func dispatchWork() {
+        for worker in workers where worker.state == .ready {
+            while worker.inFlight.count < Self.pipelineDepth && worker.pendingOutgoingBytes < Self.maximumBatchBytes {
+                let workerCount = max(1, workers.count)
+                let (slices, waiters) = core.state.withLock { state in
+                    let batch = state.takeBatch(maximumBytes: Self.maximumBatchBytes) { jobName, queuedJobs in
+                        self.batchLimit(jobName: jobName, queuedJobs: queuedJobs, workerCount: workerCount)
+                    }
+                    return (batch, state.takeSpaceWaitersIfReady())
+                }
+                for waiter in waiters { waiter.resume() }
+                guard !slices.isEmpty else { break }
+                send(slices, to: worker)
+            }
+            if worker.pendingOutgoingBytes > 0 && !worker.flushOutgoing() {
+                worker.closeInput()
+            }
+        }
+    }
+
+    private func batchLimit(jobName: String, queuedJobs: Int, workerCount: Int) -> Int {
+        if let fixed = core.configuration.batchSize { return max(1, fixed) }
+        // Until a job of this kind has been timed, send one to time it.
+        guard let cost = costPerJob[jobName] else { return 1 }
+        let byCost = Int(Self.targetBatchNanoseconds / max(cost, 1))
+        // Leave work for every worker's pipeline, so the end of a call is not one long batch.
+        let bySpread = (queuedJobs + Self.pipelineDepth * workerCount - 1) / (Self.pipelineDepth * workerCount)
+        return max(1, min(byCost, bySpread, 1 << 16))
+    }
+
+    private func send(_ slices: [ChunkSlice], to worker: WorkerConnection) {
+        // Jobs the worker does not serve fail here, without a round trip.
+        var sendable: [ChunkSlice] = []
+        var unknown: [ChunkSlice] = []
+        for slice in slices {
+            if worker.jobIndexByName[slice.chunk.jobName] != nil { sendable.append(slice) } else { unknown.append(slice) }
+        }
+        for slice in unknown {
+            var error = ProcessPoolError(.unknownJob, "no worker serves a job named \"\(slice.chunk.jobName)\"")
+            error.availableJobNames = worker.jobNames
+            error.workerProcessID = worker.pid
+            deliverFailure(error, to: slice)
+        }
+        guard !sendable.isEmpty else { return }
+        let batch = InFlightBatch(id: nextBatchID, slices: sendable)
+        nextBatchID += 1
+        let frame = JobsFrameWriter(batchID: batch.id, count: batch.count, into: &worker.outgoing)
+        for slice in sendable {
+            let jobIndex = worker.jobIndexByName[slice.chunk.jobName]!
+            for position in slice.positions {
+                slice.chunk.withPayload(at: position) { payload in
+                    frame.append(jobIndex: jobIndex, codec: slice.chunk.codec.rawValue, payload: payload, into: &worker.outgoing)
+                }
+            }
+        }
+        do {
+            try frame.end(into: &worker.outgoing, maximumFrameSize: core.configuration.maximumFrameSize)
+        } catch {
+            // Cannot happen for one job (inputs are checked against the limit when encoded),
+            // and batches stay far below it; fail the jobs rather than the pool.
+            for slice in sendable { deliverFailure(ProcessPoolError(.encodingFailed, "\(error)"), to: slice) }
+            return
+        }
+        worker.inFlight.append(batch)
+    }
+
+    // MARK: Failing queued work
+
+    func failQueued(with error: ProcessPoolError) {
+        let (slices, waiters) = core.state.withLock { state in
+            (state.removeAllQueued(), state.takeSpaceWaitersIfReady())
+        }
+        for waiter in waiters { waiter.resume() }
+        for slice in slices { deliverFailure(error, to: slice) }
+    }
+
+    func deliverFailure(_ error: ProcessPoolError, to slice: ChunkSlice) {
+        let sink = slice.chunk.sink
+        for position in slice.positions {
+            var failure = error
+            failure.jobID = slice.jobID(at: position)
+            sink.deliver(index: slice.inputIndex(at: position), jobID: slice.jobID(at: position), jobName: slice.chunk.jobName, outcome: .failed(failure))
+        }
+    }
+
+    // MARK: Reading
+
+    func readChunk(from descriptor: FileDescriptor) -> Int? {
+        let result = readBuffer.withUnsafeMutableBytes { buffer in
+            Result { () throws(SystemCallError) in try descriptor.read(into: buffer) }
+        }
+        switch result {
+        case .success(.transferred(let count)): return count
+        case .success(.wouldBlock): return nil
+        case .failure: return 0  // treat a broken pipe like its end
+        }
+    }
+
+    func withReadBuffer(_ body: (UnsafeRawBufferPointer) -> Void) {
+        readBuffer.withUnsafeBytes(body)
+    }
+
+    func noteStartFailure(_ error: ProcessPoolError) {
+        consecutiveStartFailures += 1
+        lastStartFailure = error
+    }
+
+    func noteStartSuccess() {
+        consecutiveStartFailures = 0
+    }
+
+    var workersCannotStart: Bool { consecutiveStartFailures >= Self.startFailureLimit }
+    var lastStartFailureError: ProcessPoolError? { lastStartFailure }
+
+    func recordCost(jobName: String, count: Int, elapsedNanoseconds: UInt64) {
+        guard count > 0 else { return }
+        let sample = Double(elapsedNanoseconds) / Double(count)
+        if let previous = costPerJob[jobName] {
+            costPerJob[jobName] = previous * 0.7 + sample * 0.3
+        } else {
+            costPerJob[jobName] = sample
+        }
+    }
+}

@@ -1,0 +1,143 @@
+/// Encoded inputs of consecutive jobs of one call (`submit`, `map`, …), stored back to back.
+///
+/// Immutable once built, so queue entries and in-flight batches can share it without copies;
+/// a ``ChunkSlice`` names the part of it a queue entry or batch covers.
+final class JobChunk: Sendable {
+    let sink: any ResultSink
+    let jobName: String
+    let codec: PayloadCodec
+    /// The input index of the chunk's first job (0 for `submit`).
+    let firstIndex: Int
+    /// The first job's pool-wide id; job `k` of the chunk has id `firstJobID + k`.
+    let firstJobID: UInt64
+    private let bytes: [UInt8]
+    /// `ends[k]` is the offset just past job k's payload.
+    private let ends: [Int]
+
+    init(sink: any ResultSink, jobName: String, codec: PayloadCodec, firstIndex: Int, firstJobID: UInt64, bytes: [UInt8], ends: [Int]) {
+        self.sink = sink
+        self.jobName = jobName
+        self.codec = codec
+        self.firstIndex = firstIndex
+        self.firstJobID = firstJobID
+        self.bytes = bytes
+        self.ends = ends
+    }
+
+    var count: Int { ends.count }
+    var byteCount: Int { bytes.count }
+
+    func payloadSize(at position: Int) -> Int {
+        ends[position] - (position == 0 ? 0 : ends[position - 1])
+    }
+
+    func byteCount(of range: Range<Int>) -> Int {
+        guard !range.isEmpty else { return 0 }
+        return ends[range.upperBound - 1] - (range.lowerBound == 0 ? 0 : ends[range.lowerBound - 1])
+    }
+
+    func withPayload<Result>(at position: Int, _ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
+        let start = position == 0 ? 0 : ends[position - 1]
+        return try bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start..<ends[position]])) }
+    }
+}
+
+/// A run of consecutive jobs of one chunk.
+struct ChunkSlice {
+    let chunk: JobChunk
+    var positions: Range<Int>
+    /// Set on jobs that were in a batch whose worker died without saying which job it was
+    /// running: each is dispatched alone, so a crash can be pinned on the job that caused it.
+    var isSuspect = false
+
+    var count: Int { positions.count }
+    var byteCount: Int { chunk.byteCount(of: positions) }
+
+    func inputIndex(at position: Int) -> Int { chunk.firstIndex + position }
+    func jobID(at position: Int) -> UInt64 { chunk.firstJobID + UInt64(position) }
+}
+
+/// Builds a chunk by encoding inputs one after another into one buffer.
+struct ChunkBuilder {
+    private(set) var bytes: [UInt8] = []
+    private(set) var ends: [Int] = []
+    let codec: PayloadCodec
+    let maximumPayloadSize: Int
+
+    init(codec: PayloadCodec, maximumPayloadSize: Int, expectedCount: Int = 0) {
+        self.codec = codec
+        self.maximumPayloadSize = maximumPayloadSize
+        ends.reserveCapacity(expectedCount)
+    }
+
+    var count: Int { ends.count }
+    var byteCount: Int { bytes.count }
+
+    /// Encodes `input` as the next job.
+    /// - Throws: The encoder's error, or a message if the payload exceeds the frame limit;
+    ///   the chunk is left as it was.
+    mutating func append<Input: Encodable>(_ input: Input) throws(ProcessPoolError) {
+        let start = bytes.count
+        do {
+            try PayloadCoding.encode(input, codec: codec, into: &bytes)
+        } catch {
+            bytes.removeSubrange(start...)
+            throw ProcessPoolError(.encodingFailed, "cannot encode the input (\(Input.self)): " + PayloadCoding.describe(error))
+        }
+        let size = bytes.count - start
+        guard size <= maximumPayloadSize else {
+            bytes.removeSubrange(start...)
+            throw ProcessPoolError(.encodingFailed, "the encoded input is \(size) bytes, over the maximum frame size of \(maximumPayloadSize) bytes")
+        }
+        ends.append(bytes.count)
+    }
+
+    func build(sink: any ResultSink, jobName: String, firstIndex: Int, firstJobID: UInt64) -> JobChunk {
+        JobChunk(sink: sink, jobName: jobName, codec: codec, firstIndex: firstIndex, firstJobID: firstJobID, bytes: bytes, ends: ends)
+    }
+}
+
+/// A FIFO of slices that can also take work back at its front (jobs rescued from a dead worker).
+struct SliceQueue {
+    private var items: [ChunkSlice] = []
+    private var head = 0
+
+    var isEmpty: Bool { head == items.count }
+
+    mutating func append(_ slice: ChunkSlice) { items.append(slice) }
+
+    mutating func prepend(_ slices: [ChunkSlice]) {
+        if head >= slices.count {
+            head -= slices.count
+            for (offset, slice) in slices.enumerated() { items[head + offset] = slice }
+        } else {
+            items.replaceSubrange(0..<head, with: slices)
+            head = 0
+        }
+    }
+
+    var first: ChunkSlice? { isEmpty ? nil : items[head] }
+
+    mutating func replaceFirst(_ slice: ChunkSlice) { items[head] = slice }
+
+    mutating func removeFirst() -> ChunkSlice {
+        let slice = items[head]
+        head += 1
+        if head == items.count {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 1024 && head * 2 >= items.count {
+            items.removeSubrange(0..<head)
+            head = 0
+        }
+        return slice
+    }
+
+    mutating func removeAll() -> [ChunkSlice] {
+        defer {
+            items.removeAll()
+            head = 0
+        }
+        return Array(items[head...])
+    }
+}

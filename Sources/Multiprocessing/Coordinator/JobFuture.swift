@@ -1,0 +1,94 @@
+import Synchronization
+
+/// The eventual output of a job given to ``ProcessPool/submit(_:_:)``.
+///
+/// Await ``value`` for the output. Cancelling the task that awaits it, or calling ``cancel()``,
+/// cancels the job: a job still queued is never sent to a worker.
+public final class JobFuture<Output: Sendable>: Sendable {
+    private let sink: FutureSink<Output>
+    private let core: PoolCore
+    /// The pool's id for the job, as it appears in errors.
+    public let id: UInt64
+
+    init(sink: FutureSink<Output>, core: PoolCore, id: UInt64) {
+        self.sink = sink
+        self.core = core
+        self.id = id
+    }
+
+    /// The job's output, once it has run.
+    ///
+    /// - Throws: ``ProcessPoolError`` if the job failed (it threw, its worker crashed, its
+    ///   input or output could not be coded, the pool was shut down); `CancellationError` if
+    ///   the job was cancelled.
+    public var value: Output {
+        get async throws {
+            try await withTaskCancellationHandler {
+                try await sink.wait()
+            } onCancel: {
+                cancel()
+            }
+        }
+    }
+
+    /// The outcome, once known, without waiting.
+    public var result: Result<Output, any Error>? { sink.currentResult }
+
+    /// Cancels the job if it has not finished: ``value`` then throws `CancellationError`.
+    public func cancel() {
+        if sink.cancel() { core.noteCancellation() }
+    }
+}
+
+/// Holds one job's outcome for a ``JobFuture`` and wakes the tasks waiting for it.
+final class FutureSink<Output: Sendable>: ResultSink {
+    private struct State {
+        var result: Result<Output, any Error>?
+        var waiters: [CheckedContinuation<Output, any Error>] = []
+    }
+
+    private let state = Mutex(State())
+    private let decode: @Sendable (JobOutcome, UInt64, String) -> Result<Output, ProcessPoolError>
+
+    init(decode: @escaping @Sendable (JobOutcome, UInt64, String) -> Result<Output, ProcessPoolError>) {
+        self.decode = decode
+    }
+
+    var isAcceptingResults: Bool { state.withLock { $0.result == nil } }
+
+    var currentResult: Result<Output, any Error>? { state.withLock { $0.result } }
+
+    func deliver(index: Int, jobID: UInt64, jobName: String, outcome: JobOutcome) {
+        guard isAcceptingResults else { return }
+        complete(with: decode(outcome, jobID, jobName).mapError { $0 })
+    }
+
+    /// Returns true if this call cancelled the job (it had not finished).
+    func cancel() -> Bool {
+        complete(with: .failure(CancellationError()))
+    }
+
+    @discardableResult
+    private func complete(with result: Result<Output, any Error>) -> Bool {
+        let waiters = state.withLock { state -> [CheckedContinuation<Output, any Error>]? in
+            guard state.result == nil else { return nil }
+            state.result = result
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        guard let waiters else { return false }
+        for waiter in waiters { waiter.resume(with: result) }
+        return true
+    }
+
+    func wait() async throws -> Output {
+        try await withCheckedThrowingContinuation { continuation in
+            let result = state.withLock { state -> Result<Output, any Error>? in
+                if let result = state.result { return result }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let result { continuation.resume(with: result) }
+        }
+    }
+}

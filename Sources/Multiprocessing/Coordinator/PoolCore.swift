@@ -1,0 +1,64 @@
+import Synchronization
+
+/// What a ``ProcessPool`` and its event loop share: the configuration, the scheduler state
+/// behind its lock, and the waker that tells the loop to look again.
+final class PoolCore: Sendable {
+    let configuration: ProcessPoolConfiguration
+    let state: Mutex<SchedulerState>
+    let waker: Waker
+    private let jobIDs = Atomic<UInt64>(1)
+    private let waiterIDs = Atomic<UInt64>(1)
+
+    init(configuration: ProcessPoolConfiguration) throws(SystemCallError) {
+        self.configuration = configuration
+        state = Mutex(SchedulerState(maximumQueuedJobs: configuration.maximumQueuedJobs, maximumQueuedBytes: configuration.maximumQueuedBytes))
+        waker = try Waker()
+    }
+
+    /// The largest encoded input a job may have: the frame limit less room for the headers.
+    var maximumPayloadSize: Int { configuration.maximumFrameSize - 64 }
+
+    /// Reserves `count` consecutive job ids.
+    func reserveJobIDs(_ count: Int) -> UInt64 {
+        jobIDs.add(UInt64(count), ordering: .relaxed).oldValue
+    }
+
+    /// Queues a chunk, suspending while the queue is full.
+    ///
+    /// - Throws: ``ProcessPoolError`` if the pool takes no new work; `CancellationError` if the
+    ///   task is cancelled while waiting.
+    func enqueue(_ chunk: JobChunk) async throws {
+        let slice = ChunkSlice(chunk: chunk, positions: 0..<chunk.count)
+        while true {
+            switch state.withLock({ $0.enqueue(slice) }) {
+            case .enqueued:
+                waker.wake()
+                return
+            case .refused(let error):
+                throw error
+            case .mustWait:
+                try await waitForSpace()
+            }
+        }
+    }
+
+    private func waitForSpace() async throws {
+        let id = waiterIDs.add(1, ordering: .relaxed).oldValue
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let resumeNow = state.withLock { state -> Bool in
+                    if state.hasSpace || state.refusal != nil || Task.isCancelled { return true }
+                    state.addSpaceWaiter(id: id, continuation)
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+            try Task.checkCancellation()
+        } onCancel: {
+            state.withLock { $0.removeSpaceWaiter(id: id) }?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Asks the event loop to drop jobs of calls that no longer want results.
+    func noteCancellation() { waker.wake() }
+}

@@ -1,0 +1,133 @@
+/// Many inputs at once: ordered, as results, and unordered.
+extension ProcessPool {
+    /// Runs `job` on every input and returns the outputs in input order.
+    ///
+    /// Inputs are read lazily, with a bounded number queued, so a long sequence is never held
+    /// in memory as encoded inputs. Jobs are batched automatically.
+    ///
+    /// - Parameters:
+    ///   - job: The job type.
+    ///   - inputs: The inputs; read once, from the calling task.
+    /// - Returns: One output per input, in input order.
+    /// - Throws: The first ``ProcessPoolError`` of any job, whose
+    ///   ``ProcessPoolError/inputIndex`` says which input failed; the remaining jobs are
+    ///   cancelled. `CancellationError` if the task is cancelled.
+    public func map<J: Job, Inputs: Sequence>(_ job: J.Type, _ inputs: Inputs) async throws -> [J.Output]
+    where Inputs.Element == J.Input {
+        let sink = OrderedSink<J.Output> { outcome, index, jobID, jobName in
+            outcome.decoded(J.Output.self, index: index, jobID: jobID, jobName: jobName)
+        }
+        return try await collect(job, inputs, into: sink, encodingFailure: { sink.fail($1) })
+    }
+
+    /// Runs `job` on every input and returns each job's outcome, in input order. A failing job
+    /// never fails the call.
+    ///
+    /// - Parameters:
+    ///   - job: The job type.
+    ///   - inputs: The inputs; read once, from the calling task.
+    /// - Returns: One result per input, in input order.
+    /// - Throws: ``ProcessPoolError`` if the pool is shut down; `CancellationError` if the task
+    ///   is cancelled.
+    public func mapResults<J: Job, Inputs: Sequence>(_ job: J.Type, _ inputs: Inputs) async throws -> [Result<J.Output, ProcessPoolError>]
+    where Inputs.Element == J.Input {
+        let sink = OrderedSink<Result<J.Output, ProcessPoolError>> { outcome, index, jobID, jobName in
+            .success(outcome.decoded(J.Output.self, index: index, jobID: jobID, jobName: jobName))
+        }
+        return try await collect(job, inputs, into: sink) { index, error in
+            sink.deliver(index: index, jobID: 0, jobName: J.name, outcome: .failed(error))
+        }
+    }
+
+    /// Runs `job` on every input and yields `(index, output)` pairs as jobs finish, in any
+    /// order.
+    ///
+    /// Inputs are read as the sequence is iterated, with a bounded number outstanding, so a
+    /// slow consumer holds back the producer rather than filling memory. Stopping the iteration
+    /// early cancels the jobs not yet sent.
+    ///
+    /// - Parameters:
+    ///   - job: The job type.
+    ///   - inputs: The inputs; read once, during iteration.
+    /// - Returns: An asynchronous sequence that yields every input's index and output exactly
+    ///   once, and throws the first job's failure (a ``ProcessPoolError`` with the input index).
+    public func mapUnordered<J: Job, Inputs: Sequence>(_ job: J.Type, _ inputs: Inputs) -> UnorderedResults<J.Output, Inputs>
+    where Inputs.Element == J.Input {
+        UnorderedResults(core: core, jobName: J.name, inputs: inputs)
+    }
+
+    /// Encodes and queues every input, then waits for the sink to complete.
+    private func collect<J: Job, Inputs: Sequence, Element>(
+        _ job: J.Type,
+        _ inputs: Inputs,
+        into sink: OrderedSink<Element>,
+        encodingFailure: (Int, ProcessPoolError) -> Void
+    ) async throws -> [Element] where Inputs.Element == J.Input {
+        try await withTaskCancellationHandler {
+            var producer = InputProducer(core: core, jobName: J.name, inputs: inputs.makeIterator(), sink: sink)
+            while sink.isAcceptingResults, let chunk = producer.nextChunk(limit: Int.max, onEncodingFailure: encodingFailure) {
+                try await core.enqueue(chunk)
+            }
+            try Task.checkCancellation()
+            sink.finishSubmitting(total: producer.count)
+            return try await sink.results()
+        } onCancel: {
+            sink.fail(CancellationError())
+            core.noteCancellation()
+        }
+    }
+}
+
+/// Reads inputs and encodes them into chunks, from the task that consumes the call.
+struct InputProducer<Inputs: IteratorProtocol> where Inputs.Element: Encodable {
+    let core: PoolCore
+    let jobName: String
+    var inputs: Inputs
+    let sink: any ResultSink
+    /// How many inputs have been read.
+    private(set) var count = 0
+    private(set) var isExhausted = false
+    /// The first chunks are small so workers start early; later ones amortise the queue lock.
+    private var chunkSize = 16
+
+    init(core: PoolCore, jobName: String, inputs: Inputs, sink: any ResultSink) {
+        self.core = core
+        self.jobName = jobName
+        self.inputs = inputs
+        self.sink = sink
+    }
+
+    /// Encodes up to `limit` more inputs; nil when the inputs are exhausted. An input that
+    /// cannot be encoded ends the chunk before it and is reported through `onEncodingFailure`
+    /// with its index.
+    mutating func nextChunk(limit: Int, onEncodingFailure: (Int, ProcessPoolError) -> Void) -> JobChunk? {
+        nextChunk: while !isExhausted {
+            let size = min(chunkSize, limit)
+            chunkSize = min(chunkSize * 2, 1024)
+            var builder = ChunkBuilder(codec: .binary, maximumPayloadSize: core.maximumPayloadSize, expectedCount: size)
+            let firstIndex = count
+            while builder.count < size && builder.byteCount < 1 << 20 {
+                guard let input = inputs.next() else {
+                    isExhausted = true
+                    break
+                }
+                do {
+                    try builder.append(input)
+                    count += 1
+                } catch {
+                    let index = count
+                    count += 1
+                    onEncodingFailure(index, error.forJob(name: jobName, inputIndex: index))
+                    if builder.count > 0 {
+                        return builder.build(sink: sink, jobName: jobName, firstIndex: firstIndex, firstJobID: core.reserveJobIDs(builder.count))
+                    }
+                    continue nextChunk
+                }
+            }
+            if builder.count > 0 {
+                return builder.build(sink: sink, jobName: jobName, firstIndex: firstIndex, firstJobID: core.reserveJobIDs(builder.count))
+            }
+        }
+        return nil
+    }
+}

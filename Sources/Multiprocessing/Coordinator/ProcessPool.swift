@@ -1,0 +1,175 @@
+/// A pool of worker processes that run ``Job``s.
+///
+/// Workers are started with `posix_spawn` and talk to the pool over pipes. A job that crashes
+/// its worker (a trap, `fatalError`, a signal) fails alone with
+/// ``ProcessPoolError/Code/workerCrashed``; the worker is replaced and the pool goes on.
+///
+/// Prefer ``withProcessPool(workers:executable:arguments:isolation:_:)``, which always shuts
+/// the pool down. A pool made with ``init(configuration:)`` must be shut down with
+/// ``shutdown(cancellingPendingJobs:)``; if it is simply released, its workers are stopped.
+public final class ProcessPool: Sendable {
+    let core: PoolCore
+
+    /// The configuration the pool was started with.
+    public var configuration: ProcessPoolConfiguration { core.configuration }
+
+    /// The process ids of the pool's live workers, at the moment of the call (workers are
+    /// replaced when they crash, so the list changes).
+    public var workerProcessIDs: [Int32] { core.state.withLock { $0.workerProcessIDs } }
+
+    /// Starts the pool's workers.
+    ///
+    /// Returns once every worker process has been spawned; workers finish starting (their
+    /// handshake) in the background, and jobs wait for them.
+    ///
+    /// - Parameter configuration: How many workers, which executable, and the queue's limits.
+    /// - Throws: ``ProcessPoolError`` with ``ProcessPoolError/Code/spawnFailed`` naming the
+    ///   executable and the error number if a worker cannot be started.
+    public init(configuration: ProcessPoolConfiguration) async throws {
+        let core: PoolCore
+        do {
+            core = try PoolCore(configuration: configuration)
+        } catch {
+            var failure = ProcessPoolError(.spawnFailed, "cannot set up the pool: \(error.call) failed")
+            failure.errno = error.errno
+            throw failure
+        }
+        let loop = EventLoop(core: core)
+        let failure: ProcessPoolError? = await withCheckedContinuation { continuation in
+            loop.start { continuation.resume(returning: $0) }
+        }
+        if let failure { throw failure }
+        self.core = core
+    }
+
+    deinit {
+        // Released without shutdown: stop the workers rather than leave them running.
+        let mustStop = core.state.withLock { state -> Bool in
+            guard state.lifecycle == .running || state.lifecycle == .draining else { return false }
+            state.lifecycle = .cancelling
+            return true
+        }
+        if mustStop { core.waker.wake() }
+    }
+
+    /// Queues a job and returns a future for its output.
+    ///
+    /// The input is encoded here, so a value that cannot be encoded fails this call alone.
+    /// When the queue is full (``ProcessPoolConfiguration/maximumQueuedJobs``), this suspends
+    /// until there is room.
+    ///
+    /// - Parameters:
+    ///   - job: The job type; workers must serve a job of the same ``Job/name``.
+    ///   - input: The job's input.
+    /// - Returns: A future for the job's output.
+    /// - Throws: ``ProcessPoolError`` with ``ProcessPoolError/Code/encodingFailed`` or
+    ///   ``ProcessPoolError/Code/poolShutDown``; `CancellationError` if cancelled while waiting
+    ///   for room.
+    public func submit<J: Job>(_ job: J.Type, _ input: J.Input) async throws -> JobFuture<J.Output> {
+        var builder = ChunkBuilder(codec: .binary, maximumPayloadSize: core.maximumPayloadSize, expectedCount: 1)
+        do {
+            try builder.append(input)
+        } catch {
+            throw error.forJob(name: J.name, inputIndex: nil)
+        }
+        let id = core.reserveJobIDs(1)
+        let sink = FutureSink<J.Output> { outcome, jobID, jobName in
+            outcome.decoded(J.Output.self, index: nil, jobID: jobID, jobName: jobName)
+        }
+        try await core.enqueue(builder.build(sink: sink, jobName: J.name, firstIndex: 0, firstJobID: id))
+        return JobFuture(sink: sink, core: core, id: id)
+    }
+
+    /// Runs one job and returns its output: ``submit(_:_:)`` followed by awaiting the future.
+    ///
+    /// - Parameters:
+    ///   - job: The job type.
+    ///   - input: The job's input.
+    /// - Returns: The job's output.
+    /// - Throws: ``ProcessPoolError`` if the job fails; `CancellationError` if the task is
+    ///   cancelled (the job is then cancelled too).
+    public func run<J: Job>(_ job: J.Type, _ input: J.Input) async throws -> J.Output {
+        try await submit(job, input).value
+    }
+
+    /// Stops the pool and waits until every worker has exited.
+    ///
+    /// - Parameter cancellingPendingJobs: If false (the default), jobs already queued still
+    ///   run; if true, they fail with ``ProcessPoolError/Code/poolShutDown`` and running jobs'
+    ///   workers are terminated (SIGTERM, then SIGKILL after two seconds).
+    ///
+    /// New work is refused from the moment this is called. Shutting down runs to the end even
+    /// if the calling task is cancelled.
+    public func shutdown(cancellingPendingJobs: Bool = false) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let stopped = core.state.withLock { state -> Bool in
+                if state.lifecycle == .stopped { return true }
+                if cancellingPendingJobs {
+                    state.lifecycle = .cancelling
+                } else if state.lifecycle == .running {
+                    state.lifecycle = .draining
+                }
+                state.shutdownWaiters.append(continuation)
+                return false
+            }
+            if stopped { continuation.resume() } else { core.waker.wake() }
+        }
+    }
+}
+
+/// Runs `body` with a pool of worker processes, and shuts the pool down when `body` ends.
+///
+/// ```swift
+/// let counts = try await withProcessPool(workers: 4) { pool in
+///     try await pool.map(CountPrimes.self, chunks)
+/// }
+/// ```
+///
+/// If `body` returns, queued jobs finish before the pool stops; if it throws (or its task is
+/// cancelled), queued jobs are dropped and running ones stopped. Either way no worker process
+/// outlives the call.
+///
+/// - Parameters:
+///   - workers: How many worker processes; default: the number of active cores.
+///   - executable: The worker binary, or nil (the default) to re-execute the running program,
+///     which must call ``Worker/serveIfSpawned(jobs:)`` first thing in `main`.
+///   - arguments: The worker's arguments; see ``ProcessPoolConfiguration/arguments``.
+///   - isolation: The actor `body` runs on; inferred.
+///   - body: The work to do with the pool.
+/// - Returns: What `body` returns.
+/// - Throws: ``ProcessPoolError`` if the workers cannot be started, or what `body` throws.
+public func withProcessPool<Value>(
+    workers: Int = ProcessPoolConfiguration.defaultWorkerCount,
+    executable: String? = nil,
+    arguments: [String]? = nil,
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: (ProcessPool) async throws -> Value
+) async throws -> Value {
+    let configuration = ProcessPoolConfiguration(workerCount: workers, executablePath: executable, arguments: arguments)
+    return try await withProcessPool(configuration: configuration, isolation: isolation, body)
+}
+
+/// Runs `body` with a pool started from `configuration`, and shuts the pool down when `body`
+/// ends; see ``withProcessPool(workers:executable:arguments:isolation:_:)``.
+///
+/// - Parameters:
+///   - configuration: The pool's configuration.
+///   - isolation: The actor `body` runs on; inferred.
+///   - body: The work to do with the pool.
+/// - Returns: What `body` returns.
+/// - Throws: ``ProcessPoolError`` if the workers cannot be started, or what `body` throws.
+public func withProcessPool<Value>(
+    configuration: ProcessPoolConfiguration,
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: (ProcessPool) async throws -> Value
+) async throws -> Value {
+    let pool = try await ProcessPool(configuration: configuration)
+    do {
+        let value = try await body(pool)
+        await pool.shutdown()
+        return value
+    } catch {
+        await pool.shutdown(cancellingPendingJobs: true)
+        throw error
+    }
+}

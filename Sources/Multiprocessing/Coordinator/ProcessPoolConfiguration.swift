@@ -1,0 +1,44 @@
+import Foundation
+
+/// How a ``ProcessPool`` starts and feeds its workers.
+public struct ProcessPoolConfiguration: Sendable {
+    /// How many worker processes to keep running.
+    public var workerCount: Int
+    /// The worker executable's path, or nil to re-execute the running program (which must call
+    /// ``Worker/serveIfSpawned(jobs:)`` at the start of `main`).
+    public var executablePath: String?
+    /// Arguments for the worker. Nil means: for the running program, the arguments it was
+    /// started with (so an app's own argument parsing still succeeds); for another executable,
+    /// none.
+    public var arguments: [String]?
+    /// Variables added to (or replacing those in) the coordinator's environment for workers.
+    public var environment: [String: String] = [:]
+    /// The largest frame either side accepts; a larger input or output fails its job with a
+    /// clear error. Default 256 MiB.
+    public var maximumFrameSize: Int = WireProtocol.defaultMaximumFrameSize
+    /// How many jobs may wait unsent before `submit` and `map` suspend (backpressure).
+    public var maximumQueuedJobs: Int = 65_536
+    /// How many bytes of encoded input may wait unsent before `submit` and `map` suspend.
+    public var maximumQueuedBytes: Int = 64 << 20
+    /// Jobs per batch. Nil (the default) lets the pool size batches from measured job times,
+    /// aiming at about a millisecond of work per batch; set it only to override that.
+    public var batchSize: Int?
+    /// Whether workers' standard error is copied to the coordinator's (it is always captured,
+    /// so a crash report can quote its last lines).
+    public var forwardsWorkerStandardError: Bool = true
+
+    /// A configuration with `workerCount` workers running `executablePath`.
+    ///
+    /// - Parameters:
+    ///   - workerCount: How many worker processes to run; default: the number of active cores.
+    ///   - executablePath: The worker binary, or nil to re-execute the running program.
+    ///   - arguments: The worker's arguments (see ``arguments``).
+    public init(workerCount: Int = ProcessPoolConfiguration.defaultWorkerCount, executablePath: String? = nil, arguments: [String]? = nil) {
+        self.workerCount = workerCount
+        self.executablePath = executablePath
+        self.arguments = arguments
+    }
+
+    /// The number of active processor cores.
+    public static var defaultWorkerCount: Int { ProcessInfo.processInfo.activeProcessorCount }
+}

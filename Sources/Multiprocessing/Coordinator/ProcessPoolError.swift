@@ -1,0 +1,108 @@
+/// The one error type the pool throws: a code saying what kind of failure it was, and the
+/// context needed to act on it (which job, which input, which worker, what it printed).
+public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
+    /// The kind of failure. New codes may be added; switch with a `default` case.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        enum Storage: Hashable, Sendable {
+            case jobThrew, workerCrashed, unknownJob, encodingFailed, decodingFailed
+            case spawnFailed, poolShutDown, protocolViolation
+        }
+
+        let storage: Storage
+
+        /// The job's `run` threw; ``ProcessPoolError/remoteErrorType`` and
+        /// ``ProcessPoolError/message`` carry the error's type and description from the worker.
+        public static let jobThrew = Code(storage: .jobThrew)
+        /// The worker process died while running the job (a trap, `fatalError`, a signal, `exit`).
+        public static let workerCrashed = Code(storage: .workerCrashed)
+        /// The worker does not serve a job of this name.
+        public static let unknownJob = Code(storage: .unknownJob)
+        /// An input or output could not be encoded.
+        public static let encodingFailed = Code(storage: .encodingFailed)
+        /// An input or output could not be decoded.
+        public static let decodingFailed = Code(storage: .decodingFailed)
+        /// A worker process could not be started.
+        public static let spawnFailed = Code(storage: .spawnFailed)
+        /// The pool was shut down before the job could run.
+        public static let poolShutDown = Code(storage: .poolShutDown)
+        /// A worker broke the wire protocol (or is not a worker at all).
+        public static let protocolViolation = Code(storage: .protocolViolation)
+
+        public var description: String {
+            switch storage {
+            case .jobThrew: return "jobThrew"
+            case .workerCrashed: return "workerCrashed"
+            case .unknownJob: return "unknownJob"
+            case .encodingFailed: return "encodingFailed"
+            case .decodingFailed: return "decodingFailed"
+            case .spawnFailed: return "spawnFailed"
+            case .poolShutDown: return "poolShutDown"
+            case .protocolViolation: return "protocolViolation"
+            }
+        }
+    }
+
+    /// What kind of failure this is.
+    public var code: Code
+    /// What went wrong, in words: the job's error description, the decoder's complaint, the
+    /// protocol rule that was broken.
+    public var message: String
+    /// The name of the job concerned, if one is.
+    public var jobName: String?
+    /// The position of the job's input in the sequence given to `map` and its relatives, or nil
+    /// for a job given to `submit`.
+    public var inputIndex: Int?
+    /// The pool's id for the job (unique within the pool), if one was assigned.
+    public var jobID: UInt64?
+    /// The process id of the worker concerned.
+    public var workerProcessID: Int32?
+    /// How the worker ended, for ``Code/workerCrashed``.
+    public var terminationStatus: TerminationStatus?
+    /// The type of the error the job threw in the worker, for ``Code/jobThrew``.
+    public var remoteErrorType: String?
+    /// The last lines the worker wrote to its standard error before it died.
+    public var standardErrorTail: String?
+    /// The executable concerned, for ``Code/spawnFailed``.
+    public var executablePath: String?
+    /// The error number behind a failed system call.
+    public var errno: Errno?
+    /// The names of the jobs the worker serves, for ``Code/unknownJob``.
+    public var availableJobNames: [String]?
+
+    init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// A copy with the job's identity filled in.
+    func forJob(name: String, inputIndex: Int?) -> ProcessPoolError {
+        var copy = self
+        copy.jobName = copy.jobName ?? name
+        copy.inputIndex = copy.inputIndex ?? inputIndex
+        return copy
+    }
+
+    /// One paragraph: what failed, where, and the context, e.g.
+    /// `workerCrashed: job "count-primes" (input 17) — worker 4242 ended with signal SIGSEGV (11)`.
+    public var description: String {
+        var text = "\(code)"
+        if let jobName {
+            text += ": job \"\(jobName)\""
+            if let inputIndex { text += " (input \(inputIndex))" }
+            if let jobID { text += " [id \(jobID)]" }
+        }
+        text += " — " + message
+        if let remoteErrorType { text += " [\(remoteErrorType)]" }
+        if let workerProcessID { text += "; worker pid \(workerProcessID)" }
+        if let terminationStatus { text += ", \(terminationStatus)" }
+        if let executablePath { text += "; executable \(executablePath)" }
+        if let errno { text += ": \(errno)" }
+        if let availableJobNames {
+            text += "; the worker serves: " + (availableJobNames.isEmpty ? "no jobs" : availableJobNames.map { "\"\($0)\"" }.joined(separator: ", "))
+        }
+        if let standardErrorTail, !standardErrorTail.isEmpty {
+            text += "\nlast lines of the worker's stderr:\n" + standardErrorTail
+        }
+        return text
+    }
+}

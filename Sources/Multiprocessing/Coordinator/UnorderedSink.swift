@@ -1,0 +1,121 @@
+import Synchronization
+
+/// Buffers a `mapUnordered` call's results until its consumer takes them.
+final class UnorderedSink<Output: Sendable>: ResultSink {
+    private struct State {
+        var buffer: [(index: Int, output: Output)] = []
+        var bufferHead = 0
+        var submitted = 0
+        var consumed = 0
+        var allSubmitted = false
+        var failure: (any Error)?
+        var failureReported = false
+        var waiter: CheckedContinuation<(index: Int, output: Output)?, any Error>?
+        var isFinished = false
+
+        var bufferedCount: Int { buffer.count - bufferHead }
+
+        mutating func takeNext() -> (index: Int, output: Output)? {
+            guard bufferHead < buffer.count else { return nil }
+            let element = buffer[bufferHead]
+            bufferHead += 1
+            consumed += 1
+            if bufferHead == buffer.count {
+                buffer.removeAll(keepingCapacity: true)
+                bufferHead = 0
+            }
+            return element
+        }
+    }
+
+    private let state = Mutex(State())
+    private let decode: @Sendable (JobOutcome, Int, UInt64, String) -> Result<Output, ProcessPoolError>
+
+    init(decode: @escaping @Sendable (JobOutcome, Int, UInt64, String) -> Result<Output, ProcessPoolError>) {
+        self.decode = decode
+    }
+
+    var isAcceptingResults: Bool { state.withLock { !$0.isFinished } }
+
+    /// Jobs submitted whose results the consumer has not taken yet.
+    var outstanding: Int { state.withLock { $0.submitted - $0.consumed } }
+
+    func noteSubmitted(_ count: Int) { state.withLock { $0.submitted += count } }
+
+    func deliver(index: Int, jobID: UInt64, jobName: String, outcome: JobOutcome) {
+        switch decode(outcome, index, jobID, jobName) {
+        case .failure(let error):
+            fail(error)
+        case .success(let output):
+            let waiter = state.withLock { state -> CheckedContinuation<(index: Int, output: Output)?, any Error>? in
+                guard !state.isFinished else { return nil }
+                if let waiter = state.waiter {
+                    state.waiter = nil
+                    state.consumed += 1
+                    return waiter
+                }
+                state.buffer.append((index, output))
+                return nil
+            }
+            waiter?.resume(returning: (index, output))
+        }
+    }
+
+    /// Ends the stream with `error` (a failed job, cancellation); queued jobs are dropped.
+    func fail(_ error: any Error) {
+        let waiter = state.withLock { state -> CheckedContinuation<(index: Int, output: Output)?, any Error>? in
+            guard !state.isFinished else { return nil }
+            state.isFinished = true
+            state.failure = error
+            state.buffer = []
+            state.bufferHead = 0
+            guard let waiter = state.waiter else { return nil }
+            state.waiter = nil
+            state.failureReported = true
+            return waiter
+        }
+        waiter?.resume(throwing: error)
+    }
+
+    /// Stops the call without an error (the consumer stopped iterating).
+    func abandon() {
+        state.withLock { state in
+            state.isFinished = true
+            state.buffer = []
+            state.bufferHead = 0
+        }
+    }
+
+    func finishSubmitting() {
+        let waiter = state.withLock { state -> CheckedContinuation<(index: Int, output: Output)?, any Error>? in
+            state.allSubmitted = true
+            guard state.consumed == state.submitted, let waiter = state.waiter else { return nil }
+            state.waiter = nil
+            state.isFinished = true
+            return waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// The next result, waiting if none is buffered; nil when every result has been taken.
+    func next() async throws -> (index: Int, output: Output)? {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = state.withLock { state -> Result<(index: Int, output: Output)?, any Error>? in
+                if let failure = state.failure {
+                    if state.failureReported { return .success(nil) }
+                    state.failureReported = true
+                    return .failure(failure)
+                }
+                if let element = state.takeNext() { return .success(element) }
+                if state.allSubmitted && state.consumed == state.submitted {
+                    state.isFinished = true
+                    return .success(nil)
+                }
+                if state.isFinished { return .success(nil) }
+                state.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+}
