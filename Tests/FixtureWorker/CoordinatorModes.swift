@@ -1,0 +1,50 @@
+import Foundation
+import Multiprocessing
+
+/// Starts a pool of two workers busy with long jobs, prints `workers PID PID` and blocks, so a
+/// test can SIGKILL this coordinator and check that the workers die with it.
+func coordinateAndWait() async throws {
+    try await withProcessPool(workers: 2, arguments: []) { pool in
+        // One round trip each, so both workers are past their start-up.
+        _ = try await pool.map(SleepThenReportProcessID.self, [0, 0])
+        let pids = pool.workerProcessIDs
+        FileHandle.standardOutput.write(Data(("workers " + pids.map(String.init).joined(separator: " ") + "\n").utf8))
+        _ = try await pool.map(SleepThenReportProcessID.self, Array(repeating: 60_000, count: 8))
+    }
+}
+
+/// Runs a pool through success, a crash and shutdown, then prints one line of facts about
+/// this process for the test to check: open descriptors before and after, whether any child
+/// process (or zombie) remains, and whether the workers' pids are gone.
+func lifecycleReport() async throws {
+    // A first pool warms up what the runtime creates once per process (Dispatch's epoll and
+    // timer descriptors), so the count below measures only what a pool's lifetime leaves.
+    try await withProcessPool(workers: 1, arguments: []) { pool in _ = try await pool.run(Square.self, 1) }
+    let before = openDescriptors()
+    var workerPIDs: [Int32] = []
+    try await withProcessPool(workers: 2, arguments: []) { pool in
+        _ = try await pool.map(Square.self, 0..<1000)
+        _ = try? await pool.run(Misbehave.self, .abort)
+        _ = try await pool.map(Square.self, 0..<1000)
+        workerPIDs = pool.workerProcessIDs
+    }
+    let after = openDescriptors()
+    errno = 0
+    let waitResult = waitpid(-1, nil, WNOHANG)
+    let noChildren = waitResult == -1 && errno == ECHILD
+    let workersGone = workerPIDs.allSatisfy { kill($0, 0) == -1 && errno == ESRCH }
+    let leaked = after.subtracting(before).sorted().map { "\($0)=\(describeDescriptor($0))" }.joined(separator: ",")
+    print("descriptors-before \(before.count) descriptors-after \(after.count) leaked [\(leaked)] no-children \(noChildren) workers-gone \(workersGone) workers \(workerPIDs.count)")
+}
+
+/// The numbers of this process's open descriptors (the listing's own descriptor excluded).
+func openDescriptors() -> Set<Int> {
+    var names = Set(((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { Int($0) })
+    // The directory listing itself held one descriptor, now closed.
+    names = names.filter { describeDescriptor($0) != "?" }
+    return names
+}
+
+func describeDescriptor(_ descriptor: Int) -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(descriptor)")) ?? "?"
+}

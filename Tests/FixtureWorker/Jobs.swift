@@ -1,0 +1,108 @@
+import Foundation
+import Multiprocessing
+
+/// n → n², the tiny job of the throughput and ordering tests.
+struct Square: Job {
+    static let name = "square"
+    func run(_ n: Int) -> Int { n &* n }
+}
+
+/// Ways for a job to go wrong, one per test.
+enum Misbehaviour: Codable, Sendable {
+    case succeed(Int)
+    case throwError(String)
+    case fatalError(String)
+    case abort
+    case exit(Int32)
+    case killSelf(Int32)
+    case segfault
+    case printToStandardOutput(lines: Int, value: Int)
+    case writeToStandardError(String, thenAbort: Bool)
+}
+
+struct FixtureError: Error, CustomStringConvertible {
+    var reason: String
+    var description: String { "fixture refused: \(reason)" }
+}
+
+struct Misbehave: Job {
+    static let name = "misbehave"
+
+    func run(_ action: Misbehaviour) throws -> Int {
+        switch action {
+        case .succeed(let value):
+            return value
+        case .throwError(let reason):
+            throw FixtureError(reason: reason)
+        case .fatalError(let message):
+            Swift.fatalError(message)
+        case .abort:
+            Foundation.abort()
+        case .exit(let status):
+            Foundation.exit(status)
+        case .killSelf(let signal):
+            kill(getpid(), signal)
+            Thread.sleep(forTimeInterval: 10)
+            return -1
+        case .segfault:
+            // A real invalid access, as a buggy C library would make.
+            UnsafeMutablePointer<Int>(bitPattern: 16)!.pointee = 1
+            return -1
+        case .printToStandardOutput(let lines, let value):
+            for line in 0..<lines { print("noise \(line) that must not reach the protocol \u{0}\u{1}SWMP") }
+            FileHandle.standardOutput.write(Data([0x53, 0x57, 0x4D, 0x50, 0xFF, 0xFF, 0xFF, 0x7F]))
+            return value
+        case .writeToStandardError(let message, let thenAbort):
+            FileHandle.standardError.write(Data((message + "\n").utf8))
+            if thenAbort { Foundation.abort() }
+            return 0
+        }
+    }
+}
+
+/// Sleeps for the given milliseconds and returns the worker's pid.
+struct SleepThenReportProcessID: Job {
+    static let name = "sleep-pid"
+    func run(_ milliseconds: Int) async throws -> Int32 {
+        try await Task.sleep(for: .milliseconds(milliseconds))
+        return getpid()
+    }
+}
+
+/// Counts how many times this worker's instance has run: proves one instance per process.
+final class CountCalls: Job {
+    static let name = "count-calls"
+    private var calls = 0
+    init() {}
+    func run(_ input: Int) -> [Int32] {
+        calls += 1
+        return [getpid(), Int32(calls)]
+    }
+}
+
+/// A nested input with every kind of field, to carry the codec through real processes.
+struct Record: Codable, Sendable, Equatable {
+    var id: Int
+    var name: String
+    var tags: [String]
+    var scores: [Double]
+    var blob: Data
+    var parent: Int?
+    var attributes: [String: Int]
+}
+
+struct TransformRecord: Job {
+    static let name = "transform-record"
+    func run(_ record: Record) -> Record {
+        var copy = record
+        copy.id += 1
+        copy.name = copy.name.uppercased()
+        copy.tags.append("seen")
+        copy.scores = copy.scores.map { $0 * 2 }
+        copy.blob = Data(copy.blob.reversed())
+        copy.attributes["count", default: 0] += 1
+        return copy
+    }
+}
+
+var fixtureJobs: [any Job.Type] { [Square.self, Misbehave.self, SleepThenReportProcessID.self, CountCalls.self, TransformRecord.self] }

@@ -1,0 +1,20 @@
+import Foundation
+import Multiprocessing
+
+// The test suite's worker: jobs that crash, hang, print and allocate. Given a command as its
+// first argument it plays a coordinator instead, for tests that must kill or inspect one.
+if Worker.isSpawnedByPool {
+    try await Worker.serve(jobs: fixtureJobs)
+}
+
+switch CommandLine.arguments.dropFirst().first {
+case "coordinate-and-wait":
+    try await coordinateAndWait()
+case "lifecycle-report":
+    try await lifecycleReport()
+case "serve":
+    try await Worker.serve(jobs: fixtureJobs)
+default:
+    FileHandle.standardError.write(Data("usage: fixture-worker serve | coordinate-and-wait | lifecycle-report\n".utf8))
+    exit(2)
+}
