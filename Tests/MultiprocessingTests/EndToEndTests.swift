@@ -1,0 +1,220 @@
+import Foundation
+import Multiprocessing
+import Synchronization
+import Testing
+
+@Suite("End to end, with real worker processes")
+struct EndToEndTests {
+    @Test("map over 100,000 inputs returns exactly the right results in order")
+    func mapIsOrderedAndExact() async throws {
+        let results = try await withFixturePool { pool in
+            try await pool.map(Square.self, 0..<100_000)
+        }
+        #expect(results.count == 100_000)
+        #expect(results == (0..<100_000).map { $0 * $0 })
+    }
+
+    @Test("mapUnordered yields every index exactly once, with its own output")
+    func mapUnorderedYieldsEachIndexOnce() async throws {
+        let inputs = (0..<20_000).map { $0 * 3 - 7 }
+        var seen = [Bool](repeating: false, count: inputs.count)
+        var count = 0
+        try await withFixturePool { pool in
+            for try await (index, output) in pool.mapUnordered(Square.self, inputs) {
+                #expect(!seen[index], "index \(index) yielded twice")
+                seen[index] = true
+                #expect(output == inputs[index] * inputs[index])
+                count += 1
+            }
+        }
+        #expect(count == inputs.count)
+        #expect(seen.allSatisfy { $0 })
+    }
+
+    @Test("a job that throws fails alone, with the error's type and description")
+    func throwingJobFailsAlone() async throws {
+        try await withFixturePool { pool in
+            let bad = try await pool.submit(Misbehave.self, .throwError("odd input"))
+            let good = try await pool.submit(Misbehave.self, .succeed(41))
+            let error = try await #require(throws: ProcessPoolError.self) { try await bad.value }
+            #expect(error.code == .jobThrew)
+            #expect(error.message == "fixture refused: odd input")
+            #expect(error.remoteErrorType?.hasSuffix("FixtureError") == true)
+            #expect(error.jobName == "misbehave")
+            #expect(try await good.value == 41)
+            #expect(try await pool.run(Square.self, 12) == 144)
+        }
+    }
+
+    @Test("mapResults reports each failure at its index and every other result")
+    func mapResultsKeepsGoing() async throws {
+        let inputs: [Misbehaviour] = (0..<3000).map { $0 % 500 == 7 ? .throwError("bad \($0)") : .succeed($0) }
+        let results = try await withFixturePool { pool in
+            try await pool.mapResults(Misbehave.self, inputs)
+        }
+        #expect(results.count == inputs.count)
+        for (index, result) in results.enumerated() {
+            switch result {
+            case .success(let value):
+                #expect(index % 500 != 7)
+                #expect(value == index)
+            case .failure(let error):
+                #expect(index % 500 == 7)
+                #expect(error.code == .jobThrew)
+                #expect(error.inputIndex == index)
+                #expect(error.message == "fixture refused: bad \(index)")
+            }
+        }
+    }
+
+    @Test("map throws the first failure with the input index, and the pool stays usable")
+    func mapFailureNamesTheIndex() async throws {
+        try await withFixturePool { pool in
+            let inputs: [Misbehaviour] = (0..<1000).map { $0 == 613 ? .throwError("this one") : .succeed($0) }
+            let error = try await #require(throws: ProcessPoolError.self) { try await pool.map(Misbehave.self, inputs) }
+            #expect(error.inputIndex == 613)
+            #expect(error.code == .jobThrew)
+            #expect("\(error)".contains("input 613"))
+            #expect(try await pool.map(Square.self, [2, 3]) == [4, 9])
+        }
+    }
+
+    @Test(
+        "a job that kills its worker fails alone with workerCrashed and the right status",
+        arguments: [
+            (Misbehaviour.fatalError("fixture fatal error"), TerminationStatus.signaled(SIGILL)),
+            (.abort, .signaled(SIGABRT)),
+            (.exit(3), .exited(3)),
+            (.killSelf(SIGKILL), .signaled(SIGKILL)),
+            (.segfault, .signaled(SIGSEGV)),
+        ])
+    func crashIsIsolated(action: Misbehaviour, expected: TerminationStatus) async throws {
+        try await withFixturePool { pool in
+            let before = try await pool.map(Square.self, 0..<200)
+            let crashing = try await pool.submit(Misbehave.self, action)
+            let others = try await (0..<50).asyncMap { try await pool.submit(Misbehave.self, .succeed($0)) }
+            let error = try await #require(throws: ProcessPoolError.self) { try await crashing.value }
+            #expect(error.code == .workerCrashed)
+            #expect(error.terminationStatus == expected)
+            #expect(error.workerProcessID != nil)
+            #expect(error.jobName == "misbehave")
+            if case .fatalError(let message) = action {
+                #expect(error.standardErrorTail?.contains(message) == true)
+            }
+            for (index, future) in others.enumerated() {
+                #expect(try await future.value == index)
+            }
+            // The pool replaced the worker and takes more work.
+            #expect(try await pool.map(Square.self, 0..<200) == before)
+            #expect(pool.workerProcessIDs.count == 2)
+        }
+    }
+
+    @Test("crashes inside large batches fail exactly the crashing jobs")
+    func crashesInsideBatches() async throws {
+        let crashAt: Set<Int> = [1234, 4321]
+        let inputs: [Misbehaviour] = (0..<6000).map { crashAt.contains($0) ? .exit(9) : .succeed($0) }
+        let results = try await withFixturePool { pool in
+            try await pool.mapResults(Misbehave.self, inputs)
+        }
+        for (index, result) in results.enumerated() {
+            if crashAt.contains(index) {
+                #expect(throws: ProcessPoolError.self) { try result.get() }
+                if case .failure(let error) = result {
+                    #expect(error.code == .workerCrashed)
+                    #expect(error.terminationStatus == .exited(9))
+                }
+            } else {
+                #expect(try result.get() == index)
+            }
+        }
+    }
+
+    @Test("a job that prints to stdout does not disturb the protocol")
+    func printingJob() async throws {
+        let results = try await withFixturePool { pool in
+            try await pool.map(Misbehave.self, (0..<200).map { Misbehaviour.printToStandardOutput(lines: 5, value: $0) })
+        }
+        #expect(results == Array(0..<200))
+    }
+
+    @Test("an unknown job name fails with the names the worker serves")
+    func unknownJob() async throws {
+        try await withFixturePool { pool in
+            let error = try await #require(throws: ProcessPoolError.self) { try await pool.run(NotServed.self, 1) }
+            #expect(error.code == .unknownJob)
+            #expect(error.jobName == "not-served")
+            #expect(error.availableJobNames?.contains("square") == true)
+            #expect("\(error)".contains("\"not-served\""))
+        }
+    }
+
+    @Test("a missing worker executable is a spawn error naming the path and errno")
+    func missingExecutable() async throws {
+        let path = "/nonexistent/directory/worker-\(UUID().uuidString)"
+        let error = try await #require(throws: ProcessPoolError.self) {
+            try await withProcessPool(workers: 1, executable: path) { _ in }
+        }
+        #expect(error.code == .spawnFailed)
+        #expect(error.executablePath == path)
+        #expect(error.errno == Errno(rawValue: ENOENT))
+        #expect("\(error)".contains(path) && "\(error)".contains("ENOENT"))
+    }
+
+    @Test("a worker file that is not executable is a spawn error with EACCES")
+    func nonExecutableFile() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("not-executable-\(UUID().uuidString)").path
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o644]))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let error = try await #require(throws: ProcessPoolError.self) {
+            try await withProcessPool(workers: 1, executable: path) { _ in }
+        }
+        #expect(error.code == .spawnFailed)
+        #expect(error.errno == Errno(rawValue: EACCES))
+    }
+
+    @Test("one job instance per worker process is created and reused")
+    func instanceIsReused() async throws {
+        let replies = try await withFixturePool(workers: 1) { pool in
+            try await pool.map(CountCalls.self, 0..<50)
+        }
+        #expect(Set(replies.map { $0[0] }).count == 1)
+        #expect(replies.map { $0[1] } == (1...50).map(Int32.init))
+    }
+
+    @Test("nested Codable values cross the process boundary intact")
+    func recordsRoundTrip() async throws {
+        let records = (0..<300).map { index in
+            Record(
+                id: index, name: "récord \(index) 🚀", tags: index % 2 == 0 ? [] : ["a", "b"],
+                scores: [Double(index), -0.5, .infinity], blob: Data((0..<(index % 40)).map { UInt8($0) }),
+                parent: index % 3 == 0 ? nil : index - 1, attributes: ["size": index])
+        }
+        let transformed = try await withFixturePool { pool in try await pool.map(TransformRecord.self, records) }
+        for (record, result) in zip(records, transformed) {
+            #expect(result.id == record.id + 1)
+            #expect(result.name == record.name.uppercased())
+            #expect(result.tags == record.tags + ["seen"])
+            #expect(result.scores == record.scores.map { $0 * 2 })
+            #expect(result.blob == Data(record.blob.reversed()))
+            #expect(result.parent == record.parent)
+            #expect(result.attributes == ["size": record.id, "count": 1])
+        }
+    }
+
+    @Test("the standalone pool-worker binary serves its jobs")
+    func poolWorkerBinary() async throws {
+        let reply = try await withProcessPool(workers: 1, executable: Binaries.poolWorker) { pool in
+            try await pool.run(Echo.self, "héllo, wörld")
+        }
+        #expect(reply == "héllo, wörld")
+    }
+}
+
+extension Sequence {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var results: [T] = []
+        for element in self { results.append(try await transform(element)) }
+        return results
+    }
+}

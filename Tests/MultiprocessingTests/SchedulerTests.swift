@@ -1,0 +1,136 @@
+import Synchronization
+import Testing
+@testable import Multiprocessing
+
+/// A sink that records deliveries and can stop accepting, for the scheduler tests.
+private final class RecordingSink: ResultSink {
+    let accepting = Atomic<Bool>(true)
+    var isAcceptingResults: Bool { accepting.load(ordering: .relaxed) }
+    func deliver(index: Int, jobID: UInt64, jobName: String, outcome: JobOutcome) {}
+}
+
+private func chunk(_ name: String = "job", count: Int, payloadSize: Int = 4, sink: any ResultSink = RecordingSink(), firstIndex: Int = 0) -> JobChunk {
+    var builder = ChunkBuilder(codec: .binary, maximumPayloadSize: 1 << 20)
+    for index in 0..<count {
+        try! builder.append([UInt8](repeating: UInt8(truncatingIfNeeded: index), count: payloadSize))
+    }
+    return builder.build(sink: sink, jobName: name, firstIndex: firstIndex, firstJobID: 1)
+}
+
+private func enqueue(_ chunk: JobChunk, into state: inout SchedulerState) {
+    guard case .enqueued = state.enqueue(ChunkSlice(chunk: chunk, positions: 0..<chunk.count)) else {
+        Issue.record("could not enqueue")
+        return
+    }
+}
+
+@Suite("Scheduler state, without processes")
+struct SchedulerTests {
+    @Test("a batch takes as many jobs as the limit allows, splitting a chunk")
+    func batchRespectsJobLimit() {
+        var state = SchedulerState(maximumQueuedJobs: 1000, maximumQueuedBytes: 1 << 30)
+        enqueue(chunk(count: 100), into: &state)
+        let batch = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 30 }
+        #expect(batch.map(\.positions) == [0..<30])
+        #expect(state.queuedJobs == 70)
+        let next = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 1000 }
+        #expect(next.map(\.positions) == [30..<100])
+        #expect(state.queue.isEmpty)
+    }
+
+    @Test("a batch spans chunks up to its limit")
+    func batchSpansChunks() {
+        var state = SchedulerState(maximumQueuedJobs: 1000, maximumQueuedBytes: 1 << 30)
+        enqueue(chunk("a", count: 5), into: &state)
+        enqueue(chunk("b", count: 5), into: &state)
+        let batch = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 8 }
+        #expect(batch.map(\.chunk.jobName) == ["a", "b"])
+        #expect(batch.map(\.count) == [5, 3])
+    }
+
+    @Test("the byte limit caps a batch, but one job always goes")
+    func batchRespectsByteLimit() {
+        var state = SchedulerState(maximumQueuedJobs: 1000, maximumQueuedBytes: 1 << 30)
+        enqueue(chunk(count: 10, payloadSize: 1000), into: &state)
+        let capped = state.takeBatch(maximumBytes: 3000) { _, _ in 10 }
+        #expect(capped.reduce(0) { $0 + $1.count } <= 3)
+        #expect(capped.reduce(0) { $0 + $1.byteCount } <= 3000)
+        let single = state.takeBatch(maximumBytes: 10) { _, _ in 10 }
+        #expect(single.reduce(0) { $0 + $1.count } == 1)
+    }
+
+    @Test("jobs of a call that stopped accepting results are dropped, not sent")
+    func cancelledJobsAreDropped() {
+        var state = SchedulerState(maximumQueuedJobs: 1000, maximumQueuedBytes: 1 << 30)
+        let cancelled = RecordingSink()
+        enqueue(chunk("gone", count: 10, sink: cancelled), into: &state)
+        enqueue(chunk("kept", count: 3), into: &state)
+        cancelled.accepting.store(false, ordering: .relaxed)
+        let batch = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }
+        #expect(batch.map(\.chunk.jobName) == ["kept"])
+        #expect(state.queuedJobs == 0)
+        #expect(state.queuedBytes == 0)
+    }
+
+    @Test("a suspect job travels alone, and ends the batch before it")
+    func suspectsTravelAlone() {
+        var state = SchedulerState(maximumQueuedJobs: 1000, maximumQueuedBytes: 1 << 30)
+        let shared = chunk(count: 6)
+        enqueue(chunk("before", count: 2), into: &state)
+        _ = state.enqueue(ChunkSlice(chunk: shared, positions: 2..<3, isSuspect: true))
+        _ = state.enqueue(ChunkSlice(chunk: shared, positions: 3..<6))
+        let first = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }
+        #expect(first.map(\.chunk.jobName) == ["before"])
+        let suspect = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }
+        #expect(suspect.map(\.positions) == [2..<3])
+        #expect(suspect.first?.isSuspect == true)
+        let rest = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }
+        #expect(rest.map(\.positions) == [3..<6])
+    }
+
+    @Test("work rescued from a dead worker goes back to the front of the queue")
+    func requeueGoesFirst() {
+        var state = SchedulerState(maximumQueuedJobs: 1000, maximumQueuedBytes: 1 << 30)
+        enqueue(chunk("later", count: 4), into: &state)
+        let rescued = chunk("rescued", count: 2)
+        state.requeueAtFront([ChunkSlice(chunk: rescued, positions: 0..<2)])
+        #expect(state.queuedJobs == 6)
+        let batch = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }
+        #expect(batch.map(\.chunk.jobName) == ["rescued", "later"])
+    }
+
+    @Test("a full queue makes producers wait; a stopped pool refuses them")
+    func backpressureAndRefusal() {
+        var state = SchedulerState(maximumQueuedJobs: 10, maximumQueuedBytes: 1 << 30)
+        enqueue(chunk(count: 10), into: &state)
+        guard case .mustWait = state.enqueue(ChunkSlice(chunk: chunk(count: 1), positions: 0..<1)) else {
+            Issue.record("a full queue accepted more work")
+            return
+        }
+        _ = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 5 }
+        guard case .enqueued = state.enqueue(ChunkSlice(chunk: chunk(count: 1), positions: 0..<1)) else {
+            Issue.record("room was made but the work was not taken")
+            return
+        }
+        state.lifecycle = .draining
+        guard case .refused(let error) = state.enqueue(ChunkSlice(chunk: chunk(count: 1), positions: 0..<1)) else {
+            Issue.record("a draining pool accepted work")
+            return
+        }
+        #expect(error.code == .poolShutDown)
+    }
+
+    @Test("the ordered sink assembles out-of-order runs into input order")
+    func orderedSinkReorders() async throws {
+        let sink = OrderedSink<Int> { outcome, index, _, _ in
+            guard case .succeeded(_, let payload) = outcome else { return .failure(ProcessPoolError(.jobThrew, "x")) }
+            return .success(Int(payload[0]) + index * 0)
+        }
+        let order = [5, 6, 7, 0, 1, 8, 2, 3, 4, 9]
+        for index in order {
+            [UInt8(index)].withUnsafeBytes { sink.deliver(index: index, jobID: 0, jobName: "j", outcome: .succeeded(codec: .binary, payload: $0)) }
+        }
+        sink.finishSubmitting(total: 10)
+        #expect(try await sink.results() == Array(0..<10))
+    }
+}

@@ -1,0 +1,104 @@
+import CMultiprocessingShims
+import Foundation
+import Multiprocessing
+import Testing
+
+/// Where the test bundle's sibling executables (fixture-worker, pool-worker) are built.
+enum Binaries {
+    static let directory: String = {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: executable).deletingLastPathComponent().path
+    }()
+
+    static var fixtureWorker: String { directory + "/fixture-worker" }
+    static var poolWorker: String { directory + "/pool-worker" }
+}
+
+/// Runs `body` with a pool of fixture workers.
+func withFixturePool<Value>(
+    workers: Int = 2,
+    configure: (inout ProcessPoolConfiguration) -> Void = { _ in },
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: (ProcessPool) async throws -> Value
+) async throws -> Value {
+    var configuration = ProcessPoolConfiguration(workerCount: workers, executablePath: Binaries.fixtureWorker)
+    // The crash tests make workers print backtraces; keep the test log readable.
+    configuration.forwardsWorkerStandardError = false
+    configure(&configuration)
+    return try await withProcessPool(configuration: configuration, isolation: isolation, body)
+}
+
+/// Whether a process with this pid exists (a zombie counts as existing).
+func processExists(_ pid: Int32) -> Bool {
+    kill(pid, 0) == 0 || errno != ESRCH
+}
+
+/// Waits, without polling, until the process `pid` has exited or `timeout` has passed; true if
+/// it exited. Uses a pidfd, which works for processes that are not our children.
+func waitForExit(of pid: Int32, timeout: Duration) -> Bool {
+    let descriptor = mp_pidfd_open(pid)
+    if descriptor < 0 { return errno == ESRCH }  // already gone
+    defer { close(descriptor) }
+    var entry = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+    let milliseconds = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+    return poll(&entry, 1, milliseconds) == 1
+}
+
+// Jobs as the tests see them: same names and types as the fixture worker's.
+
+struct Square: Job {
+    static let name = "square"
+    func run(_ n: Int) -> Int { n &* n }
+}
+
+enum Misbehaviour: Codable, Sendable {
+    case succeed(Int)
+    case throwError(String)
+    case fatalError(String)
+    case abort
+    case exit(Int32)
+    case killSelf(Int32)
+    case segfault
+    case printToStandardOutput(lines: Int, value: Int)
+    case writeToStandardError(String, thenAbort: Bool)
+}
+
+struct Misbehave: Job {
+    static let name = "misbehave"
+    func run(_ action: Misbehaviour) throws -> Int { Issue.record("runs in the worker only"); return 0 }
+}
+
+struct SleepThenReportProcessID: Job {
+    static let name = "sleep-pid"
+    func run(_ milliseconds: Int) -> Int32 { 0 }
+}
+
+struct CountCalls: Job {
+    static let name = "count-calls"
+    func run(_ input: Int) -> [Int32] { [] }
+}
+
+struct Record: Codable, Sendable, Equatable {
+    var id: Int
+    var name: String
+    var tags: [String]
+    var scores: [Double]
+    var blob: Data
+    var parent: Int?
+    var attributes: [String: Int]
+}
+
+struct TransformRecord: Job {
+    static let name = "transform-record"
+    func run(_ record: Record) -> Record { record }
+}
+
+struct NotServed: Job {
+    static let name = "not-served"
+    func run(_ n: Int) -> Int { n }
+}
+
+struct Echo: Job {
+    static let name = "echo"
+    func run(_ text: String) -> String { text }
+}

@@ -1,0 +1,181 @@
+import Testing
+@testable import Multiprocessing
+
+/// A stream as a worker writes it: preamble, hello, two results frames and a fatal frame.
+private func sampleWorkerStream() -> (bytes: [UInt8], frameCount: Int) {
+    var writer = WireWriter()
+    writer.writePreamble()
+    WorkerHello(processID: 4242, jobNames: ["square", "count-primes", "ünïcödé"]).write(to: &writer)
+    for batch in 0..<2 {
+        let start = writer.beginFrame(.results)
+        ResultsHeader(batchID: UInt64(batch + 1), firstPosition: 0, count: 3, elapsedNanoseconds: 12_345).write(to: &writer)
+        [UInt8](repeating: UInt8(batch), count: 300).withUnsafeBytes { WireOutcome.succeeded(codec: 0, payload: $0).write(to: &writer) }
+        WireOutcome.threw(typeName: "Fixture.Error", description: "no").write(to: &writer)
+        WireOutcome.inputDecodingFailed("bad input").write(to: &writer)
+        try! writer.endFrame(startingAt: start, maximumFrameSize: 1 << 20)
+    }
+    let fatal = writer.beginFrame(.fatal)
+    writer.bytes.append(contentsOf: Array("bye".utf8))
+    try! writer.endFrame(startingAt: fatal, maximumFrameSize: 1 << 20)
+    return (writer.bytes, 4)
+}
+
+/// Decodes every frame in `reader`, returning a readable summary of each.
+private func drain(_ reader: inout FrameReader) throws -> [String] {
+    var frames: [String] = []
+    while let frame = try reader.nextFrame({ type, body -> String in
+        switch FrameType(rawValue: type) {
+        case .workerHello?:
+            let hello = try WorkerHello(body: body)
+            return "hello \(hello.processID) \(hello.jobNames)"
+        case .results?:
+            var results = try ResultsFrameReader(body: body)
+            var parts = ["results \(results.header.batchID) \(results.header.count)"]
+            while let outcome = try results.next() {
+                switch outcome {
+                case .succeeded(_, let payload): parts.append("ok \(payload.count) \(payload.first ?? 0)")
+                case .threw(let type, let description): parts.append("threw \(type) \(description)")
+                case .inputDecodingFailed(let text): parts.append("undecodable \(text)")
+                case .outputEncodingFailed(let text): parts.append("unencodable \(text)")
+                case .unknownJob(let index): parts.append("unknown \(index)")
+                }
+            }
+            return parts.joined(separator: "; ")
+        case .fatal?:
+            return "fatal " + fatalMessage(from: body)
+        default:
+            return "type \(type)"
+        }
+    }) {
+        frames.append(frame)
+    }
+    return frames
+}
+
+@Suite("Wire frames")
+struct WireTests {
+    @Test("every frame decodes the same whichever byte the stream is split at")
+    func splitAtEveryBoundary() throws {
+        let (bytes, frameCount) = sampleWorkerStream()
+        var whole = FrameReader()
+        whole.append(bytes)
+        let expected = try drain(&whole)
+        #expect(expected.count == frameCount)
+        #expect(expected[0] == "hello 4242 [\"square\", \"count-primes\", \"ünïcödé\"]")
+        #expect(expected[1] == "results 1 3; ok 300 0; threw Fixture.Error no; undecodable bad input")
+        #expect(expected[3] == "fatal bye")
+
+        for split in 0...bytes.count {
+            var reader = FrameReader()
+            reader.append(bytes[0..<split])
+            var frames = try drain(&reader)
+            reader.append(bytes[split...])
+            frames += try drain(&reader)
+            #expect(frames == expected, "split at \(split)")
+        }
+    }
+
+    @Test("a stream fed one byte at a time yields every frame")
+    func byteByByte() throws {
+        let (bytes, _) = sampleWorkerStream()
+        var whole = FrameReader()
+        whole.append(bytes)
+        let expected = try drain(&whole)
+        var reader = FrameReader()
+        var frames: [String] = []
+        for byte in bytes {
+            reader.append([byte])
+            frames += try drain(&reader)
+        }
+        #expect(frames == expected)
+    }
+
+    @Test("a truncated stream yields no partial frame and no error")
+    func truncatedStreamWaits() throws {
+        let (bytes, _) = sampleWorkerStream()
+        for length in 0..<bytes.count {
+            var reader = FrameReader()
+            reader.append(bytes[0..<length])
+            let frames = try drain(&reader)
+            #expect(frames.count < 4)
+        }
+    }
+
+    @Test("a frame over the maximum size is refused with both sizes named")
+    func oversizedFrame() {
+        var writer = WireWriter()
+        writer.writePreamble()
+        writer.writeUInt32(2_000_000)
+        writer.writeByte(FrameType.results.rawValue)
+        var reader = FrameReader(maximumFrameSize: 1_000_000)
+        reader.append(writer.bytes)
+        #expect {
+            _ = try drain(&reader)
+        } throws: { error in
+            "\(error)".contains("2000000") && "\(error)".contains("1000000")
+        }
+    }
+
+    @Test("a stream that is not the protocol is refused at its first bytes")
+    func garbageIsRefused() {
+        for garbage in [Array("hello world".utf8), [0x00], [0x53, 0x57, 0x00], Array("SWMP\u{2}\u{0}\u{0}\u{0}".utf8)] {
+            var reader = FrameReader()
+            reader.append(garbage)
+            #expect(throws: WireError.self, "\(garbage)") { _ = try drain(&reader) }
+        }
+    }
+
+    @Test("an empty frame and a malformed body are errors, not crashes")
+    func malformedFrames() {
+        var empty = FrameReader(expectsPreamble: false)
+        empty.append([0, 0, 0, 0, 1])
+        #expect(throws: WireError.self) { _ = try drain(&empty) }
+
+        // A hello claiming 100 names in a 3-byte body.
+        var lying = FrameReader(expectsPreamble: false)
+        lying.append([4, 0, 0, 0, FrameType.workerHello.rawValue, 1, 100, 0])
+        #expect(throws: WireError.self) { _ = try drain(&lying) }
+    }
+
+    @Test("random bytes after a valid preamble never crash or hang the reader")
+    func randomBytes() {
+        var generator = SplitMix64(seed: 0x5EED)
+        for _ in 0..<20_000 {
+            var reader = FrameReader(maximumFrameSize: 4096)
+            reader.append(WireProtocol.preamble)
+            let count = Int(generator.next() % 64)
+            reader.append((0..<count).map { _ in UInt8(truncatingIfNeeded: generator.next()) })
+            _ = try? drain(&reader)
+        }
+    }
+
+    @Test("varints round-trip at every width and reject overlong encodings")
+    func varints() throws {
+        let values: [UInt64] = [0, 1, 127, 128, 300, 16_383, 16_384, UInt64(UInt32.max), UInt64.max - 1, UInt64.max]
+        for value in values {
+            var bytes: [UInt8] = []
+            Varint.append(value, to: &bytes)
+            var offset = 0
+            let decoded = try bytes.withUnsafeBytes { buffer throws(Varint.Failure) in try Varint.read(from: buffer, offset: &offset) }
+            #expect(decoded == value)
+            #expect(offset == bytes.count)
+        }
+        let eleven = [UInt8](repeating: 0x80, count: 10) + [0x01]
+        var offset = 0
+        #expect(throws: Varint.Failure.overlong) { try eleven.withUnsafeBytes { buffer throws(Varint.Failure) in try Varint.read(from: buffer, offset: &offset) } }
+        #expect(throws: Varint.Failure.truncated) { try ([0x80, 0x80] as [UInt8]).withUnsafeBytes { buffer throws(Varint.Failure) in try Varint.read(from: buffer, offset: &offset) } }
+    }
+}
+
+/// A small deterministic generator, so random-input tests fail the same way every time.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
