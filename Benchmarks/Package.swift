@@ -1,5 +1,10 @@
 // swift-tools-version: 6.1
+import Foundation
 import PackageDescription
+
+// A path dependency's identity is its folder's name, which depends on where the repository
+// was cloned; read it rather than assume it.
+let mainPackage = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().lastPathComponent
 
 // Benchmarks live in a package of their own, so the product keeps no dependencies of theirs.
 let package = Package(
@@ -9,7 +14,7 @@ let package = Package(
     targets: [
         .executableTarget(
             name: "quick-figures",
-            dependencies: [.product(name: "Multiprocessing", package: "swift-multiprocessing")],
+            dependencies: [.product(name: "Multiprocessing", package: mainPackage)],
             swiftSettings: [.swiftLanguageMode(.v6)]
         )
     ]

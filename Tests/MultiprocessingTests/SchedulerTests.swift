@@ -6,7 +6,7 @@ import Testing
 private final class RecordingSink: ResultSink {
     let accepting = Atomic<Bool>(true)
     var isAcceptingResults: Bool { accepting.load(ordering: .relaxed) }
-    func deliver(index: Int, jobID: UInt64, jobName: String, outcome: JobOutcome) {}
+    func deliver(_ run: ResultRun) {}
 }
 
 private func chunk(_ name: String = "job", count: Int, payloadSize: Int = 4, sink: any ResultSink = RecordingSink(), firstIndex: Int = 0) -> JobChunk {
@@ -122,15 +122,28 @@ struct SchedulerTests {
 
     @Test("the ordered sink assembles out-of-order runs into input order")
     func orderedSinkReorders() async throws {
-        let sink = OrderedSink<Int> { outcome, index, _, _ in
-            guard case .succeeded(_, let payload) = outcome else { return .failure(ProcessPoolError(.jobThrew, "x")) }
-            return .success(Int(payload[0]) + index * 0)
+        let sink = OrderedSink<Int> { run in
+            .success(run.outcomes.indices.map { run.firstIndex + $0 })
         }
-        let order = [5, 6, 7, 0, 1, 8, 2, 3, 4, 9]
-        for index in order {
-            [UInt8(index)].withUnsafeBytes { sink.deliver(index: index, jobID: 0, jobName: "j", outcome: .succeeded(codec: .binary, payload: $0)) }
+        // Runs of 2 inputs starting at these indices, delivered out of order.
+        for start in [6, 2, 0, 8, 4] {
+            sink.deliver(ResultRun(firstIndex: start, firstJobID: 1, jobName: "j", outcomes: Array(repeating: .failed(ProcessPoolError(.jobThrew, "unused")), count: 2)))
         }
         sink.finishSubmitting(total: 10)
         #expect(try await sink.results() == Array(0..<10))
+    }
+
+    @Test("the ordered sink fails the call on the first failing run")
+    func orderedSinkFails() async throws {
+        let sink = OrderedSink<Int> { run in
+            run.firstIndex == 4 ? .failure(ProcessPoolError(.jobThrew, "run at 4")) : .success(Array(repeating: 0, count: run.outcomes.count))
+        }
+        sink.deliver(ResultRun(firstIndex: 0, firstJobID: 1, jobName: "j", outcomes: Array(repeating: .failed(ProcessPoolError(.jobThrew, "x")), count: 4)))
+        #expect(sink.isAcceptingResults)
+        sink.deliver(ResultRun(firstIndex: 4, firstJobID: 5, jobName: "j", outcomes: [.failed(ProcessPoolError(.jobThrew, "x"))]))
+        #expect(!sink.isAcceptingResults)
+        sink.finishSubmitting(total: 10)
+        let error = try await #require(throws: ProcessPoolError.self) { try await sink.results() }
+        #expect(error.message == "run at 4")
     }
 }

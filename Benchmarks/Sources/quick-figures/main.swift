@@ -25,14 +25,15 @@ func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 print("map over \(jobCount) tiny Int→Int jobs, \(workers) workers, median of \(repetitions) runs")
 
 // Baseline: the same work in this process, one core, no IPC.
+// Like `map`, it reads a sequence and builds an array of outputs.
 var loopRates: [Double] = []
 for _ in 0..<repetitions {
-    var checksum = 0
+    let job = Increment()
+    var outputs: [Int] = []
     let elapsed = clock.measure {
-        let job = Increment()
-        for n in 0..<jobCount { checksum &+= job.run(n) }
+        outputs = (0..<jobCount).map { job.run($0) }
     }
-    precondition(checksum != 0)
+    precondition(outputs.count == jobCount && outputs[jobCount - 1] == jobCount)
     loopRates.append(Double(jobCount) / seconds(elapsed))
 }
 

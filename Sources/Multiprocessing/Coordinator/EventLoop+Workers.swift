@@ -163,6 +163,18 @@ extension EventLoop {
             throw WireError("results \(header.firstPosition)..<\(header.firstPosition + header.count) for batch \(batch.id) of \(batch.count) jobs, of which \(batch.resolvedCount) were already answered")
         }
         var lastName: String?
+        // Consecutive results of one chunk go to its sink as one run.
+        var run: (slice: ChunkSlice, start: Int)?
+        var outcomes: [JobOutcome] = []
+        outcomes.reserveCapacity(header.count)
+        func flush() {
+            guard let (slice, start) = run else { return }
+            slice.chunk.sink.deliver(ResultRun(
+                firstIndex: slice.inputIndex(at: start), firstJobID: slice.jobID(at: start),
+                jobName: slice.chunk.jobName, outcomes: outcomes))
+            run = nil
+            outcomes.removeAll(keepingCapacity: true)
+        }
         while let outcome = try results.next() {
             let (slice, position) = batch.nextUnresolved()
             batch.markNextResolved()
@@ -186,8 +198,15 @@ extension EventLoop {
             case .unknownJob(let index):
                 jobOutcome = .failed(workerError(.unknownJob, "the worker does not serve job index \(index)", worker))
             }
-            slice.chunk.sink.deliver(index: slice.inputIndex(at: position), jobID: slice.jobID(at: position), jobName: slice.chunk.jobName, outcome: jobOutcome)
+            if let current = run, current.slice.chunk === slice.chunk, current.start + outcomes.count == position {
+                outcomes.append(jobOutcome)
+            } else {
+                flush()
+                run = (slice, position)
+                outcomes.append(jobOutcome)
+            }
         }
+        flush()
         if let lastName { recordCost(jobName: lastName, count: header.count, elapsedNanoseconds: header.elapsedNanoseconds) }
         if batch.resolvedCount == batch.count { worker.inFlight.removeFirst() }
     }

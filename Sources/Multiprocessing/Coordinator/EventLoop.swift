@@ -191,6 +191,9 @@ final class EventLoop: @unchecked Sendable {
         }
         // Anything still queued can no longer run.
         failQueued(with: ProcessPoolError(.poolShutDown, "the pool was shut down before the job ran"))
+        // Every worker's descriptors are closed by now; close ours before anyone is told the
+        // pool has stopped, so a caller counting descriptors sees none left.
+        core.waker.close()
         for waiter in waiters { waiter.resume() }
     }
 
@@ -273,12 +276,11 @@ final class EventLoop: @unchecked Sendable {
     }
 
     func deliverFailure(_ error: ProcessPoolError, to slice: ChunkSlice) {
-        let sink = slice.chunk.sink
-        for position in slice.positions {
-            var failure = error
-            failure.jobID = slice.jobID(at: position)
-            sink.deliver(index: slice.inputIndex(at: position), jobID: slice.jobID(at: position), jobName: slice.chunk.jobName, outcome: .failed(failure))
-        }
+        slice.chunk.sink.deliver(ResultRun(
+            firstIndex: slice.inputIndex(at: slice.positions.lowerBound),
+            firstJobID: slice.jobID(at: slice.positions.lowerBound),
+            jobName: slice.chunk.jobName,
+            outcomes: Array(repeating: .failed(error), count: slice.count)))
     }
 
     // MARK: Reading

@@ -48,9 +48,9 @@ final class FutureSink<Output: Sendable>: ResultSink {
     }
 
     private let state = Mutex(State())
-    private let decode: @Sendable (JobOutcome, UInt64, String) -> Result<Output, ProcessPoolError>
+    private let decode: @Sendable (ResultRun) -> Result<Output, ProcessPoolError>
 
-    init(decode: @escaping @Sendable (JobOutcome, UInt64, String) -> Result<Output, ProcessPoolError>) {
+    init(decode: @escaping @Sendable (ResultRun) -> Result<Output, ProcessPoolError>) {
         self.decode = decode
     }
 
@@ -58,9 +58,9 @@ final class FutureSink<Output: Sendable>: ResultSink {
 
     var currentResult: Result<Output, any Error>? { state.withLock { $0.result } }
 
-    func deliver(index: Int, jobID: UInt64, jobName: String, outcome: JobOutcome) {
-        guard isAcceptingResults else { return }
-        complete(with: decode(outcome, jobID, jobName).mapError { $0 })
+    func deliver(_ run: ResultRun) {
+        guard isAcceptingResults, !run.outcomes.isEmpty else { return }
+        complete(with: decode(run).mapError { $0 })
     }
 
     /// Returns true if this call cancelled the job (it had not finished).

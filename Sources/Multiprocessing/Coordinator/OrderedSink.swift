@@ -2,68 +2,60 @@ import Synchronization
 
 /// Collects a call's results in input order (`map`, `mapResults`).
 ///
-/// Results arrive batch by batch, in any order across workers. Those that continue the ordered
-/// prefix are appended straight to the final array; the rest wait in runs keyed by their first
-/// index, which are spliced in as the prefix reaches them. In-flight work is bounded, so the
-/// runs are too.
+/// Results arrive a run at a time, in any order across workers. A run that continues the
+/// ordered prefix is appended straight to the final array; others wait, keyed by their first
+/// index, until the prefix reaches them. In-flight work is bounded, so the waiting runs are too.
 final class OrderedSink<Element: Sendable>: ResultSink {
     private struct State {
         var ordered: [Element] = []
-        var runs: [Int: [Element]] = [:]
-        /// The run that the next out-of-order result would extend.
-        var openRunStart: Int?
+        var waitingRuns: [Int: [Element]] = [:]
         var total: Int?
         var failure: (any Error)?
         var waiter: CheckedContinuation<[Element], any Error>?
         var isFinished = false
 
-        /// When every result is in, hands the array to the waiter (or keeps it for `results()`).
-        mutating func completeIfDone() -> (CheckedContinuation<[Element], any Error>, [Element])? {
+        /// Adds a run; returns the waiter to resume if this completed the call.
+        mutating func insert(_ elements: [Element], at firstIndex: Int) -> CheckedContinuation<[Element], any Error>? {
+            guard !isFinished else { return nil }
+            if firstIndex == ordered.count {
+                ordered.append(contentsOf: elements)
+                while let next = waitingRuns.removeValue(forKey: ordered.count) {
+                    ordered.append(contentsOf: next)
+                }
+            } else {
+                waitingRuns[firstIndex] = elements
+            }
+            return completeIfDone()
+        }
+
+        /// When every result is in, marks the call finished and returns its waiter, if any.
+        mutating func completeIfDone() -> CheckedContinuation<[Element], any Error>? {
             guard !isFinished, let total, ordered.count == total else { return nil }
             isFinished = true
-            guard let waiter else { return nil }
-            self.waiter = nil
-            let elements = ordered
-            ordered = []
-            return (waiter, elements)
+            defer { waiter = nil }
+            return waiter
         }
     }
 
     private let state = Mutex(State())
-    /// Turns one job's outcome into an element, or into the error that fails the whole call.
-    private let element: @Sendable (JobOutcome, Int, UInt64, String) -> Result<Element, ProcessPoolError>
+    /// Turns a run's outcomes into elements, or into the error that fails the whole call.
+    private let elements: @Sendable (ResultRun) -> Result<[Element], ProcessPoolError>
 
-    init(element: @escaping @Sendable (JobOutcome, Int, UInt64, String) -> Result<Element, ProcessPoolError>) {
-        self.element = element
+    init(elements: @escaping @Sendable (ResultRun) -> Result<[Element], ProcessPoolError>) {
+        self.elements = elements
     }
 
     var isAcceptingResults: Bool { state.withLock { !$0.isFinished } }
 
-    func deliver(index: Int, jobID: UInt64, jobName: String, outcome: JobOutcome) {
-        switch element(outcome, index, jobID, jobName) {
-        case .success(let value): insert(value, at: index)
-        case .failure(let error): fail(error)
-        }
-    }
-
-    private func insert(_ value: Element, at index: Int) {
-        let completion = state.withLock { state -> (CheckedContinuation<[Element], any Error>, [Element])? in
-            guard !state.isFinished else { return nil }
-            if index == state.ordered.count {
-                state.ordered.append(value)
-                while let run = state.runs.removeValue(forKey: state.ordered.count) {
-                    if state.openRunStart == state.ordered.count { state.openRunStart = nil }
-                    state.ordered.append(contentsOf: run)
-                }
-            } else if let start = state.openRunStart, start + state.runs[start, default: []].count == index {
-                state.runs[start, default: []].append(value)
-            } else {
-                state.runs[index] = [value]
-                state.openRunStart = index
+    func deliver(_ run: ResultRun) {
+        switch elements(run) {
+        case .success(let values):
+            if let waiter = state.withLock({ $0.insert(values, at: run.firstIndex) }) {
+                resume(waiter)
             }
-            return state.completeIfDone()
+        case .failure(let error):
+            fail(error)
         }
-        if let (waiter, elements) = completion { waiter.resume(returning: elements) }
     }
 
     /// Fails the call; later results are ignored and queued jobs dropped.
@@ -73,7 +65,7 @@ final class OrderedSink<Element: Sendable>: ResultSink {
             state.isFinished = true
             state.failure = error
             state.ordered = []
-            state.runs = [:]
+            state.waitingRuns = [:]
             defer { state.waiter = nil }
             return state.waiter
         }
@@ -82,11 +74,20 @@ final class OrderedSink<Element: Sendable>: ResultSink {
 
     /// Every input has been submitted: `total` results make the call complete.
     func finishSubmitting(total: Int) {
-        let completion = state.withLock { state -> (CheckedContinuation<[Element], any Error>, [Element])? in
+        if let waiter = state.withLock({ state in
             state.total = total
             return state.completeIfDone()
+        }) {
+            resume(waiter)
         }
-        if let (waiter, elements) = completion { waiter.resume(returning: elements) }
+    }
+
+    private func resume(_ waiter: CheckedContinuation<[Element], any Error>) {
+        let elements = state.withLock { state in
+            defer { state.ordered = [] }
+            return state.ordered
+        }
+        waiter.resume(returning: elements)
     }
 
     /// Waits for every result (or the first failure).
@@ -94,13 +95,14 @@ final class OrderedSink<Element: Sendable>: ResultSink {
         try await withCheckedThrowingContinuation { continuation in
             let ready = state.withLock { state -> Result<[Element], any Error>? in
                 if let failure = state.failure { return .failure(failure) }
-                if state.isFinished { return .success(state.ordered) }
+                if state.isFinished {
+                    defer { state.ordered = [] }
+                    return .success(state.ordered)
+                }
                 state.waiter = continuation
                 return nil
             }
             if let ready { continuation.resume(with: ready) }
         }
     }
-
-    var isFailed: Bool { state.withLock { $0.failure != nil } }
 }

@@ -14,8 +14,16 @@ extension ProcessPool {
     ///   cancelled. `CancellationError` if the task is cancelled.
     public func map<J: Job, Inputs: Sequence>(_ job: J.Type, _ inputs: Inputs) async throws -> [J.Output]
     where Inputs.Element == J.Input {
-        let sink = OrderedSink<J.Output> { outcome, index, jobID, jobName in
-            outcome.decoded(J.Output.self, index: index, jobID: jobID, jobName: jobName)
+        let sink = OrderedSink<J.Output> { run in
+            var outputs: [J.Output] = []
+            outputs.reserveCapacity(run.outcomes.count)
+            for result in run.decoded(J.Output.self, reportingIndex: true) {
+                switch result {
+                case .success(let output): outputs.append(output)
+                case .failure(let error): return .failure(error)
+                }
+            }
+            return .success(outputs)
         }
         return try await collect(job, inputs, into: sink, encodingFailure: { sink.fail($1) })
     }
@@ -31,11 +39,11 @@ extension ProcessPool {
     ///   is cancelled.
     public func mapResults<J: Job, Inputs: Sequence>(_ job: J.Type, _ inputs: Inputs) async throws -> [Result<J.Output, ProcessPoolError>]
     where Inputs.Element == J.Input {
-        let sink = OrderedSink<Result<J.Output, ProcessPoolError>> { outcome, index, jobID, jobName in
-            .success(outcome.decoded(J.Output.self, index: index, jobID: jobID, jobName: jobName))
+        let sink = OrderedSink<Result<J.Output, ProcessPoolError>> { run in
+            .success(run.decoded(J.Output.self, reportingIndex: true))
         }
         return try await collect(job, inputs, into: sink) { index, error in
-            sink.deliver(index: index, jobID: 0, jobName: J.name, outcome: .failed(error))
+            sink.deliver(ResultRun(firstIndex: index, firstJobID: 0, jobName: J.name, outcomes: [.failed(error)]))
         }
     }
 

@@ -73,8 +73,8 @@ public final class ProcessPool: Sendable {
             throw error.forJob(name: J.name, inputIndex: nil)
         }
         let id = core.reserveJobIDs(1)
-        let sink = FutureSink<J.Output> { outcome, jobID, jobName in
-            outcome.decoded(J.Output.self, index: nil, jobID: jobID, jobName: jobName)
+        let sink = FutureSink<J.Output> { run in
+            run.outcomes[0].decoded(J.Output.self, index: nil, jobID: run.firstJobID, jobName: run.jobName)
         }
         try await core.enqueue(builder.build(sink: sink, jobName: J.name, firstIndex: 0, firstJobID: id))
         return JobFuture(sink: sink, core: core, id: id)

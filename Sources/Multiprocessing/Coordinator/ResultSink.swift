@@ -5,6 +5,27 @@ enum JobOutcome {
     case failed(ProcessPoolError)
 }
 
+/// The outcomes of consecutive jobs of one call: inputs `firstIndex`, `firstIndex + 1`, …
+///
+/// Results are delivered a run at a time (usually a whole batch), so a sink takes its lock and
+/// looks up its generic machinery once per run rather than once per job.
+struct ResultRun {
+    let firstIndex: Int
+    let firstJobID: UInt64
+    let jobName: String
+    /// Successful outputs point into the frame being read: valid only during delivery.
+    var outcomes: [JobOutcome]
+
+    /// Decodes every outcome, in order.
+    func decoded<Output: Decodable>(_ type: Output.Type, reportingIndex: Bool) -> [Result<Output, ProcessPoolError>] {
+        outcomes.indices.map { offset in
+            outcomes[offset].decoded(
+                type, index: reportingIndex ? firstIndex + offset : nil,
+                jobID: firstJobID + UInt64(offset), jobName: jobName)
+        }
+    }
+}
+
 /// Where a call's results go: a future, a `map`'s array, an unordered stream.
 ///
 /// The event loop calls `deliver` on its thread; implementations decode outputs there and keep
@@ -14,8 +35,8 @@ protocol ResultSink: AnyObject, Sendable {
     /// jobs are dropped instead of sent.
     var isAcceptingResults: Bool { get }
 
-    /// Delivers the outcome of the job with input index `index`.
-    func deliver(index: Int, jobID: UInt64, jobName: String, outcome: JobOutcome)
+    /// Delivers the outcomes of a run of consecutive jobs.
+    func deliver(_ run: ResultRun)
 }
 
 extension JobOutcome {
@@ -24,7 +45,7 @@ extension JobOutcome {
     func decoded<Output: Decodable>(_ type: Output.Type, index: Int?, jobID: UInt64, jobName: String) -> Result<Output, ProcessPoolError> {
         switch self {
         case .failed(var error):
-            error.jobID = error.jobID ?? jobID
+            if jobID != 0 { error.jobID = error.jobID ?? jobID }  // 0: the job never got an id
             return .failure(error.forJob(name: jobName, inputIndex: index))
         case .succeeded(let codec, let payload):
             do {

@@ -37,9 +37,7 @@ final class UnorderedRun<Output: Decodable & Sendable, Inputs: IteratorProtocol>
 
     init(core: PoolCore, jobName: String, inputs: Inputs) {
         self.core = core
-        let sink = UnorderedSink<Output> { outcome, index, jobID, jobName in
-            outcome.decoded(Output.self, index: index, jobID: jobID, jobName: jobName)
-        }
+        let sink = UnorderedSink<Output>()
         self.sink = sink
         producer = InputProducer(core: core, jobName: jobName, inputs: inputs, sink: sink)
         window = max(1, core.configuration.maximumQueuedJobs)

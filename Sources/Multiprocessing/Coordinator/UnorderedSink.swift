@@ -1,7 +1,7 @@
 import Synchronization
 
 /// Buffers a `mapUnordered` call's results until its consumer takes them.
-final class UnorderedSink<Output: Sendable>: ResultSink {
+final class UnorderedSink<Output: Decodable & Sendable>: ResultSink {
     private struct State {
         var buffer: [(index: Int, output: Output)] = []
         var bufferHead = 0
@@ -29,11 +29,7 @@ final class UnorderedSink<Output: Sendable>: ResultSink {
     }
 
     private let state = Mutex(State())
-    private let decode: @Sendable (JobOutcome, Int, UInt64, String) -> Result<Output, ProcessPoolError>
-
-    init(decode: @escaping @Sendable (JobOutcome, Int, UInt64, String) -> Result<Output, ProcessPoolError>) {
-        self.decode = decode
-    }
+    init() {}
 
     var isAcceptingResults: Bool { state.withLock { !$0.isFinished } }
 
@@ -42,23 +38,28 @@ final class UnorderedSink<Output: Sendable>: ResultSink {
 
     func noteSubmitted(_ count: Int) { state.withLock { $0.submitted += count } }
 
-    func deliver(index: Int, jobID: UInt64, jobName: String, outcome: JobOutcome) {
-        switch decode(outcome, index, jobID, jobName) {
-        case .failure(let error):
-            fail(error)
-        case .success(let output):
-            let waiter = state.withLock { state -> CheckedContinuation<(index: Int, output: Output)?, any Error>? in
-                guard !state.isFinished else { return nil }
-                if let waiter = state.waiter {
-                    state.waiter = nil
-                    state.consumed += 1
-                    return waiter
-                }
-                state.buffer.append((index, output))
-                return nil
+    func deliver(_ run: ResultRun) {
+        var outputs: [(index: Int, output: Output)] = []
+        outputs.reserveCapacity(run.outcomes.count)
+        var failure: ProcessPoolError?
+        for (offset, result) in run.decoded(Output.self, reportingIndex: true).enumerated() {
+            switch result {
+            case .success(let output): outputs.append((run.firstIndex + offset, output))
+            case .failure(let error): failure = failure ?? error
             }
-            waiter?.resume(returning: (index, output))
         }
+        if let failure {
+            fail(failure)
+            return
+        }
+        let handOff = state.withLock { state -> (waiter: CheckedContinuation<(index: Int, output: Output)?, any Error>, element: (index: Int, output: Output))? in
+            guard !state.isFinished, !outputs.isEmpty else { return nil }
+            state.buffer.append(contentsOf: outputs)
+            guard let waiter = state.waiter, let element = state.takeNext() else { return nil }
+            state.waiter = nil
+            return (waiter, element)
+        }
+        if let handOff { handOff.waiter.resume(returning: handOff.element) }
     }
 
     /// Ends the stream with `error` (a failed job, cancellation); queued jobs are dropped.

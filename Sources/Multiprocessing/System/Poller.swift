@@ -1,4 +1,5 @@
 import CMultiprocessingShims
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -41,10 +42,14 @@ struct PollSet {
 }
 
 /// Wakes a thread blocked in `PollSet.wait` from any thread: an eventfd on Linux, a pipe elsewhere.
+///
+/// The owner closes it when its loop ends, so no descriptor outlives a pool's shutdown; a lock
+/// makes a late `wake()` a no-op rather than a write to a descriptor number reused since.
 final class Waker: Sendable {
     /// The descriptor to poll for readability.
     let descriptor: FileDescriptor
     private let writeDescriptor: FileDescriptor
+    private let isOpen = Mutex(true)
 
     init() throws(SystemCallError) {
         let eventDescriptor = mp_eventfd_cloexec()
@@ -58,12 +63,15 @@ final class Waker: Sendable {
         }
     }
 
-    /// Makes the descriptor readable. Non-blocking and async-signal-safe; a full counter or
-    /// pipe means a wake-up is already pending, which is all that is needed.
+    /// Makes the descriptor readable. Non-blocking; a full counter or pipe means a wake-up is
+    /// already pending, which is all that is needed.
     func wake() {
-        var one: UInt64 = 1
-        _ = withUnsafeBytes(of: &one) { bytes in
-            try? writeDescriptor.write(UnsafeRawBufferPointer(rebasing: bytes[0..<(writeDescriptor == descriptor ? 8 : 1)]))
+        isOpen.withLock { isOpen in
+            guard isOpen else { return }
+            var one: UInt64 = 1
+            _ = withUnsafeBytes(of: &one) { bytes in
+                try? writeDescriptor.write(UnsafeRawBufferPointer(rebasing: bytes[0..<(writeDescriptor == descriptor ? 8 : 1)]))
+            }
         }
     }
 
@@ -76,10 +84,17 @@ final class Waker: Sendable {
         } while writeDescriptor != descriptor  // one read resets an eventfd's counter
     }
 
-    deinit {
-        descriptor.close()
-        if writeDescriptor != descriptor { writeDescriptor.close() }
+    /// Closes the descriptors; later `wake()` calls do nothing.
+    func close() {
+        isOpen.withLock { isOpen in
+            guard isOpen else { return }
+            isOpen = false
+            descriptor.close()
+            if writeDescriptor != descriptor { writeDescriptor.close() }
+        }
     }
+
+    deinit { close() }
 }
 
 /// Blocks SIGPIPE for the calling thread only (see `mp_block_sigpipe_on_this_thread`).
