@@ -89,9 +89,13 @@ extension EventLoop {
     // MARK: Reading
 
     /// Reads what the worker has written and acts on every complete frame.
-    func readOutput(of worker: WorkerConnection) {
-        // A bounded number of reads per wake-up keeps one busy worker from starving the rest.
-        for _ in 0..<16 {
+    /// - Parameter untilDrained: Read until the pipe is empty or ended, however much is there
+    ///   (for a worker that has exited: everything it sent must be seen before its jobs are
+    ///   judged). Otherwise a bounded number of reads keeps one busy worker from starving the rest.
+    func readOutput(of worker: WorkerConnection, untilDrained: Bool = false) {
+        var reads = 0
+        while untilDrained || reads < 16 {
+            reads += 1
             var ended = false
             var wouldBlock = false
             worker.reader.readIntoStorage { buffer in
@@ -230,7 +234,7 @@ extension EventLoop {
     func handleExit(of worker: WorkerConnection) {
         // 1. Take in whatever it wrote before dying: results sent before a crash still count,
         //    and stderr holds the crash message.
-        if !worker.outputEnded { readOutput(of: worker) }
+        if !worker.outputEnded { readOutput(of: worker, untilDrained: true) }
         while !worker.errorOutputEnded, readChunkOfErrorOutput(worker) {}
         // 2. Reap it (it has exited: this does not block for long).
         let status: TerminationStatus
