@@ -105,4 +105,16 @@ struct TransformRecord: Job {
     }
 }
 
-var fixtureJobs: [any Job.Type] { [Square.self, Misbehave.self, SleepThenReportProcessID.self, CountCalls.self, TransformRecord.self] }
+/// Returns `n` bytes: an output as large as asked.
+struct MakeBytes: Job {
+    static let name = "make-bytes"
+    func run(_ count: Int) -> [UInt8] { [UInt8](repeating: 0xAB, count: count) }
+}
+
+/// Returns the input's length: an input as large as the caller makes it.
+struct CountBytes: Job {
+    static let name = "count-bytes"
+    func run(_ bytes: [UInt8]) -> Int { bytes.count }
+}
+
+var fixtureJobs: [any Job.Type] { [Square.self, Misbehave.self, SleepThenReportProcessID.self, CountCalls.self, TransformRecord.self, MakeBytes.self, CountBytes.self] }

@@ -3,6 +3,10 @@ import Multiprocessing
 
 // The test suite's worker: jobs that crash, hang, print and allocate. Given a command as its
 // first argument it plays a coordinator instead, for tests that must kill or inspect one.
+if CommandLine.arguments.count == 3 && CommandLine.arguments[1] == "serve-broken" {
+    serveBroken(mode: CommandLine.arguments[2])
+}
+
 if Worker.isSpawnedByPool {
     try await Worker.serve(jobs: fixtureJobs)
 }

@@ -202,6 +202,44 @@ struct EndToEndTests {
         }
     }
 
+    @Test("with a small frame limit, batches are cut to fit and only oversized values fail")
+    func smallFrameLimit() async throws {
+        try await withFixturePool(configure: {
+            $0.maximumFrameSize = 64 * 1024
+            $0.batchSize = 100_000
+        }) { pool in
+            // Many small inputs: batches must be split to fit the limit, not fail.
+            let squares = try await pool.mapResults(Square.self, 0..<100_000)
+            #expect(squares.allSatisfy { (try? $0.get()) != nil })
+            // Many medium outputs: the worker must split its results frames.
+            let sizes = try await pool.map(MakeBytes.self, Array(repeating: 20_000, count: 40))
+            #expect(sizes.map(\.count) == Array(repeating: 20_000, count: 40))
+            // An input over the limit fails at submit, naming the sizes.
+            let tooBig = [UInt8](repeating: 1, count: 100_000)
+            let submitError = try await #require(throws: ProcessPoolError.self) { try await pool.submit(CountBytes.self, tooBig) }
+            #expect(submitError.code == .encodingFailed)
+            #expect(submitError.message.contains("65536"))
+            // An output over the limit fails in the worker, and the worker lives on.
+            let outputError = try await #require(throws: ProcessPoolError.self) { try await pool.run(MakeBytes.self, 100_000) }
+            #expect(outputError.code == .encodingFailed)
+            #expect(try await pool.run(CountBytes.self, [1, 2, 3]) == 3)
+        }
+    }
+
+    @Test(
+        "a worker that breaks the protocol fails its job with protocolViolation instead of losing it",
+        arguments: ["trailing-byte", "garbage", "huge-length", "truncated"])
+    func brokenWorker(mode: String) async throws {
+        try await withFixturePool(workers: 1, configure: { $0.arguments = ["serve-broken", mode] }) { pool in
+            let error = try await #require(throws: ProcessPoolError.self) { try await pool.run(Square.self, 7) }
+            #expect([.protocolViolation, .workerCrashed].contains(error.code), "\(error)")
+            if mode != "truncated" {
+                #expect(error.code == .protocolViolation)
+                #expect(error.workerProcessID != nil)
+            }
+        }
+    }
+
     @Test("the standalone pool-worker binary serves its jobs")
     func poolWorkerBinary() async throws {
         let reply = try await withProcessPool(workers: 1, executable: Binaries.poolWorker) { pool in

@@ -10,7 +10,7 @@ private final class RecordingSink: ResultSink {
 }
 
 private func chunk(_ name: String = "job", count: Int, payloadSize: Int = 4, sink: any ResultSink = RecordingSink(), firstIndex: Int = 0) -> JobChunk {
-    var builder = ChunkBuilder(codec: .binary, maximumPayloadSize: 1 << 20)
+    var builder = ChunkBuilder(codec: .binary, maximumFrameSize: 1 << 20)
     for index in 0..<count {
         try! builder.append([UInt8](repeating: UInt8(truncatingIfNeeded: index), count: payloadSize))
     }

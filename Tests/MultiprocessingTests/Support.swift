@@ -102,3 +102,13 @@ struct Echo: Job {
     static let name = "echo"
     func run(_ text: String) -> String { text }
 }
+
+struct MakeBytes: Job {
+    static let name = "make-bytes"
+    func run(_ count: Int) -> [UInt8] { [] }
+}
+
+struct CountBytes: Job {
+    static let name = "count-bytes"
+    func run(_ bytes: [UInt8]) -> Int { 0 }
+}

@@ -138,11 +138,12 @@ extension EventLoop {
 
     private func handleFrame(type: UInt8, body: UnsafeRawBufferPointer, from worker: WorkerConnection) throws {
         switch (worker.state, FrameType(rawValue: type)) {
-        case (.starting, .workerHello?):
+        case (_, .workerHello?) where worker.jobNames.isEmpty && worker.violation == nil:
+            // Also when asked to stop before its hello arrived: it started fine.
             let hello = try WorkerHello(body: body)
             worker.jobNames = hello.jobNames
             worker.jobIndexByName = Dictionary(hello.jobNames.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
-            worker.state = .ready
+            if worker.state == .starting { worker.state = .ready }
             noteStartSuccess()
         case (.starting, _):
             throw WireError("expected the worker's hello, received a frame of type \(type)")
@@ -166,6 +167,12 @@ extension EventLoop {
         guard header.firstPosition == batch.resolvedCount, header.count <= batch.count - batch.resolvedCount else {
             throw WireError("results \(header.firstPosition)..<\(header.firstPosition + header.count) for batch \(batch.id) of \(batch.count) jobs, of which \(batch.resolvedCount) were already answered")
         }
+        // Read the whole frame before acting on any of it: a frame that turns out malformed
+        // half way must leave every one of its jobs unanswered, to be rescued with the rest.
+        var wireOutcomes: [WireOutcome] = []
+        wireOutcomes.reserveCapacity(header.count)
+        while let outcome = try results.next() { wireOutcomes.append(outcome) }
+
         var lastName: String?
         // Consecutive results of one chunk go to its sink as one run.
         var run: (slice: ChunkSlice, start: Int)?
@@ -179,7 +186,7 @@ extension EventLoop {
             run = nil
             outcomes.removeAll(keepingCapacity: true)
         }
-        while let outcome = try results.next() {
+        for outcome in wireOutcomes {
             let (slice, position) = batch.nextUnresolved()
             batch.markNextResolved()
             lastName = slice.chunk.jobName
@@ -272,7 +279,7 @@ extension EventLoop {
         }
         readBufferBytes(count) { bytes in
             worker.recordStandardError(bytes)
-            if core.configuration.forwardsWorkerStandardError { try? FileDescriptor.standardError.writeAll(bytes) }
+            errorForwarder?.forward(bytes)
         }
         return true
     }

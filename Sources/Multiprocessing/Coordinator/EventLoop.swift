@@ -19,6 +19,8 @@ final class EventLoop: @unchecked Sendable {
     private var lastStartFailure: ProcessPoolError?
     private let clock = ContinuousClock()
     private var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
+    /// Copies workers' stderr to ours, off this thread; nil when not forwarding.
+    let errorForwarder: ErrorStreamForwarder?
 
     /// A batch aims at this much work, so that per-batch costs (a write, a read, two wake-ups)
     /// vanish next to the jobs, while the last batches of a call still spread over all workers.
@@ -26,6 +28,12 @@ final class EventLoop: @unchecked Sendable {
     /// Batches in flight per worker: one running, one waiting in the pipe.
     static let pipelineDepth = 2
     static let maximumBatchBytes = 4 << 20
+    /// The most a job adds to a jobs frame besides its payload: index and length varints, codec.
+    static let jobHeaderBytes = 16
+    /// A batch must fit in one frame, whatever the configured frame limit.
+    private var maximumBatchBytes: Int {
+        min(Self.maximumBatchBytes, WireProtocol.maximumPayloadSize(inFramesOf: core.configuration.maximumFrameSize))
+    }
     /// After this many workers in a row die before their handshake, the pool stops trying.
     static let startFailureLimit = 3
     /// How long a worker may take to exit after its input is closed or it is sent SIGTERM.
@@ -33,6 +41,7 @@ final class EventLoop: @unchecked Sendable {
 
     init(core: PoolCore) {
         self.core = core
+        errorForwarder = core.configuration.forwardsWorkerStandardError ? ErrorStreamForwarder() : nil
     }
 
     /// Starts the loop's thread; `started` is called on it once the first workers are spawned
@@ -114,6 +123,10 @@ final class EventLoop: @unchecked Sendable {
                 if let index = slot.error, !pollSet.events(at: index).isEmpty { readErrorOutput(of: worker) }
                 if let index = slot.input, !pollSet.events(at: index).isEmpty, !worker.flushOutgoing() {
                     // Its stdin is broken: the worker is gone or going; its exit will be seen.
+                    worker.inputBroke()
+                }
+                if worker.state == .stopping && worker.inFlight.isEmpty && worker.pendingOutgoingBytes == 0 {
+                    // Asked to exit while bytes were still unsent: they are out now.
                     worker.closeInput()
                 }
                 let exited: Bool
@@ -194,6 +207,7 @@ final class EventLoop: @unchecked Sendable {
         // Every worker's descriptors are closed by now; close ours before anyone is told the
         // pool has stopped, so a caller counting descriptors sees none left.
         core.waker.close()
+        errorForwarder?.stop()
         for waiter in waiters { waiter.resume() }
     }
 
@@ -204,7 +218,7 @@ final class EventLoop: @unchecked Sendable {
             while worker.inFlight.count < Self.pipelineDepth && worker.pendingOutgoingBytes < Self.maximumBatchBytes {
                 let workerCount = max(1, workers.count)
                 let (slices, waiters) = core.state.withLock { state in
-                    let batch = state.takeBatch(maximumBytes: Self.maximumBatchBytes) { jobName, queuedJobs in
+                    let batch = state.takeBatch(maximumBytes: maximumBatchBytes, overheadPerJob: Self.jobHeaderBytes) { jobName, queuedJobs in
                         self.batchLimit(jobName: jobName, queuedJobs: queuedJobs, workerCount: workerCount)
                     }
                     return (batch, state.takeSpaceWaitersIfReady())
@@ -214,7 +228,7 @@ final class EventLoop: @unchecked Sendable {
                 send(slices, to: worker)
             }
             if worker.pendingOutgoingBytes > 0 && !worker.flushOutgoing() {
-                worker.closeInput()
+                worker.inputBroke()
             }
         }
     }

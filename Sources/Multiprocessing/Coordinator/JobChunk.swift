@@ -62,11 +62,11 @@ struct ChunkBuilder {
     private(set) var bytes: [UInt8] = []
     private(set) var ends: [Int] = []
     let codec: PayloadCodec
-    let maximumPayloadSize: Int
+    let maximumFrameSize: Int
 
-    init(codec: PayloadCodec, maximumPayloadSize: Int, expectedCount: Int = 0) {
+    init(codec: PayloadCodec, maximumFrameSize: Int, expectedCount: Int = 0) {
         self.codec = codec
-        self.maximumPayloadSize = maximumPayloadSize
+        self.maximumFrameSize = maximumFrameSize
         ends.reserveCapacity(expectedCount)
     }
 
@@ -85,9 +85,10 @@ struct ChunkBuilder {
             throw ProcessPoolError(.encodingFailed, "cannot encode the input (\(Input.self)): " + PayloadCoding.describe(error))
         }
         let size = bytes.count - start
-        guard size <= maximumPayloadSize else {
+        let limit = WireProtocol.maximumPayloadSize(inFramesOf: maximumFrameSize)
+        guard size <= limit else {
             bytes.removeSubrange(start...)
-            throw ProcessPoolError(.encodingFailed, "the encoded input is \(size) bytes, over the maximum frame size of \(maximumPayloadSize) bytes")
+            throw ProcessPoolError(.encodingFailed, "the encoded input is \(size) bytes; frames of at most \(maximumFrameSize) bytes (maximumFrameSize) carry inputs of up to \(limit) bytes")
         }
         ends.append(bytes.count)
     }

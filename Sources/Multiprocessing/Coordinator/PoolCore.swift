@@ -15,8 +15,6 @@ final class PoolCore: Sendable {
         waker = try Waker()
     }
 
-    /// The largest encoded input a job may have: the frame limit less room for the headers.
-    var maximumPayloadSize: Int { configuration.maximumFrameSize - 64 }
 
     /// Reserves `count` consecutive job ids.
     func reserveJobIDs(_ count: Int) -> UInt64 {

@@ -112,7 +112,7 @@ struct InputProducer<Inputs: IteratorProtocol> where Inputs.Element: Encodable {
         nextChunk: while !isExhausted {
             let size = min(chunkSize, limit)
             chunkSize = min(chunkSize * 2, 1024)
-            var builder = ChunkBuilder(codec: .binary, maximumPayloadSize: core.maximumPayloadSize, expectedCount: size)
+            var builder = ChunkBuilder(codec: .binary, maximumFrameSize: core.configuration.maximumFrameSize, expectedCount: size)
             let firstIndex = count
             while builder.count < size && builder.byteCount < 1 << 20 {
                 guard let input = inputs.next() else {

@@ -66,7 +66,7 @@ public final class ProcessPool: Sendable {
     ///   ``ProcessPoolError/Code/poolShutDown``; `CancellationError` if cancelled while waiting
     ///   for room.
     public func submit<J: Job>(_ job: J.Type, _ input: J.Input) async throws -> JobFuture<J.Output> {
-        var builder = ChunkBuilder(codec: .binary, maximumPayloadSize: core.maximumPayloadSize, expectedCount: 1)
+        var builder = ChunkBuilder(codec: .binary, maximumFrameSize: core.configuration.maximumFrameSize, expectedCount: 1)
         do {
             try builder.append(input)
         } catch {

@@ -83,10 +83,11 @@ struct SchedulerState {
         }
     }
 
-    /// Takes the next batch: up to `maximumJobs` jobs (from `limit(jobName)`) and about
-    /// `maximumBytes` bytes, at least one job if any is queued. Jobs of calls that no longer
-    /// want results are dropped on the way. A suspect job always travels alone.
-    mutating func takeBatch(maximumBytes: Int, limit: (_ jobName: String, _ queuedJobs: Int) -> Int) -> [ChunkSlice] {
+    /// Takes the next batch: up to `maximumJobs` jobs (from `limit(jobName)`) and at most
+    /// `maximumBytes` bytes counting `overheadPerJob` for each job, but at least one job if any
+    /// is queued. Jobs of calls that no longer want results are dropped on the way. A suspect
+    /// job always travels alone.
+    mutating func takeBatch(maximumBytes: Int, overheadPerJob: Int = 0, limit: (_ jobName: String, _ queuedJobs: Int) -> Int) -> [ChunkSlice] {
         var batch: [ChunkSlice] = []
         var jobs = 0
         var bytes = 0
@@ -105,10 +106,11 @@ struct SchedulerState {
             }
             // Take as many of this slice's jobs as the limits allow (at least one).
             var take = min(slice.count, maximumJobs - jobs)
-            var takenBytes = slice.chunk.byteCount(of: slice.positions.prefix(take))
+            func size(_ count: Int) -> Int { slice.chunk.byteCount(of: slice.positions.prefix(count)) + overheadPerJob * count }
+            var takenBytes = size(take)
             while take > 1 && bytes + takenBytes > maximumBytes {
                 take = max(1, take / 2)
-                takenBytes = slice.chunk.byteCount(of: slice.positions.prefix(take))
+                takenBytes = size(take)
             }
             if !batch.isEmpty && bytes + takenBytes > maximumBytes { break }
             var taken = slice
@@ -117,7 +119,7 @@ struct SchedulerState {
             jobs += take
             bytes += takenBytes
             queuedJobs -= take
-            queuedBytes -= takenBytes
+            queuedBytes -= takenBytes - overheadPerJob * take
             if take == slice.count {
                 _ = queue.removeFirst()
             } else {

@@ -106,6 +106,8 @@ final class WorkerConnection {
     /// Writes as much of the outgoing buffer as the pipe takes now.
     /// - Returns: false if the worker's stdin is broken (it exited).
     func flushOutgoing() -> Bool {
+        // Once closed, the descriptor number may already belong to someone else.
+        guard !inputClosed else { return false }
         while pendingOutgoingBytes > 0 {
             let result = outgoing.bytes.withUnsafeBytes { bytes in
                 Result { () throws(SystemCallError) in try input.write(UnsafeRawBufferPointer(rebasing: bytes[outgoingOffset...])) }
@@ -131,6 +133,15 @@ final class WorkerConnection {
         guard !inputClosed else { return }
         inputClosed = true
         input.close()
+        outgoing.bytes.removeAll()
+        outgoingOffset = 0
+    }
+
+    /// The worker's stdin is broken (it exited or closed it): take no more jobs; its exit
+    /// handler rescues what it had.
+    func inputBroke() {
+        closeInput()
+        if state != .starting || !jobNames.isEmpty { state = .stopping }
     }
 
     func closeAll() {

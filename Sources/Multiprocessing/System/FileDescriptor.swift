@@ -31,13 +31,19 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
     static func pipe(nonBlocking: Bool = false) throws(SystemCallError) -> (readEnd: FileDescriptor, writeEnd: FileDescriptor) {
         var fds: [CInt] = [-1, -1]
         _ = try systemCall("pipe2") { mp_pipe_cloexec(&fds, nonBlocking ? 1 : 0) }
+        let readEnd: FileDescriptor
         do {
-            let readEnd = try FileDescriptor(rawValue: fds[0]).movedAboveStandardStreams()
-            let writeEnd = try FileDescriptor(rawValue: fds[1]).movedAboveStandardStreams()
-            return (readEnd, writeEnd)
+            readEnd = try FileDescriptor(rawValue: fds[0]).movedAboveStandardStreams()
         } catch {
-            // movedAboveStandardStreams closes its own descriptor only on success.
+            // On failure the original is still open (and still ours).
             _ = sysClose(fds[0])
+            _ = sysClose(fds[1])
+            throw error
+        }
+        do {
+            return (readEnd, try FileDescriptor(rawValue: fds[1]).movedAboveStandardStreams())
+        } catch {
+            readEnd.close()  // fds[0] itself may have been closed by the move already
             _ = sysClose(fds[1])
             throw error
         }

@@ -7,7 +7,9 @@ struct FrameReader {
     private var readIndex = 0
     private var writeIndex = 0
     private var preambleChecked: Bool
-    let maximumFrameSize: Int
+    /// Frames longer than this are refused (a worker learns its coordinator's limit from the
+    /// coordinator's hello).
+    var maximumFrameSize: Int
 
     /// - Parameter expectsPreamble: whether the stream starts with the 8-byte preamble.
     init(maximumFrameSize: Int = WireProtocol.defaultMaximumFrameSize, expectsPreamble: Bool = true) {

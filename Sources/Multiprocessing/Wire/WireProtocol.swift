@@ -12,6 +12,15 @@ enum WireProtocol {
     /// Large enough for any sensible job, small enough that a corrupt length cannot make a
     /// reader allocate gigabytes.
     static let defaultMaximumFrameSize = 256 << 20
+    /// Bytes of a frame that are not a job's payload, at most: frame and batch headers, and the
+    /// job's own index, codec and length fields. A payload may use the rest of the frame.
+    static let frameOverhead = 64
+
+    /// The largest payload a frame of `maximumFrameSize` bytes can carry.
+    static func maximumPayloadSize(inFramesOf maximumFrameSize: Int) -> Int {
+        maximumFrameSize - frameOverhead
+    }
+
     /// A frame length can never exceed what its UInt32 field holds.
     static let absoluteMaximumFrameSize = Int(UInt32.max)
 

@@ -6,7 +6,7 @@ class AnyJobHandler {
     init(name: String) { self.name = name }
 
     /// Runs one job and appends its outcome to `writer` in results-frame form.
-    func perform(codec: UInt8, payload: UnsafeRawBufferPointer, maximumOutputSize: Int, into writer: inout WireWriter) async {
+    func perform(codec: UInt8, payload: UnsafeRawBufferPointer, maximumFrameSize: Int, into writer: inout WireWriter) async {
         fatalError("abstract")
     }
 }
@@ -19,7 +19,7 @@ final class JobHandler<J: Job>: AnyJobHandler {
 
     init() { super.init(name: J.name) }
 
-    override func perform(codec rawCodec: UInt8, payload: UnsafeRawBufferPointer, maximumOutputSize: Int, into writer: inout WireWriter) async {
+    override func perform(codec rawCodec: UInt8, payload: UnsafeRawBufferPointer, maximumFrameSize: Int, into writer: inout WireWriter) async {
         guard let codec = PayloadCodec(rawValue: rawCodec) else {
             WireOutcome.inputDecodingFailed("unknown payload codec \(rawCodec)").write(to: &writer)
             return
@@ -53,8 +53,9 @@ final class JobHandler<J: Job>: AnyJobHandler {
             return
         }
         // Leave room for the frame and result headers within the frame limit.
-        guard scratch.count <= maximumOutputSize - 64 else {
-            WireOutcome.outputEncodingFailed("the output is \(scratch.count) bytes, over the maximum frame size of \(maximumOutputSize) bytes").write(to: &writer)
+        let limit = WireProtocol.maximumPayloadSize(inFramesOf: maximumFrameSize)
+        guard scratch.count <= limit else {
+            WireOutcome.outputEncodingFailed("the output is \(scratch.count) bytes; frames of at most \(maximumFrameSize) bytes carry outputs of up to \(limit) bytes").write(to: &writer)
             return
         }
         scratch.withUnsafeBytes { WireOutcome.succeeded(codec: rawCodec, payload: $0).write(to: &writer) }

@@ -90,6 +90,7 @@ final class WorkerLoop: @unchecked Sendable {
                     WorkerProcess.exitProcess(0)  // the coordinator closed the connection
                 case .coordinatorHello(let hello)?:
                     maximumFrameSize = hello.maximumFrameSize
+                    reader.maximumFrameSize = hello.maximumFrameSize
                 case .shutdown?:
                     WorkerProcess.exitProcess(0)
                 case .jobs(let byteCount)?:
@@ -148,26 +149,42 @@ final class WorkerLoop: @unchecked Sendable {
         var position = 0
         var frameStart = beginResults()
         var sectionStart = clock.now
+        // Reading the clock costs about as much as a tiny job: once jobs prove fast, only look
+        // every 64th job.
         var checkClockEvery = 1
+        // Room for the results header spliced in at the end, and the frame header.
+        let frameLimit = maximumFrameSize - WireProtocol.frameOverhead
+
+        func endSection(at now: ContinuousClock.Instant, keeping carried: [UInt8] = []) throws {
+            try endResults(frameStart, batchID: jobs.batchID, firstPosition: firstPosition, count: position - firstPosition, elapsed: now - sectionStart)
+            flush()
+            firstPosition = position
+            frameStart = beginResults()
+            writer.bytes.append(contentsOf: carried)
+            sectionStart = now
+        }
+
         while let job = try jobs.next() {
+            let resultStart = writer.bytes.count
             if job.jobIndex < registry.handlers.count {
                 await registry.handlers[job.jobIndex].perform(
-                    codec: job.codec, payload: job.payload, maximumOutputSize: maximumFrameSize, into: &writer)
+                    codec: job.codec, payload: job.payload, maximumFrameSize: maximumFrameSize, into: &writer)
             } else {
                 WireOutcome.unknownJob(index: job.jobIndex).write(to: &writer)
             }
+            if writer.bytes.count - frameStart > frameLimit && position > firstPosition {
+                // This result would overflow the frame: send the ones before it, and start the
+                // next frame with it.
+                let carried = Array(writer.bytes[resultStart...])
+                writer.bytes.removeSubrange(resultStart...)
+                try endSection(at: clock.now, keeping: carried)
+            }
             position += 1
-            // Reading the clock costs about as much as a tiny job: after a few fast jobs, only
-            // look every 64th time.
             if position % checkClockEvery == 0 && position < jobs.count {
                 let now = clock.now
                 if now - sectionStart >= Self.flushInterval {
-                    try endResults(frameStart, batchID: jobs.batchID, firstPosition: firstPosition, count: position - firstPosition, elapsed: now - sectionStart)
-                    flush()
-                    firstPosition = position
-                    frameStart = beginResults()
-                    sectionStart = now
-                } else if now - sectionStart < .microseconds(20) * position {
+                    try endSection(at: now)
+                } else if checkClockEvery == 1 && position - firstPosition >= 8 && now - sectionStart < .microseconds(100) {
                     checkClockEvery = 64
                 }
             }
