@@ -45,12 +45,12 @@ func serveBroken(mode: String) -> Never {
         let length = Int(header[0]) | Int(header[1]) << 8 | Int(header[2]) << 16 | Int(header[3]) << 24
         let body = readExactly(length - 1)
         guard header[4] == 0x10 else { continue }  // only jobs frames need an answer
-        // Body: batch id, count, then per job: index, codec, payload block. Assume one-byte
-        // varints, which is what the tests send.
+        // Body: batch id, flags, count, then per job: index, codec, payload block. Assume
+        // one-byte varints, which is what the tests send.
         let batchID = Int(body[0])
-        let count = Int(body[1])
+        let count = Int(body[2])
         var results: [UInt8] = varint(batchID) + varint(0) + varint(count) + varint(1000)
-        var offset = 2
+        var offset = 3
         for _ in 0..<count {
             let payloadLength = Int(body[offset + 2])
             let payload = Array(body[(offset + 3)..<(offset + 3 + payloadLength)])

@@ -16,6 +16,13 @@ enum Misbehaviour: Codable, Sendable {
     case exit(Int32)
     case killSelf(Int32)
     case segfault
+    /// Writes a byte to the named pipe at `path` (so a test knows the job is running), then
+    /// sleeps.
+    case signalThenSleep(fifo: String, milliseconds: Int)
+    /// Ignores SIGTERM, then sleeps: only SIGKILL stops it.
+    case ignoreTerminationAndSleep(milliseconds: Int)
+    /// Crashes unless the file at `path` exists, creating it first: fails once, then succeeds.
+    case crashOnce(marker: String)
     case printToStandardOutput(lines: Int, value: Int)
     case writeToStandardError(String, thenAbort: Bool)
 }
@@ -48,6 +55,21 @@ struct Misbehave: Job {
             // A real invalid access, as a buggy C library would make.
             UnsafeMutablePointer<Int>(bitPattern: 16)!.pointee = 1
             return -1
+        case .signalThenSleep(let fifo, let milliseconds):
+            let descriptor = open(fifo, O_WRONLY)
+            var byte: UInt8 = 1
+            _ = write(descriptor, &byte, 1)
+            close(descriptor)
+            Thread.sleep(forTimeInterval: Double(milliseconds) / 1000)
+            return milliseconds
+        case .ignoreTerminationAndSleep(let milliseconds):
+            signal(SIGTERM, SIG_IGN)
+            Thread.sleep(forTimeInterval: Double(milliseconds) / 1000)
+            return milliseconds
+        case .crashOnce(let marker):
+            if FileManager.default.fileExists(atPath: marker) { return 1 }
+            _ = FileManager.default.createFile(atPath: marker, contents: nil)
+            Foundation.abort()
         case .printToStandardOutput(let lines, let value):
             for line in 0..<lines { print("noise \(line) that must not reach the protocol \u{0}\u{1}SWMP") }
             FileHandle.standardOutput.write(Data([0x53, 0x57, 0x4D, 0x50, 0xFF, 0xFF, 0xFF, 0x7F]))

@@ -9,12 +9,15 @@ private final class RecordingSink: ResultSink {
     func deliver(_ run: ResultRun) {}
 }
 
-private func chunk(_ name: String = "job", count: Int, payloadSize: Int = 4, sink: any ResultSink = RecordingSink(), firstIndex: Int = 0) -> JobChunk {
+private func chunk(
+    _ name: String = "job", count: Int, payloadSize: Int = 4, sink: any ResultSink = RecordingSink(), firstIndex: Int = 0,
+    timeout: Duration? = nil
+) -> JobChunk {
     var builder = ChunkBuilder(codec: .binary, maximumFrameSize: 1 << 20)
     for index in 0..<count {
         try! builder.append([UInt8](repeating: UInt8(truncatingIfNeeded: index), count: payloadSize))
     }
-    return builder.build(sink: sink, jobName: name, firstIndex: firstIndex, firstJobID: 1)
+    return builder.build(sink: sink, jobName: name, firstIndex: firstIndex, firstJobID: 1, options: ResolvedJobOptions(timeout: timeout))
 }
 
 private func enqueue(_ chunk: JobChunk, into state: inout SchedulerState) {
@@ -72,20 +75,22 @@ struct SchedulerTests {
         #expect(state.queuedBytes == 0)
     }
 
-    @Test("a suspect job travels alone, and ends the batch before it")
-    func suspectsTravelAlone() {
+    @Test("suspects and jobs with a timeout travel in batches of their own kind")
+    func exactReportingBatchesAreSeparate() {
         var state = SchedulerState(maximumQueuedJobs: 1000, maximumQueuedBytes: 1 << 30)
         let shared = chunk(count: 6)
         enqueue(chunk("before", count: 2), into: &state)
-        _ = state.enqueue(ChunkSlice(chunk: shared, positions: 2..<3, isSuspect: true))
-        _ = state.enqueue(ChunkSlice(chunk: shared, positions: 3..<6))
+        _ = state.enqueue(ChunkSlice(chunk: shared, positions: 2..<4, isSuspect: true))
+        enqueue(chunk("timed", count: 2, timeout: .seconds(1)), into: &state)
+        _ = state.enqueue(ChunkSlice(chunk: shared, positions: 4..<6))
         let first = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }
         #expect(first.map(\.chunk.jobName) == ["before"])
-        let suspect = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }
-        #expect(suspect.map(\.positions) == [2..<3])
-        #expect(suspect.first?.isSuspect == true)
+        let exact = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }
+        #expect(exact.map(\.positions) == [2..<4, 0..<2])
+        #expect(exact.allSatisfy { $0.needsEachResult })
         let rest = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }
-        #expect(rest.map(\.positions) == [3..<6])
+        #expect(rest.map(\.positions) == [4..<6])
+        #expect(rest.allSatisfy { !$0.needsEachResult })
     }
 
     @Test("work rescued from a dead worker goes back to the front of the queue")

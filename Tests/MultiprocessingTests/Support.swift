@@ -59,6 +59,13 @@ enum Misbehaviour: Codable, Sendable {
     case exit(Int32)
     case killSelf(Int32)
     case segfault
+    /// Writes a byte to the named pipe at `path` (so a test knows the job is running), then
+    /// sleeps.
+    case signalThenSleep(fifo: String, milliseconds: Int)
+    /// Ignores SIGTERM, then sleeps: only SIGKILL stops it.
+    case ignoreTerminationAndSleep(milliseconds: Int)
+    /// Crashes unless the file at `path` exists, creating it first: fails once, then succeeds.
+    case crashOnce(marker: String)
     case printToStandardOutput(lines: Int, value: Int)
     case writeToStandardError(String, thenAbort: Bool)
 }
@@ -111,4 +118,32 @@ struct MakeBytes: Job {
 struct CountBytes: Job {
     static let name = "count-bytes"
     func run(_ bytes: [UInt8]) -> Int { 0 }
+}
+
+/// A named pipe a job writes one byte to when it starts, so a test can wait for "the job is
+/// running" as an event rather than guess with a sleep.
+struct StartSignal {
+    let path: String
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("job-started-\(UUID().uuidString)").path
+        guard mkfifo(path, 0o600) == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+    }
+
+    /// Waits, on a thread of its own (never the cooperative pool), for the job's byte.
+    func wait() async {
+        let path = path
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let thread = Thread {
+                let descriptor = open(path, O_RDONLY)
+                var byte: UInt8 = 0
+                _ = read(descriptor, &byte, 1)
+                close(descriptor)
+                continuation.resume()
+            }
+            thread.start()
+        }
+    }
+
+    func remove() { unlink(path) }
 }

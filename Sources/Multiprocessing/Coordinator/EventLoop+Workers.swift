@@ -220,6 +220,8 @@ extension EventLoop {
         flush()
         if let lastName { recordCost(jobName: lastName, count: header.count, elapsedNanoseconds: header.elapsedNanoseconds) }
         if batch.resolvedCount == batch.count { worker.inFlight.removeFirst() }
+        // The next job (or batch) starts now.
+        worker.runningSince = worker.inFlight.isEmpty ? nil : clock.now
     }
 
     private func workerError(_ code: ProcessPoolError.Code, _ message: String, _ worker: WorkerConnection) -> ProcessPoolError {
@@ -284,48 +286,99 @@ extension EventLoop {
         return true
     }
 
-    /// Fails the job the worker died running and puts every job it had not started back in the
-    /// queue. Results arrive in order, so the first job without a result in the first batch is
-    /// the one that was running — unless the worker had results it had not sent yet; then any
-    /// of that batch's unanswered jobs may be the culprit, and each is retried alone.
+    /// Decides the fate of every job the dead worker had.
+    ///
+    /// Results arrive in order, so the first unanswered job of the oldest batch is the one that
+    /// was running. In a batch that reported each result, that pins the death on it; otherwise
+    /// the worker may have died holding results it had not sent, so each unanswered job of that
+    /// batch is retried as a suspect (reported one by one) and the next death pins the culprit.
+    /// Jobs in later batches had not started: they go back to the queue as they were.
     private func rescueJobs(of worker: WorkerConnection, status: TerminationStatus, lifecycle: SchedulerState.Lifecycle) {
         guard let running = worker.inFlight.first else { return }
         let waiting = worker.inFlight.dropFirst().flatMap { $0.unresolvedSlices() }
         let unanswered = running.unresolvedSlices()
         worker.inFlight.removeAll()
+        worker.runningSince = nil
 
-        func crashError() -> ProcessPoolError {
-            var error: ProcessPoolError
-            if lifecycle == .cancelling {
-                error = workerError(.poolShutDown, "the pool was shut down while the job ran", worker)
-            } else if let violation = worker.violation {
-                error = workerError(.protocolViolation, "the worker broke the protocol: \(violation)", worker)
-            } else {
-                error = workerError(.workerCrashed, "the worker died while running the job", worker)
-                if let fatal = worker.fatalMessage { error.message += " (\(fatal))" }
-            }
+        func failure(_ code: ProcessPoolError.Code, _ message: String) -> ProcessPoolError {
+            var error = workerError(code, message, worker)
             error.terminationStatus = status
             error.standardErrorTail = worker.standardErrorTail()
             return error
         }
 
         if lifecycle == .cancelling {
-            for slice in unanswered + waiting { deliverFailure(crashError(), to: slice) }
+            let error = failure(.poolShutDown, "the pool was shut down while the job ran")
+            for slice in unanswered + waiting { deliverFailure(error, to: slice) }
             return
         }
+
         var requeue: [ChunkSlice] = []
-        let unansweredCount = unanswered.reduce(0) { $0 + $1.count }
-        if unansweredCount == 1 {
-            deliverFailure(crashError(), to: unanswered[0])
-        } else {
-            for slice in unanswered {
-                for position in slice.positions {
-                    requeue.append(ChunkSlice(chunk: slice.chunk, positions: position..<position + 1, isSuspect: true))
+        guard let first = unanswered.first else {
+            core.state.withLock { $0.requeueAtFront(waiting) }
+            return
+        }
+        let culprit = ChunkSlice(chunk: first.chunk, positions: first.positions.lowerBound..<first.positions.lowerBound + 1, isSuspect: first.isSuspect, history: first.history)
+        var others = unanswered
+        others[0].positions = others[0].positions.dropFirst()
+        others.removeAll { $0.positions.isEmpty }
+
+        switch worker.termination {
+        case .cancelled?:
+            // We stopped it for a cancelled job; everyone else's jobs are blameless.
+            requeue = unanswered
+        case .timedOut(let ran, let limit)?:
+            let error = failure(.timedOut, "the job ran for \(Self.format(ran)), over its timeout of \(Self.format(limit)); its worker was terminated")
+            retryOrFail(culprit, with: error, into: &requeue)
+            requeue += others
+        case nil:
+            let error: ProcessPoolError
+            if let violation = worker.violation {
+                error = failure(.protocolViolation, "the worker broke the protocol: \(violation)")
+            } else {
+                var crash = failure(.workerCrashed, "the worker died while running the job")
+                if let fatal = worker.fatalMessage { crash.message += " (\(fatal))" }
+                error = crash
+            }
+            let unansweredCount = unanswered.reduce(0) { $0 + $1.count }
+            if running.flags.contains(.reportEachResult) || unansweredCount == 1 {
+                retryOrFail(culprit, with: error, into: &requeue)
+                requeue += others
+            } else {
+                for slice in unanswered {
+                    var suspects = slice
+                    suspects.isSuspect = true
+                    requeue.append(suspects)
                 }
             }
         }
-        requeue.append(contentsOf: waiting)
+        requeue += waiting
         core.state.withLock { $0.requeueAtFront(requeue) }
+    }
+
+    /// Retries a job that crashed its worker or timed out, if it has retries left; otherwise
+    /// fails it with the errors of all its attempts.
+    private func retryOrFail(_ job: ChunkSlice, with error: ProcessPoolError, into requeue: inout [ChunkSlice]) {
+        let history = job.history + [error]
+        if history.count <= job.chunk.maximumRetries {
+            var retry = job
+            retry.isSuspect = true
+            retry.history = history
+            requeue.append(retry)
+        } else {
+            var final = error
+            if history.count > 1 {
+                final.attempts = history
+                final.message += "; given up after \(history.count) attempts"
+            }
+            deliverFailure(final, to: job)
+        }
+    }
+
+    static func format(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        let milliseconds = Double(seconds) * 1000 + Double(attoseconds) / 1e15
+        return milliseconds < 1000 ? "\(Int(milliseconds.rounded())) ms" : "\((milliseconds / 10).rounded() / 100) s"
     }
 
     private func replaceWorkerIfNeeded(lifecycle: SchedulerState.Lifecycle) {

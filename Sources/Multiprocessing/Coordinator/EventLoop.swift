@@ -17,7 +17,7 @@ final class EventLoop: @unchecked Sendable {
     /// Workers that died before their hello, since the last one that completed it.
     private var consecutiveStartFailures = 0
     private var lastStartFailure: ProcessPoolError?
-    private let clock = ContinuousClock()
+    let clock = ContinuousClock()
     private var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
     /// Copies workers' stderr to ours, off this thread; nil when not forwarding.
     let errorForwarder: ErrorStreamForwarder?
@@ -138,16 +138,49 @@ final class EventLoop: @unchecked Sendable {
                 if exited { handleExit(of: worker) }
             }
             enforceKillDeadlines()
+            enforceTimeoutsAndCancellations()
         }
     }
 
     private func pollTimeout() -> Int32 {
-        let deadlines = workers.compactMap(\.killDeadline)
+        let deadlines = workers.compactMap(\.killDeadline) + workers.compactMap(jobDeadline(of:))
         guard let nearest = deadlines.min() else { return -1 }
         let remaining = nearest - clock.now
         if remaining <= .zero { return 0 }
         let (seconds, attoseconds) = remaining.components
         return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
+    }
+
+    /// The running job and when it must end, for a worker running a job with a timeout.
+    private func jobDeadline(of worker: WorkerConnection) -> ContinuousClock.Instant? {
+        guard worker.termination == nil, let started = worker.runningSince, let batch = worker.inFlight.first,
+              batch.flags.contains(.reportEachResult), batch.resolvedCount < batch.count,
+              let timeout = batch.nextUnresolved().slice.chunk.timeout else { return nil }
+        return started + timeout
+    }
+
+    /// Terminates workers whose running job is over its time, or whose jobs nobody wants any
+    /// more (a cancelled future, a failed or abandoned map).
+    private func enforceTimeoutsAndCancellations() {
+        let now = clock.now
+        for worker in workers where worker.termination == nil && worker.violation == nil {
+            guard let batch = worker.inFlight.first, batch.resolvedCount < batch.count else { continue }
+            if let deadline = jobDeadline(of: worker), deadline <= now, let started = worker.runningSince,
+               let timeout = batch.nextUnresolved().slice.chunk.timeout {
+                terminate(worker, because: .timedOut(ran: now - started, limit: timeout))
+            } else if batch.unresolvedSlices().contains(where: { !$0.chunk.sink.isAcceptingResults }) {
+                terminate(worker, because: .cancelled)
+            }
+        }
+    }
+
+    /// Starts the termination sequence: the configured signal to the worker's process group,
+    /// then SIGKILL when the grace period is over.
+    func terminate(_ worker: WorkerConnection, because reason: WorkerConnection.TerminationReason) {
+        worker.termination = reason
+        worker.state = .stopping
+        worker.process.signalGroup(core.configuration.terminationSignal)
+        worker.killDeadline = clock.now + core.configuration.terminationGracePeriod
     }
 
     private func enforceKillDeadlines() {
@@ -177,10 +210,8 @@ final class EventLoop: @unchecked Sendable {
             for worker in workers where worker.state != .stopping {
                 if worker.inFlight.isEmpty {
                     requestExit(of: worker)
-                } else {
-                    worker.state = .stopping
-                    worker.process.signalGroup(SIGTERM)
-                    worker.killDeadline = clock.now + Self.terminationGrace
+                } else if worker.termination == nil {
+                    terminate(worker, because: .cancelled)
                 }
             }
         case .stopped:
@@ -257,9 +288,10 @@ final class EventLoop: @unchecked Sendable {
             deliverFailure(error, to: slice)
         }
         guard !sendable.isEmpty else { return }
-        let batch = InFlightBatch(id: nextBatchID, slices: sendable)
+        let flags: BatchFlags = sendable[0].needsEachResult ? .reportEachResult : []
+        let batch = InFlightBatch(id: nextBatchID, flags: flags, slices: sendable)
         nextBatchID += 1
-        let frame = JobsFrameWriter(batchID: batch.id, count: batch.count, into: &worker.outgoing)
+        let frame = JobsFrameWriter(batchID: batch.id, flags: flags, count: batch.count, into: &worker.outgoing)
         for slice in sendable {
             let jobIndex = worker.jobIndexByName[slice.chunk.jobName]!
             for position in slice.positions {
@@ -276,6 +308,7 @@ final class EventLoop: @unchecked Sendable {
             for slice in sendable { deliverFailure(ProcessPoolError(.encodingFailed, "\(error)"), to: slice) }
             return
         }
+        if worker.inFlight.isEmpty { worker.runningSince = clock.now }
         worker.inFlight.append(batch)
     }
 

@@ -10,16 +10,25 @@ final class JobChunk: Sendable {
     let firstIndex: Int
     /// The first job's pool-wide id; job `k` of the chunk has id `firstJobID + k`.
     let firstJobID: UInt64
+    /// How long each job may run before its worker is terminated; nil for no limit.
+    let timeout: Duration?
+    /// How many times a job is run again after its worker crashed or it timed out.
+    let maximumRetries: Int
     private let bytes: [UInt8]
     /// `ends[k]` is the offset just past job k's payload.
     private let ends: [Int]
 
-    init(sink: any ResultSink, jobName: String, codec: PayloadCodec, firstIndex: Int, firstJobID: UInt64, bytes: [UInt8], ends: [Int]) {
+    init(
+        sink: any ResultSink, jobName: String, codec: PayloadCodec, firstIndex: Int, firstJobID: UInt64,
+        options: ResolvedJobOptions, bytes: [UInt8], ends: [Int]
+    ) {
         self.sink = sink
         self.jobName = jobName
         self.codec = codec
         self.firstIndex = firstIndex
         self.firstJobID = firstJobID
+        timeout = options.timeout
+        maximumRetries = options.maximumRetries
         self.bytes = bytes
         self.ends = ends
     }
@@ -47,8 +56,14 @@ struct ChunkSlice {
     let chunk: JobChunk
     var positions: Range<Int>
     /// Set on jobs that were in a batch whose worker died without saying which job it was
-    /// running: each is dispatched alone, so a crash can be pinned on the job that caused it.
+    /// running, and on jobs being retried: they go out in batches whose results are reported
+    /// one by one, so a crash can be pinned on the job that caused it.
     var isSuspect = false
+    /// The failures of this job's earlier attempts (only on one-job slices).
+    var history: [ProcessPoolError] = []
+
+    /// Whether this slice's jobs must go out in a batch that reports each result at once.
+    var needsEachResult: Bool { isSuspect || chunk.timeout != nil }
 
     var count: Int { positions.count }
     var byteCount: Int { chunk.byteCount(of: positions) }
@@ -93,8 +108,8 @@ struct ChunkBuilder {
         ends.append(bytes.count)
     }
 
-    func build(sink: any ResultSink, jobName: String, firstIndex: Int, firstJobID: UInt64) -> JobChunk {
-        JobChunk(sink: sink, jobName: jobName, codec: codec, firstIndex: firstIndex, firstJobID: firstJobID, bytes: bytes, ends: ends)
+    func build(sink: any ResultSink, jobName: String, firstIndex: Int, firstJobID: UInt64, options: ResolvedJobOptions) -> JobChunk {
+        JobChunk(sink: sink, jobName: jobName, codec: codec, firstIndex: firstIndex, firstJobID: firstJobID, options: options, bytes: bytes, ends: ends)
     }
 }
 

@@ -8,11 +8,12 @@ extension ProcessPool {
     /// - Parameters:
     ///   - job: The job type.
     ///   - inputs: The inputs; read once, from the calling task.
+    ///   - options: A timeout or retry count for these jobs, overriding the pool's.
     /// - Returns: One output per input, in input order.
     /// - Throws: The first ``ProcessPoolError`` of any job, whose
     ///   ``ProcessPoolError/inputIndex`` says which input failed; the remaining jobs are
     ///   cancelled. `CancellationError` if the task is cancelled.
-    public func map<J: Job, Inputs: Sequence>(_ job: J.Type, _ inputs: Inputs) async throws -> [J.Output]
+    public func map<J: Job, Inputs: Sequence>(_ job: J.Type, _ inputs: Inputs, options: JobOptions = JobOptions()) async throws -> [J.Output]
     where Inputs.Element == J.Input {
         let sink = OrderedSink<J.Output> { run in
             var outputs: [J.Output] = []
@@ -25,7 +26,7 @@ extension ProcessPool {
             }
             return .success(outputs)
         }
-        return try await collect(job, inputs, into: sink, encodingFailure: { sink.fail($1) })
+        return try await collect(job, inputs, options: options, into: sink, encodingFailure: { sink.fail($1) })
     }
 
     /// Runs `job` on every input and returns each job's outcome, in input order. A failing job
@@ -34,15 +35,18 @@ extension ProcessPool {
     /// - Parameters:
     ///   - job: The job type.
     ///   - inputs: The inputs; read once, from the calling task.
+    ///   - options: A timeout or retry count for these jobs, overriding the pool's.
     /// - Returns: One result per input, in input order.
     /// - Throws: ``ProcessPoolError`` if the pool is shut down; `CancellationError` if the task
     ///   is cancelled.
-    public func mapResults<J: Job, Inputs: Sequence>(_ job: J.Type, _ inputs: Inputs) async throws -> [Result<J.Output, ProcessPoolError>]
+    public func mapResults<J: Job, Inputs: Sequence>(
+        _ job: J.Type, _ inputs: Inputs, options: JobOptions = JobOptions()
+    ) async throws -> [Result<J.Output, ProcessPoolError>]
     where Inputs.Element == J.Input {
         let sink = OrderedSink<Result<J.Output, ProcessPoolError>> { run in
             .success(run.decoded(J.Output.self, reportingIndex: true))
         }
-        return try await collect(job, inputs, into: sink) { index, error in
+        return try await collect(job, inputs, options: options, into: sink) { index, error in
             sink.deliver(ResultRun(firstIndex: index, firstJobID: 0, jobName: J.name, outcomes: [.failed(error)]))
         }
     }
@@ -57,22 +61,27 @@ extension ProcessPool {
     /// - Parameters:
     ///   - job: The job type.
     ///   - inputs: The inputs; read once, during iteration.
+    ///   - options: A timeout or retry count for these jobs, overriding the pool's.
     /// - Returns: An asynchronous sequence that yields every input's index and output exactly
     ///   once, and throws the first job's failure (a ``ProcessPoolError`` with the input index).
-    public func mapUnordered<J: Job, Inputs: Sequence>(_ job: J.Type, _ inputs: Inputs) -> UnorderedResults<J.Output, Inputs>
-    where Inputs.Element == J.Input {
-        UnorderedResults(core: core, jobName: J.name, inputs: inputs)
+    public func mapUnordered<J: Job, Inputs: Sequence>(
+        _ job: J.Type, _ inputs: Inputs, options: JobOptions = JobOptions()
+    ) -> UnorderedResults<J.Output, Inputs> where Inputs.Element == J.Input {
+        UnorderedResults(core: core, jobName: J.name, options: ResolvedJobOptions(options, defaults: core.configuration), inputs: inputs)
     }
 
     /// Encodes and queues every input, then waits for the sink to complete.
     private func collect<J: Job, Inputs: Sequence, Element>(
         _ job: J.Type,
         _ inputs: Inputs,
+        options: JobOptions,
         into sink: OrderedSink<Element>,
         encodingFailure: (Int, ProcessPoolError) -> Void
     ) async throws -> [Element] where Inputs.Element == J.Input {
         try await withTaskCancellationHandler {
-            var producer = InputProducer(core: core, jobName: J.name, inputs: inputs.makeIterator(), sink: sink)
+            var producer = InputProducer(
+                core: core, jobName: J.name, options: ResolvedJobOptions(options, defaults: core.configuration),
+                inputs: inputs.makeIterator(), sink: sink)
             while sink.isAcceptingResults, let chunk = producer.nextChunk(limit: Int.max, onEncodingFailure: encodingFailure) {
                 try await core.enqueue(chunk)
             }
@@ -90,6 +99,7 @@ extension ProcessPool {
 struct InputProducer<Inputs: IteratorProtocol> where Inputs.Element: Encodable {
     let core: PoolCore
     let jobName: String
+    let options: ResolvedJobOptions
     var inputs: Inputs
     let sink: any ResultSink
     /// How many inputs have been read.
@@ -98,9 +108,10 @@ struct InputProducer<Inputs: IteratorProtocol> where Inputs.Element: Encodable {
     /// The first chunks are small so workers start early; later ones amortise the queue lock.
     private var chunkSize = 16
 
-    init(core: PoolCore, jobName: String, inputs: Inputs, sink: any ResultSink) {
+    init(core: PoolCore, jobName: String, options: ResolvedJobOptions, inputs: Inputs, sink: any ResultSink) {
         self.core = core
         self.jobName = jobName
+        self.options = options
         self.inputs = inputs
         self.sink = sink
     }
@@ -127,13 +138,13 @@ struct InputProducer<Inputs: IteratorProtocol> where Inputs.Element: Encodable {
                     count += 1
                     onEncodingFailure(index, error.forJob(name: jobName, inputIndex: index))
                     if builder.count > 0 {
-                        return builder.build(sink: sink, jobName: jobName, firstIndex: firstIndex, firstJobID: core.reserveJobIDs(builder.count))
+                        return builder.build(sink: sink, jobName: jobName, firstIndex: firstIndex, firstJobID: core.reserveJobIDs(builder.count), options: options)
                     }
                     continue nextChunk
                 }
             }
             if builder.count > 0 {
-                return builder.build(sink: sink, jobName: jobName, firstIndex: firstIndex, firstJobID: core.reserveJobIDs(builder.count))
+                return builder.build(sink: sink, jobName: jobName, firstIndex: firstIndex, firstJobID: core.reserveJobIDs(builder.count), options: options)
             }
         }
         return nil

@@ -61,11 +61,12 @@ public final class ProcessPool: Sendable {
     /// - Parameters:
     ///   - job: The job type; workers must serve a job of the same ``Job/name``.
     ///   - input: The job's input.
+    ///   - options: A timeout or retry count for this job, overriding the pool's.
     /// - Returns: A future for the job's output.
     /// - Throws: ``ProcessPoolError`` with ``ProcessPoolError/Code/encodingFailed`` or
     ///   ``ProcessPoolError/Code/poolShutDown``; `CancellationError` if cancelled while waiting
     ///   for room.
-    public func submit<J: Job>(_ job: J.Type, _ input: J.Input) async throws -> JobFuture<J.Output> {
+    public func submit<J: Job>(_ job: J.Type, _ input: J.Input, options: JobOptions = JobOptions()) async throws -> JobFuture<J.Output> {
         var builder = ChunkBuilder(codec: .binary, maximumFrameSize: core.configuration.maximumFrameSize, expectedCount: 1)
         do {
             try builder.append(input)
@@ -76,7 +77,8 @@ public final class ProcessPool: Sendable {
         let sink = FutureSink<J.Output> { run in
             run.outcomes[0].decoded(J.Output.self, index: nil, jobID: run.firstJobID, jobName: run.jobName)
         }
-        try await core.enqueue(builder.build(sink: sink, jobName: J.name, firstIndex: 0, firstJobID: id))
+        let resolved = ResolvedJobOptions(options, defaults: core.configuration)
+        try await core.enqueue(builder.build(sink: sink, jobName: J.name, firstIndex: 0, firstJobID: id, options: resolved))
         return JobFuture(sink: sink, core: core, id: id)
     }
 
@@ -85,11 +87,12 @@ public final class ProcessPool: Sendable {
     /// - Parameters:
     ///   - job: The job type.
     ///   - input: The job's input.
+    ///   - options: A timeout or retry count for this job, overriding the pool's.
     /// - Returns: The job's output.
     /// - Throws: ``ProcessPoolError`` if the job fails; `CancellationError` if the task is
-    ///   cancelled (the job is then cancelled too).
-    public func run<J: Job>(_ job: J.Type, _ input: J.Input) async throws -> J.Output {
-        try await submit(job, input).value
+    ///   cancelled (the job is then cancelled too, and its worker stopped if it was running).
+    public func run<J: Job>(_ job: J.Type, _ input: J.Input, options: JobOptions = JobOptions()) async throws -> J.Output {
+        try await submit(job, input, options: options).value
     }
 
     /// Stops the pool and waits until every worker has exited.

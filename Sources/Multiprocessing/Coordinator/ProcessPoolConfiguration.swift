@@ -23,6 +23,19 @@ public struct ProcessPoolConfiguration: Sendable {
     /// Jobs per batch. Nil (the default) lets the pool size batches from measured job times,
     /// aiming at about a millisecond of work per batch; set it only to override that.
     public var batchSize: Int?
+    /// How long one job may run before its worker is terminated; nil (the default) for no
+    /// limit. ``JobOptions/timeout`` overrides it per call.
+    public var jobTimeout: Duration?
+    /// How many times a job is run again after its worker crashed or it timed out (default 0).
+    /// A job that still fails has every attempt's error in ``ProcessPoolError/attempts``, so a
+    /// job that keeps killing workers is given up on rather than retried forever.
+    public var maximumRetries: Int = 0
+    /// The signal that asks a worker to stop when its job timed out or was cancelled, or the
+    /// pool is shut down with running jobs (default `SIGTERM`).
+    public var terminationSignal: Int32 = 15
+    /// How long a worker has to exit after ``terminationSignal`` before it gets `SIGKILL`
+    /// (default two seconds).
+    public var terminationGracePeriod: Duration = .seconds(2)
     /// Whether workers' standard error is copied to the coordinator's (it is always captured,
     /// so a crash report can quote its last lines).
     public var forwardsWorkerStandardError: Bool = true

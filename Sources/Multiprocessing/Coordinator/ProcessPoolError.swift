@@ -5,7 +5,7 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Storage: Hashable, Sendable {
             case jobThrew, workerCrashed, unknownJob, encodingFailed, decodingFailed
-            case spawnFailed, poolShutDown, protocolViolation
+            case spawnFailed, poolShutDown, protocolViolation, timedOut
         }
 
         let storage: Storage
@@ -27,6 +27,8 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
         public static let poolShutDown = Code(storage: .poolShutDown)
         /// A worker broke the wire protocol (or is not a worker at all).
         public static let protocolViolation = Code(storage: .protocolViolation)
+        /// The job ran longer than its timeout; its worker was terminated.
+        public static let timedOut = Code(storage: .timedOut)
 
         public var description: String {
             switch storage {
@@ -38,6 +40,7 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
             case .spawnFailed: return "spawnFailed"
             case .poolShutDown: return "poolShutDown"
             case .protocolViolation: return "protocolViolation"
+            case .timedOut: return "timedOut"
             }
         }
     }
@@ -68,6 +71,9 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
     public var errno: Errno?
     /// The names of the jobs the worker serves, for ``Code/unknownJob``.
     public var availableJobNames: [String]?
+    /// For a job that was retried: the error of every attempt, oldest first (this error is the
+    /// last of them).
+    public var attempts: [ProcessPoolError] = []
 
     init(_ code: Code, _ message: String) {
         self.code = code
@@ -99,6 +105,13 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
         if let errno { text += ": \(errno)" }
         if let availableJobNames {
             text += "; the worker serves: " + (availableJobNames.isEmpty ? "no jobs" : availableJobNames.map { "\"\($0)\"" }.joined(separator: ", "))
+        }
+        if attempts.count > 1 {
+            text += "\nattempts (\(attempts.count)):"
+            for (number, attempt) in attempts.enumerated() {
+                text += "\n  \(number + 1). \(attempt.code) — \(attempt.message)"
+                if let status = attempt.terminationStatus { text += ", \(status)" }
+            }
         }
         if let standardErrorTail, !standardErrorTail.isEmpty {
             text += "\nlast lines of the worker's stderr:\n" + standardErrorTail

@@ -85,8 +85,9 @@ struct SchedulerState {
 
     /// Takes the next batch: up to `maximumJobs` jobs (from `limit(jobName)`) and at most
     /// `maximumBytes` bytes counting `overheadPerJob` for each job, but at least one job if any
-    /// is queued. Jobs of calls that no longer want results are dropped on the way. A suspect
-    /// job always travels alone.
+    /// is queued. Jobs of calls that no longer want results are dropped on the way. Jobs that
+    /// need each result reported at once (suspects, jobs with a timeout) travel in batches of
+    /// their own kind.
     mutating func takeBatch(maximumBytes: Int, overheadPerJob: Int = 0, limit: (_ jobName: String, _ queuedJobs: Int) -> Int) -> [ChunkSlice] {
         var batch: [ChunkSlice] = []
         var jobs = 0
@@ -100,8 +101,8 @@ struct SchedulerState {
                 continue
             }
             if batch.isEmpty {
-                maximumJobs = slice.isSuspect ? 1 : max(1, limit(slice.chunk.jobName, queuedJobs))
-            } else if slice.isSuspect || jobs >= maximumJobs || bytes >= maximumBytes {
+                maximumJobs = max(1, limit(slice.chunk.jobName, queuedJobs))
+            } else if slice.needsEachResult != batch[0].needsEachResult || jobs >= maximumJobs || bytes >= maximumBytes {
                 break
             }
             // Take as many of this slice's jobs as the limits allow (at least one).

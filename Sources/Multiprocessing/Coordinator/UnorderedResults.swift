@@ -6,11 +6,12 @@ public struct UnorderedResults<Output: Decodable & Sendable, Inputs: Sequence>: 
 
     let core: PoolCore
     let jobName: String
+    let options: ResolvedJobOptions
     let inputs: Inputs
 
     /// Starts the call: inputs are read and jobs queued as the iterator is advanced.
     public func makeAsyncIterator() -> Iterator {
-        Iterator(run: UnorderedRun(core: core, jobName: jobName, inputs: inputs.makeIterator()))
+        Iterator(run: UnorderedRun(core: core, jobName: jobName, options: options, inputs: inputs.makeIterator()))
     }
 
     /// Yields results as they arrive and keeps the workers fed.
@@ -35,11 +36,11 @@ final class UnorderedRun<Output: Decodable & Sendable, Inputs: IteratorProtocol>
     /// How many jobs may be outstanding (queued, running, or finished but not yet taken).
     private let window: Int
 
-    init(core: PoolCore, jobName: String, inputs: Inputs) {
+    init(core: PoolCore, jobName: String, options: ResolvedJobOptions, inputs: Inputs) {
         self.core = core
         let sink = UnorderedSink<Output>()
         self.sink = sink
-        producer = InputProducer(core: core, jobName: jobName, inputs: inputs, sink: sink)
+        producer = InputProducer(core: core, jobName: jobName, options: options, inputs: inputs, sink: sink)
         window = max(1, core.configuration.maximumQueuedJobs)
     }
 

@@ -1,6 +1,7 @@
 /// A batch sent to a worker and not yet fully answered.
 final class InFlightBatch {
     let id: UInt64
+    let flags: BatchFlags
     let slices: [ChunkSlice]
     let count: Int
     /// Results arrive in order; this many have.
@@ -8,8 +9,9 @@ final class InFlightBatch {
     private var cursorSlice = 0
     private var cursorPosition: Int
 
-    init(id: UInt64, slices: [ChunkSlice]) {
+    init(id: UInt64, flags: BatchFlags, slices: [ChunkSlice]) {
         self.id = id
+        self.flags = flags
         self.slices = slices
         count = slices.reduce(0) { $0 + $1.count }
         cursorPosition = slices.first?.positions.lowerBound ?? 0
@@ -76,6 +78,18 @@ final class WorkerConnection {
     var fatalMessage: String?
     /// When to escalate to SIGKILL, once a termination has begun.
     var killDeadline: ContinuousClock.Instant?
+    /// When the job (in a batch that reports each result) or the batch now at the head of
+    /// `inFlight` started; nil while idle.
+    var runningSince: ContinuousClock.Instant?
+    /// Why the pool is terminating this worker, when it is.
+    var termination: TerminationReason?
+
+    enum TerminationReason {
+        /// The running job exceeded its timeout after running this long.
+        case timedOut(ran: Duration, limit: Duration)
+        /// A job it had was cancelled.
+        case cancelled
+    }
     private var errorTail: [UInt8] = []
 
     init(process: ChildProcess, input: FileDescriptor, output: FileDescriptor, errorOutput: FileDescriptor, maximumFrameSize: Int) {

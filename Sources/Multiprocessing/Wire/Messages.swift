@@ -78,9 +78,19 @@ struct WireJob {
     var payload: UnsafeRawBufferPointer
 }
 
-/// Reads a jobs frame: batch id, count, then each job's index, codec and payload.
+/// Options of a batch, in a jobs frame's flags byte.
+struct BatchFlags: OptionSet, Sendable {
+    let rawValue: UInt8
+    /// Send each job's result as soon as the job ends, rather than batching results. The
+    /// coordinator asks for it when it must know exactly which job is running: jobs with a
+    /// timeout, and jobs retried after a crash that could not be pinned on one of them.
+    static let reportEachResult = BatchFlags(rawValue: 1)
+}
+
+/// Reads a jobs frame: batch id, flags, count, then each job's index, codec and payload.
 struct JobsFrameReader {
     let batchID: UInt64
+    let flags: BatchFlags
     let count: Int
     private var reader: WireReader
     private var readCount = 0
@@ -88,6 +98,11 @@ struct JobsFrameReader {
     init(body: UnsafeRawBufferPointer) throws(WireError) {
         reader = WireReader(body)
         batchID = try reader.readVarint("batch id")
+        let rawFlags = try reader.readByte("batch flags")
+        guard rawFlags & ~BatchFlags.reportEachResult.rawValue == 0 else {
+            throw WireError("unknown batch flags \(rawFlags)")
+        }
+        flags = BatchFlags(rawValue: rawFlags)
         // Each job takes at least 3 bytes, so a count above that bound is a lie.
         count = try reader.readCount("job count", limit: reader.remaining / 3)
     }
@@ -110,9 +125,10 @@ struct JobsFrameReader {
 struct JobsFrameWriter {
     private let frameStart: Int
 
-    init(batchID: UInt64, count: Int, into writer: inout WireWriter) {
+    init(batchID: UInt64, flags: BatchFlags = [], count: Int, into writer: inout WireWriter) {
         frameStart = writer.beginFrame(.jobs)
         writer.writeVarint(batchID)
+        writer.writeByte(flags.rawValue)
         writer.writeVarint(count)
     }
 

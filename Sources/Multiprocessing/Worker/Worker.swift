@@ -180,7 +180,9 @@ final class WorkerLoop: @unchecked Sendable {
                 try endSection(at: clock.now, keeping: carried)
             }
             position += 1
-            if position % checkClockEvery == 0 && position < jobs.count {
+            if jobs.flags.contains(.reportEachResult) && position < jobs.count {
+                try endSection(at: clock.now)
+            } else if position % checkClockEvery == 0 && position < jobs.count {
                 let now = clock.now
                 if now - sectionStart >= Self.flushInterval {
                     try endSection(at: now)
