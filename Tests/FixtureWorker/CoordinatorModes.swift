@@ -1,15 +1,16 @@
 import Foundation
 import Multiprocessing
 
-/// Starts a pool of two workers busy with long jobs, prints `workers PID PID` and blocks, so a
-/// test can SIGKILL this coordinator and check that the workers die with it.
+/// Starts a pool of two workers in the middle of a busy `map` (CPU-bound jobs, batches queued),
+/// prints `workers PID PID` and carries on, so a test can SIGKILL this coordinator mid-map and
+/// check that the workers die with it.
 func coordinateAndWait() async throws {
     try await withProcessPool(workers: 2, arguments: []) { pool in
         // One round trip each, so both workers are past their start-up.
         _ = try await pool.map(SleepThenReportProcessID.self, [0, 0])
         let pids = pool.workerProcessIDs
         FileHandle.standardOutput.write(Data(("workers " + pids.map(String.init).joined(separator: " ") + "\n").utf8))
-        _ = try await pool.map(SleepThenReportProcessID.self, Array(repeating: 60_000, count: 8))
+        _ = try await pool.map(Spin.self, (0..<100_000).map { [$0, 2_000] })
     }
 }
 

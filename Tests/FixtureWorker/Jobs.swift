@@ -127,6 +127,20 @@ struct TransformRecord: Job {
     }
 }
 
+/// Spins for the given microseconds of CPU, then returns the square of `value`: a job slow
+/// enough for a chaos test to kill workers in the middle of batches.
+struct Spin: Job {
+    static let name = "spin"
+    func run(_ input: [Int]) -> Int {
+        let (value, microseconds) = (input[0], input[1])
+        let clock = ContinuousClock()
+        let end = clock.now + .microseconds(microseconds)
+        var counter = 0
+        while clock.now < end { counter &+= 1 }
+        return value &* value &+ (counter & 0)
+    }
+}
+
 /// Returns `n` bytes: an output as large as asked.
 struct MakeBytes: Job {
     static let name = "make-bytes"
@@ -139,4 +153,4 @@ struct CountBytes: Job {
     func run(_ bytes: [UInt8]) -> Int { bytes.count }
 }
 
-var fixtureJobs: [any Job.Type] { [Square.self, Misbehave.self, SleepThenReportProcessID.self, CountCalls.self, TransformRecord.self, MakeBytes.self, CountBytes.self] }
+var fixtureJobs: [any Job.Type] { [Square.self, Misbehave.self, SleepThenReportProcessID.self, CountCalls.self, TransformRecord.self, MakeBytes.self, CountBytes.self, Spin.self] }

@@ -16,6 +16,8 @@ case "coordinate-and-wait":
     try await coordinateAndWait()
 case "lifecycle-report":
     try await lifecycleReport()
+case "chaos":
+    try await chaos(arguments: Array(CommandLine.arguments.dropFirst(2)))
 case "serve":
     try await Worker.serve(jobs: fixtureJobs)
 default:

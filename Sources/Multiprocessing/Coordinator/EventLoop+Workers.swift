@@ -257,7 +257,10 @@ extension EventLoop {
 
         let lifecycle = core.state.withLock { $0.lifecycle }
         // 3. Its jobs.
-        if worker.state == .starting || (worker.jobNames.isEmpty && worker.violation != nil) {
+        // A worker that dies before its hello counts against the executable, unless something
+        // outside killed it (SIGKILL: an operator, the OOM killer, a chaos test).
+        let killedFromOutside = status == .signaled(SIGKILL) && worker.violation == nil && worker.termination == nil
+        if worker.jobNames.isEmpty && !killedFromOutside && worker.termination == nil {
             var error = workerError(.protocolViolation, worker.violation.map { "the worker broke the protocol before its handshake: \($0)" }
                 ?? "the worker exited before its handshake", worker)
             if worker.violation == nil, let fatal = worker.fatalMessage { error.message += ": \(fatal)" }

@@ -17,6 +17,7 @@ final class OrderedSink<Element: Sendable>: ResultSink {
         /// Adds a run; returns the waiter to resume if this completed the call.
         mutating func insert(_ elements: [Element], at firstIndex: Int) -> CheckedContinuation<[Element], any Error>? {
             guard !isFinished else { return nil }
+            assert(firstIndex >= ordered.count && waitingRuns[firstIndex] == nil, "result for input \(firstIndex) delivered twice")
             if firstIndex == ordered.count {
                 ordered.append(contentsOf: elements)
                 while let next = waitingRuns.removeValue(forKey: ordered.count) {
