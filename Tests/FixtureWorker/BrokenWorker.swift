@@ -8,7 +8,9 @@ import Foundation
 /// - `trailing-byte`: a correct results frame with one extra byte in its body;
 /// - `garbage`: bytes that are not a frame;
 /// - `huge-length`: a frame header claiming 4 GiB;
-/// - `truncated`: half a results frame, then exit.
+/// - `truncated`: half a results frame, then exit;
+/// - `wrong-version`: a preamble announcing protocol version 99;
+/// - `silent`: never writes a byte (reads until its input closes).
 func serveBroken(mode: String) -> Never {
     let input = FileHandle.standardInput
     let output = FileHandle.standardOutput
@@ -36,6 +38,17 @@ func serveBroken(mode: String) -> Never {
         return bytes
     }
 
+    switch mode {
+    case "wrong-version":
+        send(Array("SWMP".utf8) + [99, 0, 0, 0])
+        _ = input.readDataToEndOfFile()
+        exit(0)
+    case "silent":
+        _ = input.readDataToEndOfFile()
+        exit(0)
+    default:
+        break
+    }
     // Preamble and a hello serving "square".
     send(Array("SWMP".utf8) + [1, 0, 0, 0])
     send(frame(0x01, varint(Int(getpid())) + varint(1) + varint(6) + Array("square".utf8)))

@@ -119,4 +119,33 @@ struct ReliabilityTests {
             #expect(error.attempts.map(\.code) == [.timedOut, .timedOut])
         }
     }
+
+    @Test(
+        "an executable that is not a worker fails pending jobs with a clear protocolViolation",
+        arguments: [
+            ("/bin/true", [String](), "exited before its handshake"),
+            ("/bin/cat", [], "expected the worker's hello"),
+            (Binaries.fixtureWorker, ["serve-broken", "wrong-version"], "protocol version 99"),
+            (Binaries.fixtureWorker, ["serve-broken", "silent"], "no hello within"),
+        ])
+    func notAWorker(executable: String, arguments: [String], expectedMessage: String) async throws {
+        var configuration = ProcessPoolConfiguration(workerCount: 2, executablePath: executable, arguments: arguments)
+        configuration.forwardsWorkerStandardError = false
+        configuration.handshakeTimeout = .milliseconds(300)
+        let clock = ContinuousClock()
+        let start = clock.now
+        try await withProcessPool(configuration: configuration) { pool async throws in
+            let error = try await #require(throws: ProcessPoolError.self) { try await pool.run(Square.self, 3) }
+            #expect(error.code == .protocolViolation, "\(error)")
+            #expect(error.message.contains("no worker could be started"), "\(error)")
+            #expect(error.message.contains(expectedMessage), "\(error)")
+            #expect(error.workerProcessID != nil)
+            #expect(error.executablePath == executable)
+            // New work is refused at once with the same explanation.
+            let refused = try await #require(throws: ProcessPoolError.self) { try await pool.submit(Square.self, 4) }
+            #expect(refused.message.contains(expectedMessage))
+        }
+        // Five failed starts with backoff (10, 20, 40, 80 ms), not a spin and not forever.
+        #expect(clock.now - start < .seconds(15))
+    }
 }

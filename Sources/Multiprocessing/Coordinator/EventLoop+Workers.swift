@@ -79,7 +79,7 @@ extension EventLoop {
 
         let worker = WorkerConnection(
             process: process, input: stdinPipe.writeEnd, output: stdoutPipe.readEnd, errorOutput: stderrPipe.readEnd,
-            maximumFrameSize: configuration.maximumFrameSize)
+            maximumFrameSize: configuration.maximumFrameSize, spawnedAt: clock.now, executablePath: executable)
         worker.outgoing.writePreamble()
         CoordinatorHello(maximumFrameSize: configuration.maximumFrameSize).write(to: &worker.outgoing)
         _ = worker.flushOutgoing()
@@ -266,6 +266,7 @@ extension EventLoop {
             if worker.violation == nil, let fatal = worker.fatalMessage { error.message += ": \(fatal)" }
             error.terminationStatus = status
             error.standardErrorTail = worker.standardErrorTail()
+            error.executablePath = worker.executablePath
             noteStartFailure(error)
         }
         rescueJobs(of: worker, status: status, lifecycle: lifecycle)
@@ -388,15 +389,30 @@ extension EventLoop {
         guard lifecycle == .running || lifecycle == .draining else { return }
         let queueIsEmpty = core.state.withLock { $0.queue.isEmpty }
         if lifecycle == .draining && queueIsEmpty { return }
-        if workersCannotStart {
-            guard workers.isEmpty else { return }
+        scheduleReplacement()
+    }
+
+    /// Starts a replacement now, or after a backoff if workers have been failing to start.
+    func scheduleReplacement() {
+        if workersCannotStart && workers.isEmpty {
+            pendingRespawns = 0
             breakPool(with: lastStartFailureError ?? ProcessPoolError(.spawnFailed, "workers cannot be started"))
             return
         }
+        if lastFailureCount > 0 {
+            pendingRespawns += 1
+            if respawnAt == nil { respawnAt = clock.now + Self.respawnBackoff(afterFailures: lastFailureCount) }
+        } else {
+            startReplacement()
+        }
+    }
+
+    func startReplacement() {
         do {
             addWorker(try spawnWorker())
         } catch {
-            if workers.isEmpty { breakPool(with: error) }
+            noteStartFailure(error)
+            scheduleReplacement()
         }
     }
 

@@ -17,6 +17,9 @@ final class EventLoop: @unchecked Sendable {
     /// Workers that died before their hello, since the last one that completed it.
     private var consecutiveStartFailures = 0
     private var lastStartFailure: ProcessPoolError?
+    /// Workers to start once `respawnAt` has passed (after start-up failures, with backoff).
+    var pendingRespawns = 0
+    var respawnAt: ContinuousClock.Instant?
     let clock = ContinuousClock()
     private var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
     /// Copies workers' stderr to ours, off this thread; nil when not forwarding.
@@ -34,8 +37,13 @@ final class EventLoop: @unchecked Sendable {
     private var maximumBatchBytes: Int {
         min(Self.maximumBatchBytes, WireProtocol.maximumPayloadSize(inFramesOf: core.configuration.maximumFrameSize))
     }
-    /// After this many workers in a row die before their handshake, the pool stops trying.
-    static let startFailureLimit = 3
+    /// After this many workers in a row fail to start (no handshake, or no spawn) while no
+    /// other worker runs, the pool gives up: queued jobs fail and new work is refused.
+    static let startFailureLimit = 5
+    /// The wait before the next start after `n` failures in a row: 10 ms, doubling, at most 2 s.
+    static func respawnBackoff(afterFailures failures: Int) -> Duration {
+        .milliseconds(min(2_000, 10 << min(failures - 1, 10)))
+    }
     /// How long a worker may take to exit after its input is closed or it is sent SIGTERM.
     static let terminationGrace: Duration = .seconds(2)
 
@@ -98,6 +106,7 @@ final class EventLoop: @unchecked Sendable {
 
     private func runLoop() {
         while true {
+            spawnDueWorkers()
             dispatchWork()
             if advanceLifecycle() { return }
             let timeout = pollTimeout()
@@ -143,7 +152,8 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func pollTimeout() -> Int32 {
-        let deadlines = workers.compactMap(\.killDeadline) + workers.compactMap(jobDeadline(of:))
+        var deadlines = workers.compactMap(\.killDeadline) + workers.compactMap(jobDeadline(of:)) + workers.compactMap(handshakeDeadline(of:))
+        if pendingRespawns > 0, let respawnAt { deadlines.append(respawnAt) }
         guard let nearest = deadlines.min() else { return -1 }
         let remaining = nearest - clock.now
         if remaining <= .zero { return 0 }
@@ -159,10 +169,21 @@ final class EventLoop: @unchecked Sendable {
         return started + timeout
     }
 
+    /// When a starting worker must have sent its hello.
+    private func handshakeDeadline(of worker: WorkerConnection) -> ContinuousClock.Instant? {
+        guard worker.jobNames.isEmpty, worker.violation == nil, worker.termination == nil else { return nil }
+        return worker.spawnedAt + core.configuration.handshakeTimeout
+    }
+
     /// Terminates workers whose running job is over its time, or whose jobs nobody wants any
-    /// more (a cancelled future, a failed or abandoned map).
+    /// more (a cancelled future, a failed or abandoned map), and workers that never said hello.
     private func enforceTimeoutsAndCancellations() {
         let now = clock.now
+        for worker in workers {
+            if let deadline = handshakeDeadline(of: worker), deadline <= now {
+                protocolViolation(by: worker, "no hello within \(Self.format(core.configuration.handshakeTimeout)) of starting: is the executable a worker?")
+            }
+        }
         for worker in workers where worker.termination == nil && worker.violation == nil {
             guard let batch = worker.inFlight.first, batch.resolvedCount < batch.count else { continue }
             if let deadline = jobDeadline(of: worker), deadline <= now, let started = worker.runningSince,
@@ -201,11 +222,13 @@ final class EventLoop: @unchecked Sendable {
             return false
         case .draining:
             if queueIsEmpty {
+                pendingRespawns = 0
                 for worker in workers where worker.isIdle && worker.state != .stopping {
                     requestExit(of: worker)
                 }
             }
         case .cancelling:
+            pendingRespawns = 0
             failQueued(with: ProcessPoolError(.poolShutDown, "the pool was shut down before the job ran"))
             for worker in workers where worker.state != .stopping {
                 if worker.inFlight.isEmpty {
@@ -217,7 +240,15 @@ final class EventLoop: @unchecked Sendable {
         case .stopped:
             break
         }
-        return workers.isEmpty
+        return workers.isEmpty && pendingRespawns == 0
+    }
+
+    /// Starts the workers whose backoff has passed.
+    private func spawnDueWorkers() {
+        guard pendingRespawns > 0, let due = respawnAt, due <= clock.now else { return }
+        pendingRespawns -= 1
+        respawnAt = pendingRespawns > 0 ? clock.now : nil
+        startReplacement()
     }
 
     /// Closes the worker's input: it finishes what it has and exits on end of stream.
@@ -357,6 +388,7 @@ final class EventLoop: @unchecked Sendable {
     }
 
     var workersCannotStart: Bool { consecutiveStartFailures >= Self.startFailureLimit }
+    var lastFailureCount: Int { consecutiveStartFailures }
     var lastStartFailureError: ProcessPoolError? { lastStartFailure }
 
     func recordCost(jobName: String, count: Int, elapsedNanoseconds: UInt64) {

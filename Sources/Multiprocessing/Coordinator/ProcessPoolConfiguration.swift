@@ -36,6 +36,9 @@ public struct ProcessPoolConfiguration: Sendable {
     /// How long a worker has to exit after ``terminationSignal`` before it gets `SIGKILL`
     /// (default two seconds).
     public var terminationGracePeriod: Duration = .seconds(2)
+    /// How long a new worker has to send its hello before it is taken for something that is
+    /// not a worker and killed (default ten seconds).
+    public var handshakeTimeout: Duration = .seconds(10)
     /// Whether workers' standard error is copied to the coordinator's (it is always captured,
     /// so a crash report can quote its last lines).
     public var forwardsWorkerStandardError: Bool = true

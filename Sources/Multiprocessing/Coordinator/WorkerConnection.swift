@@ -92,7 +92,17 @@ final class WorkerConnection {
     }
     private var errorTail: [UInt8] = []
 
-    init(process: ChildProcess, input: FileDescriptor, output: FileDescriptor, errorOutput: FileDescriptor, maximumFrameSize: Int) {
+    /// When the worker was spawned, for the handshake timeout.
+    let spawnedAt: ContinuousClock.Instant
+    /// The executable it runs, for start-up errors.
+    let executablePath: String
+
+    init(
+        process: ChildProcess, input: FileDescriptor, output: FileDescriptor, errorOutput: FileDescriptor,
+        maximumFrameSize: Int, spawnedAt: ContinuousClock.Instant, executablePath: String
+    ) {
+        self.spawnedAt = spawnedAt
+        self.executablePath = executablePath
         self.process = process
         self.input = input
         self.output = output
