@@ -23,6 +23,10 @@ enum Misbehaviour: Codable, Sendable {
     case ignoreTerminationAndSleep(milliseconds: Int)
     /// Crashes unless the file at `path` exists, creating it first: fails once, then succeeds.
     case crashOnce(marker: String)
+    /// Allocates and touches this many MiB, then frees them.
+    case allocate(megabytes: Int)
+    /// Allocates this many MiB and keeps them for the life of the worker: a leak.
+    case leak(megabytes: Int)
     case printToStandardOutput(lines: Int, value: Int)
     case writeToStandardError(String, thenAbort: Bool)
 }
@@ -30,6 +34,11 @@ enum Misbehaviour: Codable, Sendable {
 struct FixtureError: Error, CustomStringConvertible {
     var reason: String
     var description: String { "fixture refused: \(reason)" }
+}
+
+/// What `.leak` keeps; touched only by the worker's one job loop.
+enum Leaks {
+    nonisolated(unsafe) static var kept: [[UInt8]] = []
 }
 
 struct Misbehave: Job {
@@ -70,6 +79,12 @@ struct Misbehave: Job {
             if FileManager.default.fileExists(atPath: marker) { return 1 }
             _ = FileManager.default.createFile(atPath: marker, contents: nil)
             Foundation.abort()
+        case .allocate(let megabytes):
+            let bytes = [UInt8](repeating: 1, count: megabytes << 20)
+            return bytes.count >> 20
+        case .leak(let megabytes):
+            Leaks.kept.append([UInt8](repeating: 1, count: megabytes << 20))
+            return Leaks.kept.count
         case .printToStandardOutput(let lines, let value):
             for line in 0..<lines { print("noise \(line) that must not reach the protocol \u{0}\u{1}SWMP") }
             FileHandle.standardOutput.write(Data([0x53, 0x57, 0x4D, 0x50, 0xFF, 0xFF, 0xFF, 0x7F]))

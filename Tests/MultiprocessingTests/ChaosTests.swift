@@ -3,18 +3,10 @@ import Testing
 
 /// Runs the fixture's chaos mode in a coordinator of its own (so its descriptors and children
 /// can be counted without the other tests' noise) and returns its report as key–value pairs.
-private func runChaos(jobs: Int, workers: Int, retries: Int, seed: Int) throws -> [String: String] {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: Binaries.fixtureWorker)
-    process.arguments = ["chaos", "\(jobs)", "\(workers)", "\(retries)", "\(seed)"]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    #expect(process.terminationStatus == 0)
-    let words = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isWhitespace).map(String.init)
+private func runChaos(jobs: Int, workers: Int, retries: Int, seed: Int) async throws -> [String: String] {
+    let (status, output) = try await runFixtureProcess(["chaos", "\(jobs)", "\(workers)", "\(retries)", "\(seed)"])
+    #expect(status == 0)
+    let words = output.split(whereSeparator: \.isWhitespace).map(String.init)
     var report: [String: String] = [:]
     var index = 0
     while index + 1 < words.count {
@@ -24,11 +16,11 @@ private func runChaos(jobs: Int, workers: Int, retries: Int, seed: Int) throws -
     return report
 }
 
-@Suite("Chaos: workers SIGKILLed every 20–50 ms during a map", .serialized)
+@Suite("Chaos: workers SIGKILLed every 20–50 ms during a map", .serialized, .timeLimit(.minutes(2)))
 struct ChaosTests {
     @Test("with 3 retries every result is correct and delivered exactly once")
-    func chaosWithRetries() throws {
-        let report = try runChaos(jobs: 20_000, workers: 3, retries: 3, seed: 11)
+    func chaosWithRetries() async throws {
+        let report = try await runChaos(jobs: 20_000, workers: 3, retries: 3, seed: 11)
         #expect(Int(report["kills"] ?? "") ?? 0 > 10, "\(report)")
         #expect(report["succeeded"] == "20000", "\(report)")
         #expect(report["lost"] == "0")
@@ -39,8 +31,8 @@ struct ChaosTests {
     }
 
     @Test("with no retries every job succeeds or fails with workerCrashed; none lost or doubled")
-    func chaosWithoutRetries() throws {
-        let report = try runChaos(jobs: 20_000, workers: 2, retries: 0, seed: 12)
+    func chaosWithoutRetries() async throws {
+        let report = try await runChaos(jobs: 20_000, workers: 2, retries: 0, seed: 12)
         let succeeded = Int(report["succeeded"] ?? "") ?? -1
         let failed = Int(report["failed"] ?? "") ?? -1
         #expect(Int(report["kills"] ?? "") ?? 0 > 10, "\(report)")

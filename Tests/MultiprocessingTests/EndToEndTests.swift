@@ -3,7 +3,7 @@ import Multiprocessing
 import Synchronization
 import Testing
 
-@Suite("End to end, with real worker processes")
+@Suite("End to end, with real worker processes", .timeLimit(.minutes(2)))
 struct EndToEndTests {
     @Test("map over 100,000 inputs returns exactly the right results in order")
     func mapIsOrderedAndExact() async throws {

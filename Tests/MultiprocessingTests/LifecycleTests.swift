@@ -3,7 +3,7 @@ import Multiprocessing
 import Synchronization
 import Testing
 
-@Suite("Lifetime: cancellation, shutdown, orphans and descriptors")
+@Suite("Lifetime: cancellation, shutdown, orphans and descriptors", .timeLimit(.minutes(2)))
 struct LifecycleTests {
     @Test("cancelling a queued job's future drops it; the running job is unaffected")
     func cancelQueuedFuture() async throws {
@@ -92,8 +92,9 @@ struct LifecycleTests {
     }
 
     @Test("a coordinator's descriptors and children are back to where they started after a run with a crash")
-    func coordinatorLeaksNothing() throws {
-        let output = try runFixture(["lifecycle-report"])
+    func coordinatorLeaksNothing() async throws {
+        let (status, output) = try await runFixtureProcess(["lifecycle-report"])
+        #expect(status == 0)
         let fields = output.split(separator: " ").map(String.init)
         func value(_ key: String) -> String? { fields.firstIndex(of: key).map { fields[$0 + 1] } }
         #expect(value("descriptors-before") != nil)
@@ -104,46 +105,34 @@ struct LifecycleTests {
     }
 
     @Test("a coordinator killed with SIGKILL in the middle of a busy map leaves no worker alive one second later")
-    func coordinatorKilled() throws {
-        let coordinator = Process()
-        coordinator.executableURL = URL(fileURLWithPath: Binaries.fixtureWorker)
-        coordinator.arguments = ["coordinate-and-wait"]
-        let pipe = Pipe()
-        coordinator.standardOutput = pipe
-        coordinator.standardError = FileHandle.nullDevice
-        try coordinator.run()
-        // Blocks until the coordinator prints its workers' pids: they are running jobs then.
-        let line = try #require(readLine(from: pipe.fileHandleForReading))
-        let pids = line.split(separator: " ").dropFirst().compactMap { Int32($0) }
+    func coordinatorKilled() async throws {
+        let pids = try await onDedicatedThread { () throws -> [Int32] in
+            let coordinator = Process()
+            coordinator.executableURL = URL(fileURLWithPath: Binaries.fixtureWorker)
+            coordinator.arguments = ["coordinate-and-wait"]
+            let pipe = Pipe()
+            coordinator.standardOutput = pipe
+            coordinator.standardError = FileHandle.nullDevice
+            try coordinator.run()
+            // Blocks until the coordinator prints its workers' pids: they are busy then.
+            let line = readLine(from: pipe.fileHandleForReading) ?? ""
+            kill(coordinator.processIdentifier, SIGKILL)
+            coordinator.waitUntilExit()
+            return line.split(separator: " ").dropFirst().compactMap { Int32($0) }
+        }
         #expect(pids.count == 2)
-        kill(coordinator.processIdentifier, SIGKILL)
-        coordinator.waitUntilExit()
         for pid in pids {
-            #expect(waitForExit(of: pid, timeout: .seconds(1)), "worker \(pid) outlived its coordinator")
+            #expect(await awaitExit(of: pid, timeout: .seconds(1)), "worker \(pid) outlived its coordinator")
         }
     }
+}
 
-    private func runFixture(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Binaries.fixtureWorker)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    private func readLine(from handle: FileHandle) -> String? {
-        var bytes: [UInt8] = []
-        while true {
-            let data = handle.readData(ofLength: 1)
-            guard let byte = data.first else { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
-            if byte == UInt8(ascii: "\n") { return String(decoding: bytes, as: UTF8.self) }
-            bytes.append(byte)
-        }
+private func readLine(from handle: FileHandle) -> String? {
+    var bytes: [UInt8] = []
+    while true {
+        let data = handle.readData(ofLength: 1)
+        guard let byte = data.first else { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
+        if byte == UInt8(ascii: "\n") { return String(decoding: bytes, as: UTF8.self) }
+        bytes.append(byte)
     }
 }

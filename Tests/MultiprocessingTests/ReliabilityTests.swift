@@ -2,7 +2,7 @@ import Foundation
 import Multiprocessing
 import Testing
 
-@Suite("Reliability: timeouts, cancelling running jobs, retries")
+@Suite("Reliability: timeouts, cancelling running jobs, retries", .timeLimit(.minutes(2)))
 struct ReliabilityTests {
     @Test("a job over its timeout is stopped with SIGTERM and fails alone with timedOut")
     func timeoutKillsTheJob() async throws {

@@ -66,6 +66,10 @@ enum Misbehaviour: Codable, Sendable {
     case ignoreTerminationAndSleep(milliseconds: Int)
     /// Crashes unless the file at `path` exists, creating it first: fails once, then succeeds.
     case crashOnce(marker: String)
+    /// Allocates and touches this many MiB, then frees them.
+    case allocate(megabytes: Int)
+    /// Allocates this many MiB and keeps them for the life of the worker: a leak.
+    case leak(megabytes: Int)
     case printToStandardOutput(lines: Int, value: Int)
     case writeToStandardError(String, thenAbort: Bool)
 }
@@ -146,4 +150,39 @@ struct StartSignal {
     }
 
     func remove() { unlink(path) }
+}
+
+/// Waits on a thread of its own (never the cooperative pool) for process `pid` to exit, up to
+/// `timeout`; true if it exited.
+func awaitExit(of pid: Int32, timeout: Duration) async -> Bool {
+    await withCheckedContinuation { continuation in
+        let thread = Thread { continuation.resume(returning: waitForExit(of: pid, timeout: timeout)) }
+        thread.start()
+    }
+}
+
+/// Runs `body` on a thread of its own and awaits its result, so a test that must block (on a
+/// child process, a pipe) never holds one of the cooperative pool's few threads.
+func onDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.start()
+    }
+}
+
+/// Runs the fixture binary with `arguments` to completion and returns its exit status and
+/// standard output (its stderr is discarded).
+func runFixtureProcess(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+    try await onDedicatedThread {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binaries.fixtureWorker)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
 }

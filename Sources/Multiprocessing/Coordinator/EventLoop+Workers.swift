@@ -30,6 +30,9 @@ extension EventLoop {
         if !environment.contains(where: { $0.hasPrefix("SWIFT_BACKTRACE=") }) {
             environment.append("SWIFT_BACKTRACE=interactive=no,color=no,threads=crashed,registers=none,images=none,limit=12,top=4")
         }
+        if let memoryLimit = configuration.memoryLimit {
+            environment.append("\(WireProtocol.memoryLimitEnvironmentKey)=\(memoryLimit)")
+        }
         environment.append("\(WireProtocol.workerEnvironmentKey)=\(WireProtocol.version)")
         environment.append("\(WireProtocol.parentEnvironmentKey)=\(ProcessInfo.processInfo.processIdentifier)")
 
@@ -143,6 +146,7 @@ extension EventLoop {
             let hello = try WorkerHello(body: body)
             worker.jobNames = hello.jobNames
             worker.jobIndexByName = Dictionary(hello.jobNames.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+            worker.idleSince = clock.now
             if worker.state == .starting { worker.state = .ready }
             noteStartSuccess()
         case (.starting, _):
@@ -219,9 +223,15 @@ extension EventLoop {
         }
         flush()
         if let lastName { recordCost(jobName: lastName, count: header.count, elapsedNanoseconds: header.elapsedNanoseconds) }
-        if batch.resolvedCount == batch.count { worker.inFlight.removeFirst() }
+        if batch.resolvedCount == batch.count {
+            worker.inFlight.removeFirst()
+            if let limit = core.configuration.maximumResidentMemory, let resident = residentMemory(of: worker.pid), resident > limit {
+                retire(worker)
+            }
+        }
         // The next job (or batch) starts now.
         worker.runningSince = worker.inFlight.isEmpty ? nil : clock.now
+        if worker.inFlight.isEmpty { worker.idleSince = clock.now }
     }
 
     private func workerError(_ code: ProcessPoolError.Code, _ message: String, _ worker: WorkerConnection) -> ProcessPoolError {
@@ -271,8 +281,7 @@ extension EventLoop {
         }
         rescueJobs(of: worker, status: status, lifecycle: lifecycle)
 
-        // 4. Replace it while there is work to do.
-        replaceWorkerIfNeeded(lifecycle: lifecycle)
+        // 4. Its replacement, if one is needed, is started by maintainWorkerCount.
     }
 
     /// Reads one piece of the worker's stderr, keeps its tail and forwards it; false when
@@ -339,6 +348,8 @@ extension EventLoop {
             let error: ProcessPoolError
             if let violation = worker.violation {
                 error = failure(.protocolViolation, "the worker broke the protocol: \(violation)")
+            } else if let limit = core.configuration.memoryLimit, Self.looksLikeAllocationFailure(worker.standardErrorTail()) {
+                error = failure(.memoryLimitExceeded, "the job needed more memory than the worker's limit of \(limit) bytes (memoryLimit); its worker died")
             } else {
                 var crash = failure(.workerCrashed, "the worker died while running the job")
                 if let fatal = worker.fatalMessage { crash.message += " (\(fatal))" }
@@ -379,17 +390,16 @@ extension EventLoop {
         }
     }
 
+    /// What the Swift runtime, the C library and C++ print when an allocation fails.
+    static func looksLikeAllocationFailure(_ standardError: String) -> Bool {
+        ["failed to allocate", "Could not allocate memory", "Cannot allocate memory", "out of memory", "bad_alloc", "Out of memory"]
+            .contains { standardError.contains($0) }
+    }
+
     static func format(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         let milliseconds = Double(seconds) * 1000 + Double(attoseconds) / 1e15
         return milliseconds < 1000 ? "\(Int(milliseconds.rounded())) ms" : "\((milliseconds / 10).rounded() / 100) s"
-    }
-
-    private func replaceWorkerIfNeeded(lifecycle: SchedulerState.Lifecycle) {
-        guard lifecycle == .running || lifecycle == .draining else { return }
-        let queueIsEmpty = core.state.withLock { $0.queue.isEmpty }
-        if lifecycle == .draining && queueIsEmpty { return }
-        scheduleReplacement()
     }
 
     /// Starts a replacement now, or after a backoff if workers have been failing to start.
@@ -417,7 +427,8 @@ extension EventLoop {
     }
 
     /// No worker can run: fail what is queued and refuse new work, rather than spin.
-    private func breakPool(with error: ProcessPoolError) {
+    func breakPool(with error: ProcessPoolError) {
+        guard core.state.withLock({ $0.brokenError == nil }) else { return }
         var failure = error
         failure.message = "no worker could be started: " + failure.message
         core.state.withLock { $0.brokenError = failure }

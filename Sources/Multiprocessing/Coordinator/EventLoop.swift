@@ -107,6 +107,7 @@ final class EventLoop: @unchecked Sendable {
     private func runLoop() {
         while true {
             spawnDueWorkers()
+            maintainWorkerCount()
             dispatchWork()
             if advanceLifecycle() { return }
             let timeout = pollTimeout()
@@ -134,9 +135,10 @@ final class EventLoop: @unchecked Sendable {
                     // Its stdin is broken: the worker is gone or going; its exit will be seen.
                     worker.inputBroke()
                 }
-                if worker.state == .stopping && worker.inFlight.isEmpty && worker.pendingOutgoingBytes == 0 {
-                    // Asked to exit while bytes were still unsent: they are out now.
+                if worker.state == .stopping && worker.inFlight.isEmpty && worker.pendingOutgoingBytes == 0 && !worker.inputClosed {
+                    // Retiring, or asked to exit while bytes were still unsent: it is idle now.
                     worker.closeInput()
+                    if worker.killDeadline == nil { worker.killDeadline = clock.now + core.configuration.terminationGracePeriod }
                 }
                 let exited: Bool
                 if let index = slot.exit {
@@ -154,6 +156,9 @@ final class EventLoop: @unchecked Sendable {
     private func pollTimeout() -> Int32 {
         var deadlines = workers.compactMap(\.killDeadline) + workers.compactMap(jobDeadline(of:)) + workers.compactMap(handshakeDeadline(of:))
         if pendingRespawns > 0, let respawnAt { deadlines.append(respawnAt) }
+        if let idleTimeout = core.configuration.idleTimeout {
+            deadlines += workers.compactMap { $0.state == .ready ? $0.idleSince.map { $0 + idleTimeout } : nil }
+        }
         guard let nearest = deadlines.min() else { return -1 }
         let remaining = nearest - clock.now
         if remaining <= .zero { return 0 }
@@ -184,6 +189,16 @@ final class EventLoop: @unchecked Sendable {
                 protocolViolation(by: worker, "no hello within \(Self.format(core.configuration.handshakeTimeout)) of starting: is the executable a worker?")
             }
         }
+        if let idleTimeout = core.configuration.idleTimeout {
+            let minimum = core.configuration.minimumWorkerCount ?? core.configuration.workerCount
+            var live = workers.count { $0.state != .stopping }
+            for worker in workers where live > minimum && worker.state == .ready && worker.inFlight.isEmpty {
+                if let idleSince = worker.idleSince, idleSince + idleTimeout <= now {
+                    retire(worker)
+                    live -= 1
+                }
+            }
+        }
         for worker in workers where worker.termination == nil && worker.violation == nil {
             guard let batch = worker.inFlight.first, batch.resolvedCount < batch.count else { continue }
             if let deadline = jobDeadline(of: worker), deadline <= now, let started = worker.runningSince,
@@ -192,6 +207,31 @@ final class EventLoop: @unchecked Sendable {
             } else if batch.unresolvedSlices().contains(where: { !$0.chunk.sink.isAcceptingResults }) {
                 terminate(worker, because: .cancelled)
             }
+        }
+    }
+
+    /// Replaces a worker in good order: it takes no more jobs, finishes what it has, and exits
+    /// when its input is closed; `maintainWorkerCount` starts its successor.
+    func retire(_ worker: WorkerConnection) {
+        guard !worker.isRetiring else { return }
+        worker.isRetiring = true
+        worker.state = .stopping
+    }
+
+    /// Keeps the pool at `workerCount` live workers while there is work (starting them on
+    /// demand after an idle shutdown), and at least `minimumWorkerCount` otherwise.
+    private func maintainWorkerCount() {
+        let (lifecycle, queueIsEmpty, broken) = core.state.withLock { ($0.lifecycle, $0.queue.isEmpty, $0.brokenError != nil) }
+        guard !broken, lifecycle == .running || (lifecycle == .draining && !queueIsEmpty) else { return }
+        let configuration = core.configuration
+        let live = workers.count { $0.state != .stopping } + pendingRespawns
+        let busy = !queueIsEmpty || workers.contains { !$0.inFlight.isEmpty }
+        let minimum = min(configuration.workerCount, configuration.minimumWorkerCount ?? configuration.workerCount)
+        let target = busy ? max(1, configuration.workerCount) : max(minimum, 0)
+        guard live < target else { return }
+        for _ in live..<target {
+            scheduleReplacement()
+            if core.state.withLock({ $0.brokenError != nil }) { return }
         }
     }
 
@@ -246,6 +286,10 @@ final class EventLoop: @unchecked Sendable {
     /// Starts the workers whose backoff has passed.
     private func spawnDueWorkers() {
         guard pendingRespawns > 0, let due = respawnAt, due <= clock.now else { return }
+        guard core.state.withLock({ $0.brokenError == nil }) else {
+            pendingRespawns = 0
+            return
+        }
         pendingRespawns -= 1
         respawnAt = pendingRespawns > 0 ? clock.now : nil
         startReplacement()
@@ -277,17 +321,21 @@ final class EventLoop: @unchecked Sendable {
 
     private func dispatchWork() {
         for worker in workers where worker.state == .ready {
-            while worker.inFlight.count < Self.pipelineDepth && worker.pendingOutgoingBytes < Self.maximumBatchBytes {
+            while worker.state == .ready && worker.inFlight.count < Self.pipelineDepth && worker.pendingOutgoingBytes < Self.maximumBatchBytes {
                 let workerCount = max(1, workers.count)
+                let allowance = core.configuration.maximumJobsPerWorker.map { max(1, $0 - worker.jobsSent) } ?? Int.max
                 let (slices, waiters) = core.state.withLock { state in
                     let batch = state.takeBatch(maximumBytes: maximumBatchBytes, overheadPerJob: Self.jobHeaderBytes) { jobName, queuedJobs in
-                        self.batchLimit(jobName: jobName, queuedJobs: queuedJobs, workerCount: workerCount)
+                        min(allowance, self.batchLimit(jobName: jobName, queuedJobs: queuedJobs, workerCount: workerCount))
                     }
                     return (batch, state.takeSpaceWaitersIfReady())
                 }
                 for waiter in waiters { waiter.resume() }
                 guard !slices.isEmpty else { break }
                 send(slices, to: worker)
+                if let limit = core.configuration.maximumJobsPerWorker, worker.jobsSent >= limit {
+                    retire(worker)
+                }
             }
             if worker.pendingOutgoingBytes > 0 && !worker.flushOutgoing() {
                 worker.inputBroke()
@@ -341,6 +389,8 @@ final class EventLoop: @unchecked Sendable {
         }
         if worker.inFlight.isEmpty { worker.runningSince = clock.now }
         worker.inFlight.append(batch)
+        worker.jobsSent += batch.count
+        worker.idleSince = nil
     }
 
     // MARK: Failing queued work
@@ -378,9 +428,17 @@ final class EventLoop: @unchecked Sendable {
         readBuffer.withUnsafeBytes(body)
     }
 
+    /// Counts a failed start; after `startFailureLimit` in a row with no working worker left,
+    /// gives up at once (rather than at the next respawn, which a pending one would skip).
     func noteStartFailure(_ error: ProcessPoolError) {
         consecutiveStartFailures += 1
         lastStartFailure = error
+        let anyWorking = workers.contains { !$0.jobNames.isEmpty && $0.state != .stopping }
+        if workersCannotStart && !anyWorking {
+            pendingRespawns = 0
+            respawnAt = nil
+            breakPool(with: error)
+        }
     }
 
     func noteStartSuccess() {

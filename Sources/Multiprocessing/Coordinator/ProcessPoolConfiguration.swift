@@ -36,6 +36,25 @@ public struct ProcessPoolConfiguration: Sendable {
     /// How long a worker has to exit after ``terminationSignal`` before it gets `SIGKILL`
     /// (default two seconds).
     public var terminationGracePeriod: Duration = .seconds(2)
+    /// Replace a worker after it has been sent this many jobs (between batches, never mid-job);
+    /// nil (the default) for no limit. Cures leaks in job code, like Python's `maxtasksperchild`.
+    public var maximumJobsPerWorker: Int?
+    /// Replace a worker whose resident memory exceeds this many bytes, checked each time it
+    /// finishes a batch (so never mid-job); nil (the default) for no limit. Linux only: read
+    /// from `/proc/PID/statm`.
+    public var maximumResidentMemory: Int?
+    /// A hard cap on each worker's address space, in bytes (`RLIMIT_AS`, set by the worker at
+    /// start-up); nil (the default) for none. A job that needs more fails with
+    /// ``ProcessPoolError/Code/memoryLimitExceeded`` and its worker is replaced. It counts
+    /// reserved address space, not just memory in use: leave room for the runtime (a Swift
+    /// worker reserves a few hundred MiB of address space for its threads).
+    public var memoryLimit: Int?
+    /// With ``idleTimeout``, workers beyond this many exit after being idle that long and are
+    /// started again when work arrives. Default: ``workerCount`` (no idle shutdown).
+    public var minimumWorkerCount: Int?
+    /// How long a worker beyond ``minimumWorkerCount`` may stay idle; nil (the default) for
+    /// ever.
+    public var idleTimeout: Duration?
     /// How long a new worker has to send its hello before it is taken for something that is
     /// not a worker and killed (default ten seconds).
     public var handshakeTimeout: Duration = .seconds(10)

@@ -5,7 +5,7 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Storage: Hashable, Sendable {
             case jobThrew, workerCrashed, unknownJob, encodingFailed, decodingFailed
-            case spawnFailed, poolShutDown, protocolViolation, timedOut
+            case spawnFailed, poolShutDown, protocolViolation, timedOut, memoryLimitExceeded
         }
 
         let storage: Storage
@@ -29,6 +29,9 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
         public static let protocolViolation = Code(storage: .protocolViolation)
         /// The job ran longer than its timeout; its worker was terminated.
         public static let timedOut = Code(storage: .timedOut)
+        /// The job needed more memory than ``ProcessPoolConfiguration/memoryLimit`` allows; its
+        /// worker died and was replaced.
+        public static let memoryLimitExceeded = Code(storage: .memoryLimitExceeded)
 
         public var description: String {
             switch storage {
@@ -41,6 +44,7 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
             case .poolShutDown: return "poolShutDown"
             case .protocolViolation: return "protocolViolation"
             case .timedOut: return "timedOut"
+            case .memoryLimitExceeded: return "memoryLimitExceeded"
             }
         }
     }

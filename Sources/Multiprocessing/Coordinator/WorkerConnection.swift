@@ -83,6 +83,13 @@ final class WorkerConnection {
     var runningSince: ContinuousClock.Instant?
     /// Why the pool is terminating this worker, when it is.
     var termination: TerminationReason?
+    /// Jobs sent to this worker so far, for `maximumJobsPerWorker`.
+    var jobsSent = 0
+    /// Since when the worker has had nothing to do, for `idleTimeout`.
+    var idleSince: ContinuousClock.Instant?
+    /// Set when the worker is being replaced in good order (recycled, or idle): it takes no
+    /// more jobs, finishes what it has, and exits when its input is closed.
+    var isRetiring = false
 
     enum TerminationReason {
         /// The running job exceeded its timeout after running this long.

@@ -76,3 +76,22 @@ struct ChildProcess: Sendable {
         exitDescriptor?.close()
     }
 }
+
+/// A process's resident memory in bytes, from `/proc/PID/statm` (Linux); nil elsewhere or if
+/// it cannot be read.
+func residentMemory(of pid: pid_t) -> Int? {
+    #if os(Linux)
+    let descriptor = open("/proc/\(pid)/statm", O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { return nil }
+    defer { close(descriptor) }
+    var buffer = [UInt8](repeating: 0, count: 128)
+    let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+    guard count > 0 else { return nil }
+    // "size resident shared text lib data dt", in pages.
+    let fields = String(decoding: buffer[0..<count], as: UTF8.self).split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    #else
+    return nil
+    #endif
+}

@@ -54,6 +54,13 @@ enum WorkerProcess {
         thread.start()
     }
 
+    /// Caps this process's address space (`RLIMIT_AS`), so a job that needs more memory fails
+    /// to allocate instead of growing without bound.
+    static func limitAddressSpace(to bytes: Int) throws(SystemCallError) {
+        var limit = rlimit(rlim_cur: rlim_t(bytes), rlim_max: rlim_t(bytes))
+        _ = try systemCall("setrlimit(RLIMIT_AS)") { setrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &limit) }
+    }
+
     static var processID: pid_t { getpid() }
 
     static func environmentValue(_ name: String) -> String? {

@@ -29,6 +29,8 @@ enum WireProtocol {
     static let workerEnvironmentKey = "SWIFT_MULTIPROCESSING_WORKER"
     /// The coordinator's pid, so a worker can detect that its parent died while it started.
     static let parentEnvironmentKey = "SWIFT_MULTIPROCESSING_PARENT"
+    /// The address-space cap in bytes a worker sets on itself at start-up, if any.
+    static let memoryLimitEnvironmentKey = "SWIFT_MULTIPROCESSING_MEMORY_LIMIT"
 
     static var preamble: [UInt8] {
         magic + [UInt8(truncatingIfNeeded: version), UInt8(truncatingIfNeeded: version >> 8), 0, 0]

@@ -34,6 +34,14 @@ public enum Worker {
         if let parent = WorkerProcess.environmentValue(WireProtocol.parentEnvironmentKey), let parentID = Int32(parent) {
             WorkerProcess.dieWithParent(expectedParent: parentID)
         }
+        if let limit = WorkerProcess.environmentValue(WireProtocol.memoryLimitEnvironmentKey).flatMap(Int.init) {
+            do {
+                try WorkerProcess.limitAddressSpace(to: limit)
+            } catch {
+                throw ProcessPoolError(.spawnFailed, "cannot set the worker's memory limit: \(error)")
+            }
+            WorkerProcess.removeEnvironmentValue(WireProtocol.memoryLimitEnvironmentKey)
+        }
         // Jobs that start processes (or pools) of their own must not make them workers.
         WorkerProcess.removeEnvironmentValue(WireProtocol.workerEnvironmentKey)
         WorkerProcess.removeEnvironmentValue(WireProtocol.parentEnvironmentKey)
