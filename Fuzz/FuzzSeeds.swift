@@ -40,6 +40,8 @@ enum FuzzSeeds {
         add("tree-deep", deep)
         add("custom", FuzzCustom(a: 7, b: "bee", c: [1, -2, 300], d: true, nested: ["x": 1, "y": 2, "z": 3]))
         add("custom-nil", FuzzCustom(a: -1, b: nil, c: [], d: false, nested: ["x": 0, "y": -1]))
+        add("tolerant", FuzzTolerant(first: sampleRecord(8).inner, second: [.point, .circle(radius: 3)], third: 5,
+                                     rest: [.leaf(1), .node("n", [.leaf(2)])]))
         add("derived", FuzzDerived(baseValue: ["p", "q"], derivedValue: 9))
         add("dictionary", ["alpha": 1, "beta": -2, "gamma": 1 << 40])
         add("string", "héllo, wörld")

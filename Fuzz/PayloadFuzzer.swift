@@ -138,6 +138,46 @@ final class FuzzDerived: FuzzBase {
     }
 }
 
+/// Catches errors of nested values and goes on decoding with the same decoder, as lenient
+/// `init(from:)` implementations do: the decoder must stay consistent after a failed nested value.
+struct FuzzTolerant: Codable, Equatable {
+    var first: FuzzInner?
+    var second: [FuzzShape]?
+    var third: Int
+    var rest: [FuzzTree]
+
+    enum Keys: String, CodingKey { case first, second, third, rest }
+
+    init(first: FuzzInner?, second: [FuzzShape]?, third: Int, rest: [FuzzTree]) {
+        self.first = first; self.second = second; self.third = third; self.rest = rest
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Keys.self)
+        first = try? container.decode(FuzzInner.self, forKey: .first)
+        second = try? container.decode([FuzzShape].self, forKey: .second)
+        third = (try? container.decode(Int.self, forKey: .third)) ?? -1
+        var list = try container.nestedUnkeyedContainer(forKey: .rest)
+        var rest: [FuzzTree] = []
+        while !list.isAtEnd, rest.count < 64 {
+            guard let tree = try? list.decode(FuzzTree.self) else { break }
+            rest.append(tree)
+        }
+        self.rest = rest
+        // Ask again after the failures, in another order.
+        if first == nil { first = try? container.decode(FuzzInner.self, forKey: .first) }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Keys.self)
+        try container.encode(first, forKey: .first)
+        try container.encode(second, forKey: .second)
+        try container.encode(third, forKey: .third)
+        var list = container.nestedUnkeyedContainer(forKey: .rest)
+        for tree in rest { try list.encode(tree) }
+    }
+}
+
 /// Decodes the input as every fuzzed type; returns how many decodes threw (errors are fine).
 @discardableResult
 func fuzzPayload(_ input: UnsafeRawBufferPointer) -> Int {
@@ -155,6 +195,7 @@ func fuzzPayload(_ input: UnsafeRawBufferPointer) -> Int {
     attempt(FuzzShape.self) { if case .many(let shapes) = $0 { shapes.count } else { 1 } }
     attempt(FuzzTree.self) { if case .node(_, let children) = $0 { children.count } else { 1 } }
     attempt(FuzzCustom.self) { $0.c.count }
+    attempt(FuzzTolerant.self) { $0.rest.count &+ $0.third }
     attempt(FuzzDerived.self) { $0.baseValue.count &+ ($0.derivedValue ?? 0) }
     attempt([String: Int].self) { $0.count }
     attempt(String.self) { $0.utf8.count }
