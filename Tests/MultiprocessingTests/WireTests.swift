@@ -116,9 +116,23 @@ struct WireTests {
         }
     }
 
+    @Test("a header claiming a huge frame does not make the reader allocate it")
+    func forgedLengthDoesNotAllocate() throws {
+        var reader = FrameReader(maximumFrameSize: 256 << 20, expectsPreamble: false)
+        reader.append([0x00, 0x00, 0x00, 0x10, FrameType.results.rawValue])
+        #expect(try drain(&reader).isEmpty)
+        var grown = 0
+        reader.readIntoStorage { buffer in
+            grown = buffer.count
+            return 0
+        }
+        // Room for what may come next, not the 256 MiB the header claims.
+        #expect(grown <= 2 << 20)
+    }
+
     @Test("a stream that is not the protocol is refused at its first bytes")
     func garbageIsRefused() {
-        for garbage in [Array("hello world".utf8), [0x00], [0x53, 0x57, 0x00], Array("SWMP\u{2}\u{0}\u{0}\u{0}".utf8)] {
+        for garbage in [Array("hello world".utf8), [0x00], [0x53, 0x57, 0x00], Array("SWMP\u{2}\u{0}\u{0}\u{0}".utf8), Array("SWMP\u{1}\u{0}\u{1}\u{0}".utf8)] {
             var reader = FrameReader()
             reader.append(garbage)
             #expect(throws: WireError.self, "\(garbage)") { _ = try drain(&reader) }

@@ -67,8 +67,9 @@ struct FrameReader {
             throw WireError("frame of \(length) bytes exceeds the maximum frame size of \(maximumFrameSize) bytes")
         }
         guard bufferedByteCount >= 4 + length else {
-            // Make room for the whole frame now, so the next read can complete it.
-            reserveTail(4 + length - bufferedByteCount)
+            // Make room for more of the frame, but only as its bytes arrive: a header alone
+            // (which anyone can forge) must not make us allocate the size it claims.
+            reserveTail(min(4 + length - bufferedByteCount, 1 << 20))
             return nil
         }
         let frameStart = readIndex
@@ -91,6 +92,9 @@ struct FrameReader {
         let version = UInt16(received[4]) | UInt16(received[5]) << 8
         guard version == WireProtocol.version else {
             throw WireError("protocol version \(version) is not supported (this side speaks version \(WireProtocol.version))")
+        }
+        guard received[6] == 0 && received[7] == 0 else {
+            throw WireError("the preamble's reserved flags are \(received[6]) \(received[7]); version \(version) requires zero")
         }
     }
 
