@@ -16,6 +16,11 @@ let package = Package(
             name: "quick-figures",
             dependencies: [.product(name: "Multiprocessing", package: mainPackage)],
             swiftSettings: [.swiftLanguageMode(.v6)]
-        )
+        ),
+        .executableTarget(
+            name: "reliability-figures",
+            dependencies: [.product(name: "Multiprocessing", package: mainPackage)],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
     ]
 )

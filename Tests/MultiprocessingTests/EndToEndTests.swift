@@ -14,6 +14,18 @@ struct EndToEndTests {
         #expect(results == (0..<100_000).map { $0 * $0 })
     }
 
+    @Test("map reads a non-Sendable lazy sequence on the caller's actor")
+    @MainActor
+    func mapFromTheMainActor() async throws {
+        var offset = 10  // main-actor state, read by the sequence's closure
+        offset += 1
+        let inputs = (0..<5000).lazy.map { $0 + offset }
+        let results = try await withFixturePool { pool in
+            try await pool.map(Square.self, inputs)
+        }
+        #expect(results == (0..<5000).map { ($0 + 11) * ($0 + 11) })
+    }
+
     @Test("mapUnordered yields every index exactly once, with its own output")
     func mapUnorderedYieldsEachIndexOnce() async throws {
         let inputs = (0..<20_000).map { $0 * 3 - 7 }

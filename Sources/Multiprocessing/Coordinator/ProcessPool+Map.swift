@@ -9,11 +9,15 @@ extension ProcessPool {
     ///   - job: The job type.
     ///   - inputs: The inputs; read once, from the calling task.
     ///   - options: A timeout or retry count for these jobs, overriding the pool's.
+    ///   - isolation: The actor the inputs are read on: the caller's, so a sequence that is
+    ///     not `Sendable` can be passed from any actor.
     /// - Returns: One output per input, in input order.
     /// - Throws: The first ``ProcessPoolError`` of any job, whose
     ///   ``ProcessPoolError/inputIndex`` says which input failed; the remaining jobs are
     ///   cancelled. `CancellationError` if the task is cancelled.
-    public func map<J: Job, Inputs: Sequence>(_ job: J.Type, _ inputs: Inputs, options: JobOptions = JobOptions()) async throws -> [J.Output]
+    public func map<J: Job, Inputs: Sequence>(
+        _ job: J.Type, _ inputs: Inputs, options: JobOptions = JobOptions(), isolation: isolated (any Actor)? = #isolation
+    ) async throws -> [J.Output]
     where Inputs.Element == J.Input {
         let sink = OrderedSink<J.Output> { run in
             var outputs: [J.Output] = []
@@ -26,7 +30,7 @@ extension ProcessPool {
             }
             return .success(outputs)
         }
-        return try await collect(job, inputs, options: options, into: sink, encodingFailure: { sink.fail($1) })
+        return try await collect(job, inputs, options: options, isolation: isolation, into: sink, encodingFailure: { sink.fail($1) })
     }
 
     /// Runs `job` on every input and returns each job's outcome, in input order. A failing job
@@ -36,17 +40,18 @@ extension ProcessPool {
     ///   - job: The job type.
     ///   - inputs: The inputs; read once, from the calling task.
     ///   - options: A timeout or retry count for these jobs, overriding the pool's.
+    ///   - isolation: The actor the inputs are read on: the caller's.
     /// - Returns: One result per input, in input order.
     /// - Throws: ``ProcessPoolError`` if the pool is shut down; `CancellationError` if the task
     ///   is cancelled.
     public func mapResults<J: Job, Inputs: Sequence>(
-        _ job: J.Type, _ inputs: Inputs, options: JobOptions = JobOptions()
+        _ job: J.Type, _ inputs: Inputs, options: JobOptions = JobOptions(), isolation: isolated (any Actor)? = #isolation
     ) async throws -> [Result<J.Output, ProcessPoolError>]
     where Inputs.Element == J.Input {
         let sink = OrderedSink<Result<J.Output, ProcessPoolError>> { run in
             .success(run.decoded(J.Output.self, reportingIndex: true))
         }
-        return try await collect(job, inputs, options: options, into: sink) { index, error in
+        return try await collect(job, inputs, options: options, isolation: isolation, into: sink) { index, error in
             sink.deliver(ResultRun(firstIndex: index, firstJobID: 0, jobName: J.name, outcomes: [.failed(error)]))
         }
     }
@@ -75,19 +80,30 @@ extension ProcessPool {
         _ job: J.Type,
         _ inputs: Inputs,
         options: JobOptions,
+        isolation: isolated (any Actor)?,
         into sink: OrderedSink<Element>,
         encodingFailure: (Int, ProcessPoolError) -> Void
     ) async throws -> [Element] where Inputs.Element == J.Input {
-        try await withTaskCancellationHandler {
-            var producer = InputProducer(
-                core: core, jobName: J.name, options: ResolvedJobOptions(options, defaults: core.configuration),
-                inputs: inputs.makeIterator(), sink: sink)
+        // The inputs are read here, on the caller's actor (the sequence and its closures may be
+        // bound to it); a closure handed to withTaskCancellationHandler would lose that.
+        var producer = InputProducer(
+            core: core, jobName: J.name, options: ResolvedJobOptions(options, defaults: core.configuration),
+            inputs: inputs.makeIterator(), sink: sink)
+        do {
             while sink.isAcceptingResults, let chunk = producer.nextChunk(limit: Int.max, onEncodingFailure: encodingFailure) {
+                try Task.checkCancellation()
                 try await core.enqueue(chunk)
             }
             try Task.checkCancellation()
-            sink.finishSubmitting(total: producer.count)
-            return try await sink.results()
+        } catch {
+            // Cancelled, or the pool refused the work: drop what was queued.
+            sink.fail(error)
+            core.noteCancellation()
+            throw error
+        }
+        sink.finishSubmitting(total: producer.count)
+        return try await withTaskCancellationHandler {
+            try await sink.results()
         } onCancel: {
             sink.fail(CancellationError())
             core.noteCancellation()
