@@ -2,6 +2,7 @@ import Foundation
 import Multiprocessing
 import Synchronization
 import Testing
+@testable import fixture_worker
 
 @Suite("End to end, with real worker processes", .timeLimit(.minutes(2)))
 struct EndToEndTests {

@@ -2,6 +2,7 @@ import Foundation
 import Multiprocessing
 import Synchronization
 import Testing
+@testable import fixture_worker
 
 @Suite("Lifetime: cancellation, shutdown, orphans and descriptors", .timeLimit(.minutes(2)))
 struct LifecycleTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Multiprocessing
 import Testing
+@testable import fixture_worker
 
 @Suite("Recycling, memory limits and idle shutdown", .timeLimit(.minutes(2)))
 struct RecyclingTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Multiprocessing
 import Testing
+@testable import fixture_worker
 
 @Suite("Reliability: timeouts, cancelling running jobs, retries", .timeLimit(.minutes(2)))
 struct ReliabilityTests {

@@ -1,4 +1,5 @@
 import CMultiprocessingShims
+@testable import fixture_worker
 import Foundation
 import Multiprocessing
 import Testing
@@ -44,65 +45,8 @@ func waitForExit(of pid: Int32, timeout: Duration) -> Bool {
     return poll(&entry, 1, milliseconds) == 1
 }
 
-// Jobs as the tests see them: same names and types as the fixture worker's.
-
-struct Square: Job {
-    static let name = "square"
-    func run(_ n: Int) -> Int { n &* n }
-}
-
-enum Misbehaviour: Codable, Sendable {
-    case succeed(Int)
-    case throwError(String)
-    case fatalError(String)
-    case abort
-    case exit(Int32)
-    case killSelf(Int32)
-    case segfault
-    /// Writes a byte to the named pipe at `path` (so a test knows the job is running), then
-    /// sleeps.
-    case signalThenSleep(fifo: String, milliseconds: Int)
-    /// Ignores SIGTERM, then sleeps: only SIGKILL stops it.
-    case ignoreTerminationAndSleep(milliseconds: Int)
-    /// Crashes unless the file at `path` exists, creating it first: fails once, then succeeds.
-    case crashOnce(marker: String)
-    /// Allocates and touches this many MiB, then frees them.
-    case allocate(megabytes: Int)
-    /// Allocates this many MiB and keeps them for the life of the worker: a leak.
-    case leak(megabytes: Int)
-    case printToStandardOutput(lines: Int, value: Int)
-    case writeToStandardError(String, thenAbort: Bool)
-}
-
-struct Misbehave: Job {
-    static let name = "misbehave"
-    func run(_ action: Misbehaviour) throws -> Int { Issue.record("runs in the worker only"); return 0 }
-}
-
-struct SleepThenReportProcessID: Job {
-    static let name = "sleep-pid"
-    func run(_ milliseconds: Int) -> Int32 { 0 }
-}
-
-struct CountCalls: Job {
-    static let name = "count-calls"
-    func run(_ input: Int) -> [Int32] { [] }
-}
-
-struct Record: Codable, Sendable, Equatable {
-    var id: Int
-    var name: String
-    var tags: [String]
-    var scores: [Double]
-    var blob: Data
-    var parent: Int?
-    var attributes: [String: Int]
-}
-
-struct TransformRecord: Job {
-    static let name = "transform-record"
-    func run(_ record: Record) -> Record { record }
-}
+// The fixture worker's own job types (Square, Misbehave, …) come from its module, so the
+// tests and the worker cannot drift apart.
 
 struct NotServed: Job {
     static let name = "not-served"
@@ -112,16 +56,6 @@ struct NotServed: Job {
 struct Echo: Job {
     static let name = "echo"
     func run(_ text: String) -> String { text }
-}
-
-struct MakeBytes: Job {
-    static let name = "make-bytes"
-    func run(_ count: Int) -> [UInt8] { [] }
-}
-
-struct CountBytes: Job {
-    static let name = "count-bytes"
-    func run(_ bytes: [UInt8]) -> Int { 0 }
 }
 
 /// A named pipe a job writes one byte to when it starts, so a test can wait for "the job is
