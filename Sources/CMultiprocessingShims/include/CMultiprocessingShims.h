@@ -45,6 +45,9 @@ void mp_set_stdout_line_buffered(void);
 /// EPIPE instead of killing the process; the process-wide disposition is left alone.
 void mp_block_sigpipe_on_this_thread(void);
 
+/// Names the calling thread (visible in ps, top, gdb and crash reports); at most 15 bytes.
+void mp_set_current_thread_name(const char *name);
+
 /// The process's environment block.
 char **mp_environ(void);
 

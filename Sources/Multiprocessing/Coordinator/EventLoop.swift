@@ -56,6 +56,7 @@ final class EventLoop: @unchecked Sendable {
     /// (with the error if they could not be).
     func start(started: @escaping @Sendable (ProcessPoolError?) -> Void) {
         let thread = Thread { [self] in
+            nameCurrentThread("mp-pool-loop")
             // A worker that dies makes our next write to it raise SIGPIPE on this thread;
             // blocked here, the write just fails with EPIPE and the exit is handled as usual.
             blockBrokenPipeSignal()
@@ -64,7 +65,6 @@ final class EventLoop: @unchecked Sendable {
             if error == nil { runLoop() }
             finish()
         }
-        thread.name = "multiprocessing-pool"
         thread.start()
     }
 

@@ -16,8 +16,10 @@ final class ErrorStreamForwarder: @unchecked Sendable {
 
     init(capacity: Int = 1 << 20) {
         self.capacity = capacity
-        let thread = Thread { self.run() }  // the thread keeps the forwarder until it is stopped
-        thread.name = "multiprocessing-stderr"
+        let thread = Thread {
+            nameCurrentThread("mp-stderr")
+            self.run()  // the thread keeps the forwarder until it is stopped
+        }
         thread.stackSize = 128 * 1024
         thread.start()
     }

@@ -97,5 +97,9 @@ final class Waker: Sendable {
     deinit { close() }
 }
 
+/// Names the calling thread. Foundation's `Thread.name` does not reach the kernel on Linux, so
+/// threads that should be recognisable in `ps -T` or a crash report name themselves.
+func nameCurrentThread(_ name: String) { mp_set_current_thread_name(name) }
+
 /// Blocks SIGPIPE for the calling thread only (see `mp_block_sigpipe_on_this_thread`).
 func blockBrokenPipeSignal() { mp_block_sigpipe_on_this_thread() }

@@ -41,6 +41,7 @@ enum WorkerProcess {
     /// (a worker behind `ssh`).
     static func exitWhenClosed(_ input: FileDescriptor) {
         let thread = Thread {
+            nameCurrentThread("mp-watchdog")
             // Asking for no events still reports POLLHUP, so this does not consume the input.
             var entry = pollfd(fd: input.rawValue, events: 0, revents: 0)
             while true {
@@ -49,7 +50,6 @@ enum WorkerProcess {
                 if result < 0 && errno != EINTR { return }
             }
         }
-        thread.name = "multiprocessing-watchdog"
         thread.stackSize = 64 * 1024
         thread.start()
     }

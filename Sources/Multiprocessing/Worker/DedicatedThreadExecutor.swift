@@ -11,8 +11,10 @@ final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
     private var pending: [UnownedJob] = []
 
     init(name: String) {
-        let thread = Thread { self.runJobs() }  // the thread keeps the executor alive for good
-        thread.name = name
+        let thread = Thread {
+            nameCurrentThread(name)
+            self.runJobs()  // the thread keeps the executor alive for good
+        }
         thread.stackSize = 16 << 20  // jobs may recurse deeply; the main thread has 8 MiB
         thread.start()
     }

@@ -52,7 +52,7 @@ public enum Worker {
             throw ProcessPoolError(.protocolViolation, "cannot set up the worker's protocol streams: \(error)")
         }
         WorkerProcess.exitWhenClosed(streams.input)
-        let executor = DedicatedThreadExecutor(name: "multiprocessing-worker")
+        let executor = DedicatedThreadExecutor(name: "mp-worker-jobs")
         let loop = WorkerLoop(registry: registry, input: streams.input, output: streams.output)
         await withTaskExecutorPreference(executor) {
             await loop.run()
