@@ -709,3 +709,248 @@ private func samplePerson() -> Person {
         }
     }
 }
+
+// MARK: - Decoder lifetime
+
+/// Weak references to the decoders (and nested containers) that `init(from:)` implementations
+/// were handed, to check that decoding leaves none of them alive: a decoder kept alive after
+/// `decode` returns is in a reference cycle with its containers, and leaks.
+private final class DecoderProbes: @unchecked Sendable {
+    private struct Weak {
+        weak var object: AnyObject?
+    }
+
+    @TaskLocal static var current: DecoderProbes?
+
+    private let lock = NSLock()
+    private var references: [Weak] = []
+
+    static func record(_ object: Any) {
+        guard let probes = current else { return }
+        probes.lock.withLock { probes.references.append(Weak(object: object as AnyObject)) }
+    }
+
+    var recorded: Int { lock.withLock { references.count } }
+    var alive: Int { lock.withLock { references.count { $0.object != nil } } }
+
+    /// Runs `body` (which decodes) with probes recording, then reports how many of the recorded
+    /// objects outlived it.
+    static func check(_ body: () throws -> Void) rethrows -> (recorded: Int, alive: Int) {
+        let probes = DecoderProbes()
+        try $current.withValue(probes) { try body() }
+        return (probes.recorded, probes.alive)
+    }
+}
+
+/// Records the decoder it is decoded from, then decodes like synthesized code.
+private struct Probe: Codable, Equatable {
+    var id: Int
+
+    private enum CodingKeys: String, CodingKey { case id }
+
+    init(id: Int) { self.id = id }
+
+    init(from decoder: any Decoder) throws {
+        DecoderProbes.record(decoder)
+        id = try decoder.container(keyedBy: CodingKeys.self).decode(Int.self, forKey: .id)
+    }
+}
+
+/// Opens a container, then throws, whatever the payload.
+private struct ThrowingProbe: Codable {
+    init() {}
+
+    init(from decoder: any Decoder) throws {
+        DecoderProbes.record(decoder)
+        _ = try decoder.container(keyedBy: PayloadCodingKey.self)
+        throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "always throws"))
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        _ = encoder.container(keyedBy: PayloadCodingKey.self)
+    }
+}
+
+/// Synthesized enum coding goes through `nestedContainer(keyedBy:forKey:)`.
+private enum ProbedJob: Codable, Equatable {
+    case run(Probe)
+    case retry(Probe, attempt: Int)
+    case stop
+}
+
+/// Uses every way of handing out a nested decoder of an unkeyed container, and of a keyed one,
+/// including an unkeyed container whose nested element is never read past by its parent.
+private struct ProbedNesting: Codable, Equatable {
+    var probes: [Probe]
+
+    private enum Keys: String, CodingKey { case list, keyed, probe }
+
+    init(probes: [Probe]) { self.probes = probes }
+
+    func encode(to encoder: any Encoder) throws {
+        var outer = encoder.unkeyedContainer()
+        var list = outer.nestedUnkeyedContainer()
+        try list.encode(probes[0])
+        var keyed = outer.nestedContainer(keyedBy: Keys.self)
+        try keyed.encode(probes[1], forKey: .probe)
+        try probes[2].encode(to: outer.superEncoder())
+        var byKey = outer.nestedContainer(keyedBy: Keys.self)
+        try probes[3].encode(to: byKey.superEncoder(forKey: .probe))
+        var pending = byKey.nestedUnkeyedContainer(forKey: .list)
+        var innermost = pending.nestedUnkeyedContainer()
+        try innermost.encode(probes[4])
+        var nestedKeyed = byKey.nestedContainer(keyedBy: Keys.self, forKey: .keyed)
+        try nestedKeyed.encode(probes[5], forKey: .probe)
+    }
+
+    init(from decoder: any Decoder) throws {
+        var outer = try decoder.unkeyedContainer()
+        var list = try outer.nestedUnkeyedContainer()
+        DecoderProbes.record(list)
+        var probes = [try list.decode(Probe.self)]
+        let keyed = try outer.nestedContainer(keyedBy: Keys.self)
+        probes.append(try keyed.decode(Probe.self, forKey: .probe))
+        let superDecoder = try outer.superDecoder()
+        DecoderProbes.record(superDecoder)
+        probes.append(try Probe(from: superDecoder))
+        let byKey = try outer.nestedContainer(keyedBy: Keys.self)
+        probes.append(try Probe(from: byKey.superDecoder(forKey: .probe)))
+        var pending = try byKey.nestedUnkeyedContainer(forKey: .list)
+        DecoderProbes.record(pending)
+        var innermost = try pending.nestedUnkeyedContainer()
+        DecoderProbes.record(innermost)
+        probes.append(try innermost.decode(Probe.self))
+        let nestedKeyed = try byKey.nestedContainer(keyedBy: Keys.self, forKey: .keyed)
+        probes.append(try nestedKeyed.decode(Probe.self, forKey: .probe))
+        self.probes = probes
+    }
+}
+
+/// A superclass that reads the decoder its subclass read too (a second container over the
+/// same value), and one reached through `superDecoder()`.
+private class ProbedBase: Codable {
+    var base: Probe
+
+    init(base: Probe) { self.base = base }
+}
+
+private final class ProbedShared: ProbedBase {
+    var own: Int
+
+    private enum CodingKeys: String, CodingKey { case own }
+
+    init(base: Probe, own: Int) {
+        self.own = own
+        super.init(base: base)
+    }
+
+    required init(from decoder: any Decoder) throws {
+        own = try decoder.container(keyedBy: CodingKeys.self).decode(Int.self, forKey: .own)
+        try super.init(from: decoder)
+    }
+
+    override func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(own, forKey: .own)
+        try super.encode(to: encoder)
+    }
+}
+
+/// Catches the errors of nested values and goes on decoding with the same decoder.
+private struct Lenient: Decodable {
+    var path: [String]
+    var point: Point
+
+    private enum Keys: String, CodingKey { case list, failing, point, probe }
+
+    private struct PathProbe: Decodable {
+        var path: [String]
+        init(from decoder: any Decoder) throws { path = decoder.codingPath.map(\.stringValue) }
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Keys.self)
+        // More failures than the nesting limit: each must give its level back.
+        for _ in 0..<(payloadMaxDepth + 10) {
+            _ = try? container.decode(ThrowingProbe.self, forKey: .failing)
+            _ = try? container.decode([ThrowingProbe].self, forKey: .list)
+        }
+        path = try container.decode(PathProbe.self, forKey: .probe).path
+        point = try container.decode(Point.self, forKey: .point)
+    }
+}
+
+private struct LenientPayload: Encodable {
+    private enum Keys: String, CodingKey { case list, failing, point, probe }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Keys.self)
+        try container.encode([ThrowingProbe(), ThrowingProbe()], forKey: .list)
+        try container.encode(ThrowingProbe(), forKey: .failing)
+        try container.encode(Empty(), forKey: .probe)
+        try container.encode(Point(x: 3, y: -4), forKey: .point)
+    }
+}
+
+@Suite struct BinaryCodecLifetimeTests {
+    @Test func enumsWithAssociatedValuesLeaveNoDecoderAlive() throws {
+        let jobs: [ProbedJob] = [.run(Probe(id: 1)), .retry(Probe(id: 2), attempt: 3), .stop]
+        let bytes = try encoder.encode(jobs)
+        let counts = try DecoderProbes.check { () throws -> Void in
+            #expect(try decoder.decode([ProbedJob].self, from: bytes) == jobs)
+            #expect(try decoder.decode(ProbedJob.self, from: encoder.encode(jobs[1])) == jobs[1])
+        }
+        #expect(counts.recorded == 3)
+        #expect(counts.alive == 0, "decoders of nested containers outlived the decode")
+    }
+
+    @Test func nestedContainersAndSuperDecodersLeaveNoDecoderAlive() throws {
+        let value = ProbedNesting(probes: (0..<6).map(Probe.init(id:)))
+        let bytes = try encoder.encode(value)
+        let counts = try DecoderProbes.check { () throws -> Void in
+            #expect(try decoder.decode(ProbedNesting.self, from: bytes) == value)
+            #expect(try decoder.decode([ProbedNesting].self, from: encoder.encode([value, value])) == [value, value])
+        }
+        #expect(counts.recorded == 3 * 10)
+        #expect(counts.alive == 0, "decoders or containers outlived the decode")
+    }
+
+    @Test func aSecondContainerOverTheSameValueLeavesNoDecoderAlive() throws {
+        let bytes = try encoder.encode(ProbedShared(base: Probe(id: 7), own: 8))
+        let counts = try DecoderProbes.check { () throws -> Void in
+            let shared = try decoder.decode(ProbedShared.self, from: bytes)
+            #expect((shared.base.id, shared.own) == (7, 8))
+        }
+        #expect(counts.recorded == 1)
+        #expect(counts.alive == 0, "the decoder of the second container outlived the decode")
+    }
+
+    @Test func throwingInitLeavesNoDecoderAlive() throws {
+        let counts = DecoderProbes.check { () -> Void in
+            #expect(throws: DecodingError.self) { try decoder.decode(ThrowingProbe.self, from: encoder.encode(ThrowingProbe())) }
+            #expect(throws: DecodingError.self) {
+                try decoder.decode([ThrowingProbe].self, from: encoder.encode([ThrowingProbe()]))
+            }
+            #expect(throws: DecodingError.self) { try decoder.decode(ThrowingProbe.self, from: [0x00]) }
+            // The fuzzer's first finding: one zero byte, decoded as an enum with associated values.
+            #expect(throws: DecodingError.self) { try decoder.decode(ProbedJob.self, from: [0x00]) }
+            // A valid enum whose associated value fails.
+            #expect(throws: DecodingError.self) {
+                try decoder.decode(ProbedJob.self, from: Array(encoder.encode(ProbedJob.run(Probe(id: 1))).dropLast()))
+            }
+        }
+        #expect(counts.recorded >= 3)
+        #expect(counts.alive == 0, "a decoder whose value threw outlived the decode")
+    }
+
+    @Test func caughtNestedErrorsLeaveTheDecoderConsistent() throws {
+        let bytes = try encoder.encode(LenientPayload())
+        let counts = try DecoderProbes.check { () throws -> Void in
+            let value = try decoder.decode(Lenient.self, from: bytes)
+            #expect(value.path == ["probe"])
+            #expect(value.point == Point(x: 3, y: -4))
+        }
+        #expect(counts.recorded == 2 * (payloadMaxDepth + 10))
+        #expect(counts.alive == 0)
+    }
+}

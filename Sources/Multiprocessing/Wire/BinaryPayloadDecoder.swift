@@ -44,7 +44,7 @@ public struct BinaryPayloadDecoder: Sendable {
                 value = bulk
             } else {
                 let core = PayloadDecoderCore(
-                    reader: reader, start: 0, end: buffer.count, table: [], path: [], depth: 0)
+                    reader: reader, start: 0, end: buffer.count, table: [], path: [], depth: 0, keepsRoot: false)
                 if let special {
                     value = try core.decodeSpecial(special, as: T.self)
                 } else {

@@ -15,12 +15,22 @@ protocol PayloadFrameRoot: AnyObject {
 }
 
 /// The value a `Decoder` is currently decoding.
+///
+/// A container holds its core strongly, so a core that holds its root container forms a cycle.
+/// It is broken by whoever asked for the root to be kept: `decodeComposite` restores the
+/// enclosing frame however `init(from:)` ends, and an unkeyed container releases the root of a
+/// nested element's core once it has read past the element, or when it is itself freed.
 struct PayloadDecodingFrame {
     var start: Int
     var end: Int
     /// `table.count` when the value started; its keyed containers intern keys after it.
     var tableBase: Int
-    var root: (any PayloadFrameRoot)?
+    /// Whether someone will ask this frame where the value ends, so that `root` must be kept.
+    var keepsRoot: Bool
+    /// The value's first container, kept only while `keepsRoot` is true.
+    var root: (any PayloadFrameRoot)? = nil
+    /// Whether the value has had a container; a second one reads the value again (`sibling()`).
+    var hasContainer = false
 }
 
 /// The state of one decoding pass over a region of the payload.
@@ -44,7 +54,7 @@ final class PayloadDecoderCore: Decoder {
 
     init(
         reader: PayloadReader, start: Int, end: Int, table: [PayloadKeyRange], path: [any CodingKey],
-        depth: Int
+        depth: Int, keepsRoot: Bool
     ) {
         self.reader = reader
         self.pos = start
@@ -52,7 +62,7 @@ final class PayloadDecoderCore: Decoder {
         self.table = table
         self.path = path
         self.depth = depth
-        frame = PayloadDecodingFrame(start: start, end: end, tableBase: table.count, root: nil)
+        frame = PayloadDecodingFrame(start: start, end: end, tableBase: table.count, keepsRoot: keepsRoot)
     }
 
     var codingPath: [any CodingKey] { path }
@@ -99,10 +109,18 @@ final class PayloadDecoderCore: Decoder {
 
     /// Runs `T.init(from:)` in a frame of its own, then moves past whatever its root container
     /// covers, including entries it did not read.
+    ///
+    /// The enclosing frame and depth come back however this ends: a thrown error must neither
+    /// leave the frame's root container (which holds this core) behind, nor the frame and depth
+    /// of a value that was abandoned to a caller that catches the error and goes on decoding.
     func decodeComposite<T: Decodable>(_ type: T.Type) throws -> T {
         try enterNested()
         let enclosing = frame
-        frame = PayloadDecodingFrame(start: pos, end: end, tableBase: table.count, root: nil)
+        frame = PayloadDecodingFrame(start: pos, end: end, tableBase: table.count, keepsRoot: true)
+        defer {
+            frame = enclosing
+            depth &-= 1
+        }
         let value = try T(from: self)
         if let root = frame.root {
             pos = try root.consumedEnd()
@@ -110,8 +128,6 @@ final class PayloadDecoderCore: Decoder {
             // The value read nothing; step over the empty container the encoder wrote for it.
             pos &+= 1
         }
-        frame = enclosing
-        depth &-= 1
         return value
     }
 
@@ -144,8 +160,8 @@ final class PayloadDecoderCore: Decoder {
         }
         for index in 0..<count {
             path.append(PayloadCodingKey(index: index))
+            defer { path.removeLast() }
             elements.append(try decodeComposite(Element.self))
-            path.removeLast()
         }
         return elements
     }
@@ -155,8 +171,8 @@ final class PayloadDecoderCore: Decoder {
     ) throws {
         for index in 0..<count {
             path.append(PayloadCodingKey(index: index))
+            defer { path.removeLast() }
             elements.append(try S.decodePayload(from: self) as! Element)
-            path.removeLast()
         }
     }
 
@@ -165,8 +181,12 @@ final class PayloadDecoderCore: Decoder {
     ///
     /// It continues the current value, so it keeps the depth: the encoder counts a level per value
     /// too, and anything recursive inside the nested container goes through `decodeComposite`.
-    func detached(start: Int, end: Int, path: [any CodingKey]) throws -> PayloadDecoderCore {
-        PayloadDecoderCore(reader: reader, start: start, end: end, table: table, path: path, depth: depth)
+    ///
+    /// - Parameter keepsRoot: Whether the caller will ask the core where its value ends
+    ///   (`consumedEnd()`); it must then call `releaseRoot()` once it no longer will.
+    func detached(start: Int, end: Int, path: [any CodingKey], keepsRoot: Bool) throws -> PayloadDecoderCore {
+        PayloadDecoderCore(
+            reader: reader, start: start, end: end, table: table, path: path, depth: depth, keepsRoot: keepsRoot)
     }
 
     /// Where this core's value ends: its root container's end, or how far single-value reads got.
@@ -175,22 +195,35 @@ final class PayloadDecoderCore: Decoder {
         return pos
     }
 
+    /// Drops the root container of a detached core's value, which holds this core, once nobody
+    /// will ask where the value ends; a container made after this is not kept either.
+    func releaseRoot() {
+        frame.keepsRoot = false
+        frame.root = nil
+    }
+
     // MARK: Decoder
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
-        if frame.root != nil { return try sibling().container(keyedBy: Key.self) }
+        if frame.hasContainer { return try sibling().container(keyedBy: Key.self) }
         let container = try PayloadKeyedDecodingContainer<Key>(
             core: self, start: frame.start, end: frame.end, tableBase: frame.tableBase, codingPath: path)
-        frame.root = container
+        setRoot(container)
         return KeyedDecodingContainer(container)
     }
 
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
-        if frame.root != nil { return try sibling().unkeyedContainer() }
+        if frame.hasContainer { return try sibling().unkeyedContainer() }
         let container = try PayloadUnkeyedDecodingContainer(
             core: self, start: frame.start, end: frame.end, codingPath: path)
-        frame.root = container
+        setRoot(container)
         return container
+    }
+
+    @inline(__always)
+    private func setRoot(_ container: any PayloadFrameRoot) {
+        frame.hasContainer = true
+        if frame.keepsRoot { frame.root = container }
     }
 
     /// A core for a second container over the current value (a superclass handed the same
@@ -198,9 +231,10 @@ final class PayloadDecoderCore: Decoder {
     ///
     /// It gets its own copy of the key table: a keyed container relies on nobody else writing
     /// the table at or above its base while it is in use, and two containers over the same
-    /// entries would.
+    /// entries would. Where the value ends is the first container's business, so the sibling keeps
+    /// no root.
     private func sibling() throws -> PayloadDecoderCore {
-        let core = try detached(start: frame.start, end: frame.end, path: path)
+        let core = try detached(start: frame.start, end: frame.end, path: path, keepsRoot: false)
         core.table.removeSubrange(frame.tableBase..<core.table.count)
         core.frame.tableBase = frame.tableBase
         return core

@@ -322,6 +322,8 @@ final class PayloadKeyedDecodingContainer<Key: CodingKey>: KeyedDecodingContaine
         return try decodeEntry(T.self, entry, key)
     }
 
+    // Entries have lengths, so nobody asks a nested core where its value ends, and it keeps no
+    // root container: the container the caller gets owns the core, and nothing owns it back.
     func nestedContainer<NestedKey: CodingKey>(
         keyedBy type: NestedKey.Type, forKey key: Key
     ) throws -> KeyedDecodingContainer<NestedKey> {
@@ -342,7 +344,8 @@ final class PayloadKeyedDecodingContainer<Key: CodingKey>: KeyedDecodingContaine
 
     private func detachedCore(for key: any CodingKey) throws -> PayloadDecoderCore {
         guard let entry = try locate(key.stringValue) else { throw keyNotFound(key) }
-        return try core.detached(start: entry.value, end: entry.value &+ entry.length, path: codingPath + [key])
+        return try core.detached(
+            start: entry.value, end: entry.value &+ entry.length, path: codingPath + [key], keepsRoot: false)
     }
 
     // The concrete overloads exist so that synthesized `Codable` code, which calls them through

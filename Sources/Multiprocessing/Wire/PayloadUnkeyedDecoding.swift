@@ -13,7 +13,8 @@ final class PayloadUnkeyedDecodingContainer: UnkeyedDecodingContainer, PayloadFr
     @exclusivity(unchecked) private var cursor: Int
     @exclusivity(unchecked) private(set) var currentIndex = 0
     /// A nested unkeyed container or super decoder handed out for the current element; where it
-    /// ends is known only once it has been read.
+    /// ends is known only once it has been read. Its core keeps its root container (which holds
+    /// the core) until then, so it is released when settled, or here at the latest.
     private var pendingChild: PayloadDecoderCore?
 
     init(core: PayloadDecoderCore, start: Int, end: Int, codingPath: [any CodingKey]) throws {
@@ -24,6 +25,10 @@ final class PayloadUnkeyedDecodingContainer: UnkeyedDecodingContainer, PayloadFr
         self.containerOffset = start
         self.end = end
         self.cursor = offset
+    }
+
+    deinit {
+        pendingChild?.releaseRoot()
     }
 
     var count: Int? { elementCount }
@@ -38,6 +43,7 @@ final class PayloadUnkeyedDecodingContainer: UnkeyedDecodingContainer, PayloadFr
     private func settleChild() throws {
         guard let child = pendingChild else { return }
         pendingChild = nil
+        defer { child.releaseRoot() }
         cursor = try child.consumedEnd()
     }
 
@@ -109,6 +115,7 @@ final class PayloadUnkeyedDecodingContainer: UnkeyedDecodingContainer, PayloadFr
         keyedBy type: NestedKey.Type
     ) throws -> KeyedDecodingContainer<NestedKey> {
         let child = try beginNestedElement()
+        defer { child.releaseRoot() }
         let container = try child.container(keyedBy: NestedKey.self)
         // A keyed container can find its own end by reading its entries' keys and lengths.
         cursor = try child.consumedEnd()
@@ -131,7 +138,7 @@ final class PayloadUnkeyedDecodingContainer: UnkeyedDecodingContainer, PayloadFr
     private func beginNestedElement() throws -> PayloadDecoderCore {
         try beginElement(Never.self)
         let child = try core.detached(
-            start: cursor, end: end, path: codingPath + [PayloadCodingKey(index: currentIndex)])
+            start: cursor, end: end, path: codingPath + [PayloadCodingKey(index: currentIndex)], keepsRoot: true)
         currentIndex &+= 1
         return child
     }
