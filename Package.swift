@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "Multiprocessing", targets: ["Multiprocessing"]),
         .executable(name: "pool-worker", targets: ["pool-worker"]),
         .executable(name: "primes", targets: ["primes"]),
+        .executable(name: "pool", targets: ["pool"]),
     ],
     targets: [
         // The few C entry points Swift cannot import directly (variadic `prctl`, `syscall`,
@@ -36,6 +37,12 @@ let package = Package(
             path: "Workers/primes",
             swiftSettings: strictSettings
         ),
+        // The `pool` command line.
+        .executableTarget(
+            name: "pool",
+            dependencies: ["Multiprocessing"],
+            swiftSettings: strictSettings
+        ),
         // Jobs that crash, hang, print and allocate: for the tests only, never shipped.
         .executableTarget(
             name: "fixture-worker",
@@ -45,7 +52,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MultiprocessingTests",
-            dependencies: ["Multiprocessing", "CMultiprocessingShims", "fixture-worker"],
+            dependencies: ["Multiprocessing", "CMultiprocessingShims", "fixture-worker", "pool", "pool-worker"],
             swiftSettings: strictSettings
         ),
     ]

@@ -7,10 +7,11 @@ struct Echo: Job {
 }
 
 /// The shipped standalone worker. A coordinator in another program starts it with
-/// `withProcessPool(workers:executable:)`; the `pool` command line uses it for its jobs.
+/// `withProcessPool(workers:executable:)`; the `pool` command line runs its commands here
+/// (the `command` job), so timeouts, isolation and retries work the same for every job.
 @main
 struct PoolWorker {
     static func main() async throws {
-        try await Worker.serve(jobs: [Echo.self])
+        try await Worker.serve(jobs: [CommandJob.self, Echo.self])
     }
 }

@@ -19,7 +19,7 @@ extension EventLoop {
             arguments = configuration.arguments ?? Array(CommandLine.arguments.dropFirst())
         }
         var environment = currentEnvironment().filter {
-            !$0.hasPrefix(WireProtocol.workerEnvironmentKey + "=") && !$0.hasPrefix(WireProtocol.parentEnvironmentKey + "=")
+            !$0.hasPrefix("SWIFT_MULTIPROCESSING_")
         }
         for (key, value) in configuration.environment {
             environment.removeAll { $0.hasPrefix(key + "=") }
@@ -33,6 +33,10 @@ extension EventLoop {
         if let memoryLimit = configuration.memoryLimit {
             environment.append("\(WireProtocol.memoryLimitEnvironmentKey)=\(memoryLimit)")
         }
+        // The lowest slot no current worker holds: a replacement takes the one it replaces.
+        let taken = Set(workers.map(\.slot))
+        let slot = (1...(workers.count + 1)).first { !taken.contains($0) } ?? workers.count + 1
+        environment.append("\(WireProtocol.slotEnvironmentKey)=\(slot)")
         environment.append("\(WireProtocol.workerEnvironmentKey)=\(WireProtocol.version)")
         environment.append("\(WireProtocol.parentEnvironmentKey)=\(ProcessInfo.processInfo.processIdentifier)")
 
@@ -82,7 +86,7 @@ extension EventLoop {
 
         let worker = WorkerConnection(
             process: process, input: stdinPipe.writeEnd, output: stdoutPipe.readEnd, errorOutput: stderrPipe.readEnd,
-            maximumFrameSize: configuration.maximumFrameSize, spawnedAt: clock.now, executablePath: executable)
+            maximumFrameSize: configuration.maximumFrameSize, spawnedAt: clock.now, executablePath: executable, slot: slot)
         worker.outgoing.writePreamble()
         CoordinatorHello(maximumFrameSize: configuration.maximumFrameSize).write(to: &worker.outgoing)
         _ = worker.flushOutgoing()
@@ -149,6 +153,13 @@ extension EventLoop {
             worker.idleSince = clock.now
             if worker.state == .starting { worker.state = .ready }
             noteStartSuccess()
+            let names = hello.jobNames
+            let waiters = core.state.withLock { state -> [CheckedContinuation<[String], any Error>] in
+                if state.servedJobNames == nil { state.servedJobNames = names }
+                defer { state.jobNameWaiters.removeAll() }
+                return state.jobNameWaiters
+            }
+            for waiter in waiters { waiter.resume(returning: names) }
         case (.starting, _):
             throw WireError("expected the worker's hello, received a frame of type \(type)")
         case (_, .results?):
@@ -431,7 +442,12 @@ extension EventLoop {
         guard core.state.withLock({ $0.brokenError == nil }) else { return }
         var failure = error
         failure.message = "no worker could be started: " + failure.message
-        core.state.withLock { $0.brokenError = failure }
+        let waiters = core.state.withLock { state in
+            state.brokenError = failure
+            defer { state.jobNameWaiters.removeAll() }
+            return state.jobNameWaiters
+        }
+        for waiter in waiters { waiter.resume(throwing: failure) }
         failQueued(with: failure)
     }
 

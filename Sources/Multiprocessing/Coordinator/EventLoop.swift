@@ -314,6 +314,11 @@ final class EventLoop: @unchecked Sendable {
         // pool has stopped, so a caller counting descriptors sees none left.
         core.waker.close()
         errorForwarder?.stop()
+        let nameWaiters = core.state.withLock { state in
+            defer { state.jobNameWaiters.removeAll() }
+            return state.jobNameWaiters
+        }
+        for waiter in nameWaiters { waiter.resume(throwing: ProcessPoolError(.poolShutDown, "the pool stopped before a worker said hello")) }
         for waiter in waiters { waiter.resume() }
     }
 
@@ -321,7 +326,7 @@ final class EventLoop: @unchecked Sendable {
 
     private func dispatchWork() {
         for worker in workers where worker.state == .ready {
-            while worker.state == .ready && worker.inFlight.count < Self.pipelineDepth && worker.pendingOutgoingBytes < Self.maximumBatchBytes {
+            while worker.state == .ready && worker.inFlight.count < pipelineDepth(of: worker) && worker.pendingOutgoingBytes < Self.maximumBatchBytes {
                 let workerCount = max(1, workers.count)
                 let allowance = core.configuration.maximumJobsPerWorker.map { max(1, $0 - worker.jobsSent) } ?? Int.max
                 let (slices, waiters) = core.state.withLock { state in
@@ -341,6 +346,16 @@ final class EventLoop: @unchecked Sendable {
                 worker.inputBroke()
             }
         }
+    }
+
+    /// A second batch waits in the pipe only behind a batch known to be short: that hides the
+    /// round trip between tiny batches, while long jobs (a command, a chunk of work) go to
+    /// whichever worker is free first instead of queueing behind a busy one.
+    private func pipelineDepth(of worker: WorkerConnection) -> Int {
+        guard let running = worker.inFlight.first else { return 1 }
+        let jobName = running.nextUnresolved().slice.chunk.jobName
+        guard let cost = costPerJob[jobName], cost * Double(running.count) < Self.targetBatchNanoseconds * 2 else { return 1 }
+        return Self.pipelineDepth
     }
 
     private func batchLimit(jobName: String, queuedJobs: Int, workerCount: Int) -> Int {

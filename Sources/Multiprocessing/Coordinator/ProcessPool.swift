@@ -17,6 +17,23 @@ public final class ProcessPool: Sendable {
     /// replaced when they crash, so the list changes).
     public var workerProcessIDs: [Int32] { core.state.withLock { $0.workerProcessIDs } }
 
+    /// The names of the jobs the pool's workers serve, from the first worker's handshake.
+    ///
+    /// - Returns: The names, in the order the worker registered them.
+    /// - Throws: ``ProcessPoolError`` if no worker can be started, or the pool stops first.
+    public func servedJobNames() async throws -> [String] {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = core.state.withLock { state -> Result<[String], any Error>? in
+                if let names = state.servedJobNames { return .success(names) }
+                if let broken = state.brokenError { return .failure(broken) }
+                if state.lifecycle == .stopped { return .failure(ProcessPoolError(.poolShutDown, "the pool has stopped")) }
+                state.jobNameWaiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+
     /// Starts the pool's workers.
     ///
     /// Returns once every worker process has been spawned; workers finish starting (their

@@ -25,6 +25,9 @@ struct SchedulerState {
     var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
     /// The pids of the live workers, kept by the event loop for ``ProcessPool/workerProcessIDs``.
     var workerProcessIDs: [Int32] = []
+    /// The job names the first worker to say hello announced.
+    var servedJobNames: [String]?
+    var jobNameWaiters: [CheckedContinuation<[String], any Error>] = []
 
     init(maximumQueuedJobs: Int, maximumQueuedBytes: Int) {
         self.maximumQueuedJobs = max(1, maximumQueuedJobs)

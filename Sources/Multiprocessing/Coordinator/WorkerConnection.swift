@@ -103,11 +103,14 @@ final class WorkerConnection {
     let spawnedAt: ContinuousClock.Instant
     /// The executable it runs, for start-up errors.
     let executablePath: String
+    /// Its slot number, 1…workerCount (GNU parallel's `{%}`).
+    let slot: Int
 
     init(
         process: ChildProcess, input: FileDescriptor, output: FileDescriptor, errorOutput: FileDescriptor,
-        maximumFrameSize: Int, spawnedAt: ContinuousClock.Instant, executablePath: String
+        maximumFrameSize: Int, spawnedAt: ContinuousClock.Instant, executablePath: String, slot: Int
     ) {
+        self.slot = slot
         self.spawnedAt = spawnedAt
         self.executablePath = executablePath
         self.process = process

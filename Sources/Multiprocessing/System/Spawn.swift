@@ -26,7 +26,8 @@ func spawnProcess(
     environment: [String],
     standardInput: FileDescriptor,
     standardOutput: FileDescriptor,
-    standardError: FileDescriptor
+    standardError: FileDescriptor,
+    newProcessGroup: Bool = true
 ) throws(SpawnFailure) -> ChildProcess {
     func failure(_ call: String, _ code: CInt) -> SpawnFailure {
         SpawnFailure(executable: executable, call: call, errno: Errno(rawValue: code))
@@ -58,7 +59,9 @@ func spawnProcess(
     sigemptyset(&emptyMask)
     var allSignals = sigset_t()
     sigfillset(&allSignals)
-    let flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
+    //    A command a worker runs stays in the worker's group instead, so that stopping the
+    //    worker's group stops the command too.
+    let flags = (newProcessGroup ? POSIX_SPAWN_SETPGROUP : 0) | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
     code = posix_spawnattr_setflags(&attributes, Int16(flags))
     guard code == 0 else { throw failure("posix_spawnattr_setflags", code) }
     code = posix_spawnattr_setpgroup(&attributes, 0)

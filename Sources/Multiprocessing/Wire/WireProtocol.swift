@@ -29,6 +29,9 @@ enum WireProtocol {
     static let workerEnvironmentKey = "SWIFT_MULTIPROCESSING_WORKER"
     /// The coordinator's pid, so a worker can detect that its parent died while it started.
     static let parentEnvironmentKey = "SWIFT_MULTIPROCESSING_PARENT"
+    /// The worker's slot number (1…workerCount; a replacement takes the slot of the worker it
+    /// replaces), for GNU parallel's `{%}`.
+    static let slotEnvironmentKey = "SWIFT_MULTIPROCESSING_SLOT"
     /// The address-space cap in bytes a worker sets on itself at start-up, if any.
     static let memoryLimitEnvironmentKey = "SWIFT_MULTIPROCESSING_MEMORY_LIMIT"
 

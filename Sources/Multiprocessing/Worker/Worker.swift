@@ -45,6 +45,7 @@ public enum Worker {
         // Jobs that start processes (or pools) of their own must not make them workers.
         WorkerProcess.removeEnvironmentValue(WireProtocol.workerEnvironmentKey)
         WorkerProcess.removeEnvironmentValue(WireProtocol.parentEnvironmentKey)
+        // The slot number stays: CommandJob reads it for `{%}`.
         let streams: (input: FileDescriptor, output: FileDescriptor)
         do {
             streams = try WorkerProcess.takeProtocolStreams()

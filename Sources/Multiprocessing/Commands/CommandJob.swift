@@ -1,0 +1,72 @@
+import Foundation
+
+/// Runs a command in the worker and returns its exit status and output: the job behind
+/// `pool run`, served by `pool-worker`.
+///
+/// The command is executed directly from its argument vector (no shell unless the arguments
+/// say `/bin/sh -c …`). It runs in the worker's process group, so a timeout or cancellation
+/// that stops the worker stops the command too.
+public struct CommandJob: Job {
+    public static let name = "command"
+
+    /// What to run.
+    public struct Input: Codable, Sendable {
+        /// The program and its arguments. Occurrences of ``slotPlaceholder`` are replaced by
+        /// the worker's slot number (GNU parallel's `{%}`).
+        public var arguments: [String]
+
+        /// Creates a command.
+        /// - Parameter arguments: The program (found in `PATH` unless it contains a slash) and
+        ///   its arguments.
+        public init(arguments: [String]) { self.arguments = arguments }
+    }
+
+    /// How the command ended and what it printed.
+    public struct Output: Codable, Sendable {
+        /// The exit status, if it exited.
+        public var exitCode: Int32?
+        /// The signal that ended it, if one did.
+        public var signal: Int32?
+        /// Everything it wrote to standard output.
+        public var standardOutput: Data
+        /// Everything it wrote to standard error.
+        public var standardError: Data
+        /// When it started, in seconds since 1970.
+        public var startTime: Double
+        /// How long it ran, in seconds.
+        public var runtime: Double
+
+        /// Whether it exited with status 0.
+        public var succeeded: Bool { exitCode == 0 }
+    }
+
+    /// Stands for the worker's slot number in ``Input/arguments``. NUL cannot occur in a real
+    /// argument, so no input can be mistaken for it.
+    public static let slotPlaceholder = "\u{0}slot\u{0}"
+
+    public init() {}
+
+    public func run(_ input: Input) throws -> Output {
+        let slot = WorkerProcess.environmentValue(WireProtocol.slotEnvironmentKey) ?? "1"
+        let arguments = input.arguments.map { $0.replacingOccurrences(of: Self.slotPlaceholder, with: slot) }
+        let start = Date()
+        let clock = ContinuousClock()
+        let began = clock.now
+        let outcome: CommandRunner.Outcome
+        do {
+            outcome = try CommandRunner.run(arguments)
+        } catch {
+            throw ProcessPoolError(.spawnFailed, "cannot run \(arguments.first ?? "") (\(error.call) failed: \(error.errno))")
+        }
+        let elapsed = clock.now - began
+        var output = Output(
+            exitCode: nil, signal: nil, standardOutput: Data(outcome.standardOutput), standardError: Data(outcome.standardError),
+            startTime: start.timeIntervalSince1970,
+            runtime: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        switch outcome.status {
+        case .exited(let code): output.exitCode = code
+        case .signaled(let signal): output.signal = signal
+        }
+        return output
+    }
+}

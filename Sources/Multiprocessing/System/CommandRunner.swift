@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Runs a command to completion, capturing its output: the system half of ``CommandJob``.
+enum CommandRunner {
+    struct Outcome {
+        var status: TerminationStatus
+        var standardOutput: [UInt8]
+        var standardError: [UInt8]
+    }
+
+    /// Finds `name` the way a shell does: as a path if it contains a slash, else in `PATH`.
+    static func resolve(_ name: String) -> String? {
+        if name.contains("/") { return name }
+        let path = WorkerProcess.environmentValue("PATH") ?? "/usr/local/bin:/usr/bin:/bin"
+        for directory in path.split(separator: ":", omittingEmptySubsequences: false) {
+            let candidate = (directory.isEmpty ? "." : String(directory)) + "/" + name
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
+    }
+
+    /// Spawns `arguments` (no shell), with stdin from /dev/null, in the calling process's
+    /// group, and reads its stdout and stderr until both end; blocks the calling thread (a
+    /// worker's own job thread).
+    static func run(_ arguments: [String]) throws(SpawnFailure) -> Outcome {
+        guard let name = arguments.first else {
+            return Outcome(status: .exited(127), standardOutput: [], standardError: Array("pool: empty command\n".utf8))
+        }
+        guard let executable = resolve(name) else {
+            return Outcome(status: .exited(127), standardOutput: [], standardError: Array("pool: \(name): command not found\n".utf8))
+        }
+        func fail(_ error: SystemCallError) -> SpawnFailure { SpawnFailure(executable: executable, call: error.call, errno: error.errno) }
+        let input: FileDescriptor
+        let output: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
+        let errors: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
+        do {
+            input = try FileDescriptor.openNullDevice(writable: false)
+            output = try FileDescriptor.pipe()
+            errors = try FileDescriptor.pipe()
+        } catch {
+            throw fail(error)
+        }
+        let child: ChildProcess
+        do {
+            child = try spawnProcess(
+                executable: executable, arguments: Array(arguments.dropFirst()), environment: currentEnvironment(),
+                standardInput: input, standardOutput: output.writeEnd, standardError: errors.writeEnd,
+                newProcessGroup: false)
+        } catch {
+            for descriptor in [input, output.readEnd, output.writeEnd, errors.readEnd, errors.writeEnd] { descriptor.close() }
+            if error.errno.rawValue == ENOENT || error.errno.rawValue == EACCES {
+                let message = "pool: \(name): \(error.errno)\n"
+                return Outcome(status: .exited(error.errno.rawValue == ENOENT ? 127 : 126), standardOutput: [], standardError: Array(message.utf8))
+            }
+            throw error
+        }
+        input.close()
+        output.writeEnd.close()
+        errors.writeEnd.close()
+        var captured: [[UInt8]] = [[], []]
+        var open = [output.readEnd, errors.readEnd]
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while !open.isEmpty {
+            var entries = open.map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
+            if poll(&entries, nfds_t(entries.count), -1) < 0 && errno != EINTR { break }
+            var stillOpen: [FileDescriptor] = []
+            for (index, descriptor) in open.enumerated() {
+                guard entries[index].revents != 0 else {
+                    stillOpen.append(descriptor)
+                    continue
+                }
+                let count = chunk.withUnsafeMutableBytes { (try? descriptor.readWaiting(into: $0)) ?? 0 }
+                if count > 0 {
+                    captured[descriptor == output.readEnd ? 0 : 1].append(contentsOf: chunk[0..<count])
+                    stillOpen.append(descriptor)
+                } else {
+                    descriptor.close()
+                }
+            }
+            open = stillOpen
+        }
+        let status = (try? child.reap()) ?? .exited(-1)
+        child.closeExitDescriptor()
+        return Outcome(status: status, standardOutput: captured[0], standardError: captured[1])
+    }
+}

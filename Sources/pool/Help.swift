@@ -1,0 +1,80 @@
+/// Help texts, in the conventional shape: usage, description, options, examples.
+enum Help {
+    static let overview = """
+    usage: pool <command> [options]
+
+    Run jobs in parallel worker processes: shell commands over inputs (like GNU parallel and
+    xargs -P), or typed Swift jobs served by a worker binary.
+
+    commands:
+      run     run a command once per input, in parallel
+      jobs    list the jobs a worker binary serves
+      help    show help for a command (pool help run)
+
+    options:
+      -h, --help     show this help
+      --version      show the version
+
+    examples:
+      pool run gzip -k ::: *.log
+      find . -name '*.txt' | pool run -j 4 'wc -l {} > {}.count'
+      pool jobs --worker .build/release/my-worker
+
+    """
+
+    static let run = """
+    usage: pool run [options] COMMAND [ARGS...] [::: INPUT...]
+
+    Runs COMMAND once per input, on -j workers at a time. Inputs follow ':::' or come one per
+    line on stdin (-0: separated by NUL bytes). The first word that is not an option starts the
+    command ('--' also ends the options).
+
+    A command of several words runs directly from its argument vector, with no shell, so
+    inputs are never split or interpreted. A command given as one word with spaces or shell
+    syntax runs under /bin/sh -c (as GNU parallel runs it), and so does any command with
+    --shell; there, every substituted input is shell-quoted, so an input can never become code.
+
+    replacement strings (where none appears, the input is appended as the last argument):
+      {}    the input               {.}   the input without its extension
+      {/}   the input's basename    {//}  the input's directory
+      {/.}  basename without extension
+      {#}   the job's number (1, 2, ...)
+      {%}   the job slot (1 ... -j) of the worker that runs it
+
+    options:
+      -j, --jobs N     run N jobs at once (default: the number of cores); N% of the cores
+      -k, --keep-order print output in input order (jobs still run in any order)
+      --tag            prefix each output line with the input and a tab
+      --timeout SECS   stop a job after SECS seconds (its process group gets SIGTERM, then
+                       SIGKILL); it counts as failed
+      --retries N      run a failed job (non-zero exit, signal, timeout) up to N more times
+      --shell          run the command under /bin/sh -c
+      -0, --null       read NUL-separated inputs from stdin
+      --dry-run        print the commands instead of running them
+      --worker PATH    the worker binary (default: pool-worker next to pool)
+
+    Each job's stdout and stderr are printed whole when it ends, never mixed with another's.
+
+    exit status: 0 if every job succeeded; otherwise the number of failed jobs, at most 101;
+    2 for a usage error; 255 if pool itself failed.
+
+    examples:
+      pool run gzip -k ::: *.log
+      pool run -j 2 -k sha256sum ::: *.iso
+      ls *.png | pool run convert {} {.}.jpg
+      pool run 'gzip -c {} > {}.gz' ::: *.txt
+      pool run --timeout 30 --retries 2 ./flaky-test ::: 1 2 3
+
+    """
+
+    static let jobs = """
+    usage: pool jobs [--worker PATH]
+
+    Starts the worker binary (default: pool-worker next to pool) and lists the jobs it serves,
+    one name per line, from its handshake.
+
+    example:
+      pool jobs --worker .build/release/my-worker
+
+    """
+}

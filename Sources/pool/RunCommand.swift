@@ -1,0 +1,202 @@
+import Foundation
+import Multiprocessing
+
+/// `pool run`: options, then a command, then `:::` and inputs (or inputs on stdin).
+struct RunCommand {
+    var jobs = ProcessInfo.processInfo.activeProcessorCount
+    var keepOrder = false
+    var tag = false
+    var timeout: Duration?
+    var retries = 0
+    var dryRun = false
+    var nullSeparated = false
+    var forceShell = false
+    var workerPath: String?
+    var command: [String] = []
+    /// Inputs given after `:::`; nil means read them from stdin.
+    var inputs: [String]?
+
+    static let unsupported: Set<String> = ["--line-buffer", "--halt", "--joblog", "--resume", "--resume-failed", "--results", "--bar"]
+
+    /// Parses the arguments after `run`.
+    /// - Throws: `UsageError` naming the bad option.
+    init(arguments: [String]) throws(UsageError) {
+        var rest = arguments[...]
+        func value(for option: String) throws(UsageError) -> String {
+            guard let value = rest.popFirst() else { throw UsageError("option \(option) needs a value") }
+            return value
+        }
+        parsing: while let argument = rest.first {
+            guard argument.hasPrefix("-"), argument != "-" else { break }
+            rest.removeFirst()
+            switch argument {
+            case "--": break parsing
+            case "-k", "--keep-order": keepOrder = true
+            case "--tag": tag = true
+            case "--dry-run": dryRun = true
+            case "-0", "--null": nullSeparated = true
+            case "--shell": forceShell = true
+            case "-j", "--jobs": jobs = try Self.parseJobs(try value(for: argument))
+            case "--timeout":
+                let text = try value(for: argument)
+                guard let seconds = Double(text), seconds > 0 else { throw UsageError("--timeout needs a positive number of seconds, not '\(text)'") }
+                timeout = .milliseconds(Int64(seconds * 1000))
+            case "--retries":
+                let text = try value(for: argument)
+                guard let count = Int(text), count >= 0 else { throw UsageError("--retries needs a whole number, not '\(text)'") }
+                retries = count
+            case "--worker": workerPath = try value(for: argument)
+            default:
+                if argument.hasPrefix("-j"), argument.count > 2 {
+                    jobs = try Self.parseJobs(String(argument.dropFirst(2)))
+                } else if Self.unsupported.contains(argument) {
+                    throw UsageError("\(argument) is not supported yet")
+                } else {
+                    throw UsageError("unknown option '\(argument)' (see 'pool help run')")
+                }
+            }
+        }
+        if let separator = rest.firstIndex(of: ":::") {
+            command = Array(rest[..<separator])
+            inputs = Array(rest[(separator + 1)...])
+        } else {
+            command = Array(rest)
+        }
+        guard !command.isEmpty else { throw UsageError("no command given (see 'pool help run')") }
+    }
+
+    /// `N`, or `N%` of the cores (at least one).
+    static func parseJobs(_ text: String) throws(UsageError) -> Int {
+        if text.hasSuffix("%"), let percent = Double(text.dropLast()), percent > 0 {
+            return max(1, Int((Double(ProcessInfo.processInfo.activeProcessorCount) * percent / 100).rounded()))
+        }
+        guard let count = Int(text), count > 0 else { throw UsageError("-j needs a positive number or a percentage, not '\(text)'") }
+        return count
+    }
+
+    /// Runs every job; returns the exit status (failed jobs, at most 101).
+    func run() async throws -> Int32 {
+        let template = CommandTemplate(words: command, forceShell: forceShell)
+        let inputs: AnySequence<String> = self.inputs.map { AnySequence($0) } ?? AnySequence(StandardInputRecords(separator: nullSeparated ? 0 : UInt8(ascii: "\n")))
+        if dryRun {
+            for (index, input) in inputs.enumerated() {
+                Output.write(template.display(for: input, sequence: index + 1) + "\n", to: .standardOutput)
+            }
+            return 0
+        }
+        var configuration = ProcessPoolConfiguration(workerCount: jobs, executablePath: try workerExecutable(workerPath))
+        configuration.jobTimeout = timeout
+        let retries = retries
+        let printer = ResultPrinter(keepOrder: keepOrder, tag: tag)
+        try await withProcessPool(configuration: configuration) { pool in
+            // A bounded window of jobs in flight, each awaited by a task of its own, so results
+            // print as jobs finish (or in order, with -k) while later inputs are still read.
+            let window = max(64, jobs * 16)
+            try await withThrowingTaskGroup(of: (Int, String, Result<CommandJob.Output, ProcessPoolError>).self) { group in
+                var running = 0
+                for (index, input) in inputs.enumerated() {
+                    if running >= window, let (sequence, input, result) = try await group.next() {
+                        running -= 1
+                        printer.print(sequence: sequence, input: input, result: result)
+                    }
+                    let command = CommandJob.Input(arguments: template.arguments(for: input, sequence: index + 1))
+                    let first = try await pool.submit(CommandJob.self, command)
+                    running += 1
+                    group.addTask {
+                        // As in GNU parallel, a failed job (non-zero exit, signal, timeout, a
+                        // crashed worker) is run again, up to --retries more times.
+                        var future = first
+                        var attempt = 0
+                        while true {
+                            let result: Result<CommandJob.Output, ProcessPoolError>
+                            do {
+                                result = .success(try await future.value)
+                            } catch let error as ProcessPoolError {
+                                result = .failure(error)
+                            }
+                            if case .success(let output) = result, output.succeeded { return (index, input, result) }
+                            guard attempt < retries else { return (index, input, result) }
+                            attempt += 1
+                            future = try await pool.submit(CommandJob.self, command)
+                        }
+                    }
+                }
+                while let (sequence, input, result) = try await group.next() {
+                    printer.print(sequence: sequence, input: input, result: result)
+                }
+            }
+        }
+        return Int32(min(printer.failures, 101))
+    }
+}
+
+/// Prints each job's output whole (never interleaved with another's), in finishing order or,
+/// with `-k`, in input order.
+final class ResultPrinter {
+    private let keepOrder: Bool
+    private let tag: Bool
+    private var next = 0
+    private var waiting: [Int: (String, Result<CommandJob.Output, ProcessPoolError>)] = [:]
+    private(set) var failures = 0
+
+    init(keepOrder: Bool, tag: Bool) {
+        self.keepOrder = keepOrder
+        self.tag = tag
+    }
+
+    func print(sequence: Int, input: String, result: Result<CommandJob.Output, ProcessPoolError>) {
+        guard keepOrder else { return emit(input, result) }
+        waiting[sequence] = (input, result)
+        while let (input, result) = waiting.removeValue(forKey: next) {
+            emit(input, result)
+            next += 1
+        }
+    }
+
+    private func emit(_ input: String, _ result: Result<CommandJob.Output, ProcessPoolError>) {
+        switch result {
+        case .success(let output):
+            Output.write(tagged(output.standardOutput, input), to: .standardOutput)
+            Output.write(tagged(output.standardError, input), to: .standardError)
+            if !output.succeeded { failures += 1 }
+        case .failure(let error):
+            failures += 1
+            Output.write(Data("pool: \(input): \(error)\n".utf8), to: .standardError)
+        }
+    }
+
+    private func tagged(_ data: Data, _ input: String) -> Data {
+        guard tag, !data.isEmpty else { return data }
+        var text = String(decoding: data, as: UTF8.self)
+        let endsWithNewline = text.hasSuffix("\n")
+        if endsWithNewline { text.removeLast() }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { "\(input)\t\($0)" }
+        return Data((lines.joined(separator: "\n") + (endsWithNewline ? "\n" : "")).utf8)
+    }
+}
+
+/// Records from stdin, separated by newlines or NULs, read as the pool asks for them.
+struct StandardInputRecords: Sequence, IteratorProtocol {
+    let separator: UInt8
+    private var buffer: [UInt8] = []
+    private var ended = false
+
+    init(separator: UInt8) { self.separator = separator }
+
+    mutating func next() -> String? {
+        while true {
+            if let end = buffer.firstIndex(of: separator) {
+                let record = String(decoding: buffer[..<end], as: UTF8.self)
+                buffer.removeSubrange(...end)
+                return record
+            }
+            if ended {
+                guard !buffer.isEmpty else { return nil }
+                defer { buffer.removeAll() }
+                return String(decoding: buffer, as: UTF8.self)
+            }
+            let data = FileHandle.standardInput.availableData
+            if data.isEmpty { ended = true } else { buffer.append(contentsOf: data) }
+        }
+    }
+}

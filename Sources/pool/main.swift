@@ -1,0 +1,72 @@
+import Foundation
+import Multiprocessing
+
+/// A command-line mistake: one line naming it, exit status 2.
+struct UsageError: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
+enum Output {
+    static func write(_ text: String, to handle: FileHandle) { write(Data(text.utf8), to: handle) }
+    static func write(_ data: Data, to handle: FileHandle) {
+        guard !data.isEmpty else { return }
+        handle.write(data)
+    }
+}
+
+/// The worker binary: `--worker`, or `pool-worker` next to this executable.
+func workerExecutable(_ explicit: String?) throws -> String {
+    if let explicit { return explicit }
+    let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("pool-worker").path
+}
+
+let version = "pool 0.1.0 (swift-multiprocessing, protocol 1)"
+let arguments = Array(CommandLine.arguments.dropFirst())
+
+do {
+    switch arguments.first {
+    case nil, "-h", "--help":
+        Output.write(Help.overview, to: .standardOutput)
+    case "help" where arguments.count == 1:
+        Output.write(Help.overview, to: .standardOutput)
+    case "--version", "-V":
+        Output.write(version + "\n", to: .standardOutput)
+    case "help":
+        switch arguments[1] {
+        case "run": Output.write(Help.run, to: .standardOutput)
+        case "jobs": Output.write(Help.jobs, to: .standardOutput)
+        default: throw UsageError("no help for '\(arguments[1])': commands are run, jobs")
+        }
+    case "run":
+        if arguments.dropFirst().first.map({ ["-h", "--help"].contains($0) }) == true {
+            Output.write(Help.run, to: .standardOutput)
+        } else {
+            let command = try RunCommand(arguments: Array(arguments.dropFirst()))
+            exit(try await command.run())
+        }
+    case "jobs":
+        if arguments.dropFirst().first.map({ ["-h", "--help"].contains($0) }) == true {
+            Output.write(Help.jobs, to: .standardOutput)
+        } else {
+            var rest = arguments.dropFirst()
+            var worker: String?
+            while let argument = rest.popFirst() {
+                guard argument == "--worker", let path = rest.popFirst() else { throw UsageError("unknown argument '\(argument)' (usage: pool jobs --worker PATH)") }
+                worker = path
+            }
+            let path = try workerExecutable(worker)
+            let names = try await withProcessPool(workers: 1, executable: path) { pool in try await pool.servedJobNames() }
+            Output.write(names.map { $0 + "\n" }.joined(), to: .standardOutput)
+        }
+    default:
+        throw UsageError("unknown command '\(arguments[0])' (commands: run, jobs; see 'pool --help')")
+    }
+} catch let error as UsageError {
+    Output.write("pool: \(error.message)\n", to: .standardError)
+    exit(2)
+} catch {
+    Output.write("pool: \(error)\n", to: .standardError)
+    exit(255)
+}

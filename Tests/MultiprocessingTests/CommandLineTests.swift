@@ -1,0 +1,153 @@
+import Foundation
+import Synchronization
+import Testing
+
+/// Runs the built `pool` binary to completion, on a thread of its own.
+private func pool(_ arguments: [String], standardInput: String? = nil, in directory: URL? = nil) async throws -> (status: Int32, output: String, error: String) {
+    try await onDedicatedThread {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binaries.directory + "/pool")
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = directory }
+        let output = Pipe()
+        let error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        let input = Pipe()
+        process.standardInput = standardInput == nil ? FileHandle.nullDevice : input
+        try process.run()
+        if let standardInput {
+            input.fileHandleForWriting.write(Data(standardInput.utf8))
+            try input.fileHandleForWriting.close()
+        }
+        // Read stderr on another thread so neither pipe can fill up and stall the child.
+        let errorData = Mutex<Data>(Data())
+        let errorRead = DispatchSemaphore(value: 0)
+        let reader = Thread {
+            errorData.withLock { $0 = error.fileHandleForReading.readDataToEndOfFile() }
+            errorRead.signal()
+        }
+        reader.start()
+        let outputData = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        errorRead.wait()
+        return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), errorData.withLock { String(decoding: $0, as: UTF8.self) })
+    }
+}
+
+private func temporaryDirectory() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("pool-cli-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+@Suite("The pool command line", .timeLimit(.minutes(2)))
+struct CommandLineTests {
+    @Test("replacement strings have GNU parallel's meanings")
+    func replacementStrings() async throws {
+        let result = try await pool(["run", "-k", "-j", "2", "echo", "{}", "{.}", "{/}", "{//}", "{/.}", "{#}", ":::", "dir/sub/a.tar.gz", "b"])
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.output == "dir/sub/a.tar.gz dir/sub/a.tar a.tar.gz dir/sub a.tar 1\nb b b . b 2\n")
+    }
+
+    @Test("without a replacement string the input is the last argument; inputs also come from stdin")
+    func appendsInput() async throws {
+        let result = try await pool(["run", "-k", "echo", "x"], standardInput: "one\ntwo\nthree\n")
+        #expect(result.output == "x one\nx two\nx three\n")
+        let nul = try await pool(["run", "-k", "-0", "echo"], standardInput: "a b\u{0}c\nd\u{0}")
+        #expect(nul.output == "a b\nc\nd\n")
+    }
+
+    @Test("--keep-order prints in input order although jobs finish out of order")
+    func keepOrder() async throws {
+        let arguments = ["-j", "3", "sh", "-c", "sleep $1; echo $1", "_", ":::", "0.6", "0.1", "0.3"]
+        let ordered = try await pool(["run", "-k"] + arguments)
+        #expect(ordered.output == "0.6\n0.1\n0.3\n")
+        let unordered = try await pool(["run"] + arguments)
+        #expect(unordered.output == "0.1\n0.3\n0.6\n")
+    }
+
+    @Test("each job's output is printed whole, never interleaved with another's")
+    func wholeJobOutput() async throws {
+        let script = "for i in $(seq 200); do echo \"$1 line $i\"; done"
+        let result = try await pool(["run", "-j", "4", "sh", "-c", script, "_", ":::"] + (1...8).map(String.init))
+        let lines = result.output.split(separator: "\n")
+        #expect(lines.count == 1600)
+        for block in stride(from: 0, to: lines.count, by: 200) {
+            let job = lines[block].split(separator: " ")[0]
+            #expect(lines[block..<block + 200].allSatisfy { $0.hasPrefix("\(job) line ") })
+        }
+    }
+
+    @Test("the exit status counts failed jobs, up to 101; usage errors give 2; pool failures 255")
+    func exitStatuses() async throws {
+        #expect(try await pool(["run", "true", ":::", "a", "b"]).status == 0)
+        #expect(try await pool(["run", "sh", "-c", "exit $1", "_", ":::", "0", "3", "0", "1"]).status == 2)
+        #expect(try await pool(["run", "-j", "4", "false", ":::"] + (1...105).map(String.init)).status == 101)
+        let bad = try await pool(["run", "--frobnicate", "echo"])
+        #expect(bad.status == 2)
+        #expect(bad.error == "pool: unknown option '--frobnicate' (see 'pool help run')\n")
+        #expect(try await pool(["run", "--worker", "/nonexistent/pool-worker", "echo", ":::", "a"]).status == 255)
+        #expect(try await pool(["run", "no-such-command-here", ":::", "a"]).status == 1)
+    }
+
+    @Test("hostile inputs run nothing that was not asked for, with and without a shell")
+    func hostileInputs() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let inputs = ["; touch pwned1", "$(touch pwned2)", "`touch pwned3`", "it's \"quoted\"", "two  spaces", "new\nline", "| touch pwned4", "&& touch pwned5"]
+        let shell = try await pool(["run", "-k", "--shell", "printf '%s\\n' {}", ":::"] + inputs, in: directory)
+        #expect(shell.status == 0, "\(shell.error)")
+        #expect(shell.output == inputs.map { $0 + "\n" }.joined())
+        let implied = try await pool(["run", "-k", "printf '[%s]' {}; echo", ":::"] + inputs, in: directory)
+        #expect(implied.output == inputs.map { "[\($0)]\n" }.joined())
+        // Without a shell each input is exactly one argument.
+        let direct = try await pool(["run", "-k", "sh", "-c", "printf '%s:%s\\n' \"$#\" \"$1\"", "_", ":::"] + inputs, in: directory)
+        #expect(direct.output == inputs.map { "1:\($0)\n" }.joined())
+        let created = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        #expect(created.isEmpty, "an input ran as code: \(created)")
+    }
+
+    @Test("--timeout stops a job that sleeps, and it counts as failed")
+    func timeout() async throws {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await pool(["run", "--timeout", "0.3", "sleep", ":::", "30", "0"])
+        #expect(result.status == 1)
+        #expect(result.error.contains("timedOut"), "\(result.error)")
+        #expect(clock.now - start < .seconds(10))
+    }
+
+    @Test("--retries runs a failed job again")
+    func retries() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let script = "if [ -e marker-$1 ]; then echo ok $1; else touch marker-$1; exit 1; fi"
+        let once = try await pool(["run", "sh", "-c", script, "_", ":::", "a"], in: directory)
+        #expect(once.status == 1)
+        let retried = try await pool(["run", "--retries", "1", "sh", "-c", script, "_", ":::", "b"], in: directory)
+        #expect(retried.status == 0)
+        #expect(retried.output == "ok b\n")
+    }
+
+    @Test("--tag prefixes each output line with its input; --dry-run prints the commands")
+    func tagAndDryRun() async throws {
+        let tagged = try await pool(["run", "-k", "--tag", "printf", "%s\\n%s\\n", "{}", "{#}", ":::", "x", "y"])
+        #expect(tagged.output == "x\tx\nx\t1\ny\ty\ny\t2\n")
+        let dry = try await pool(["run", "--dry-run", "gzip", "-c", "{}", ":::", "a b.txt", "c"])
+        #expect(dry.output == "gzip -c 'a b.txt'\ngzip -c c\n")
+    }
+
+    @Test("pool jobs lists what pool-worker serves; help and version")
+    func jobsAndHelp() async throws {
+        let jobs = try await pool(["jobs"])
+        #expect(jobs.status == 0)
+        #expect(jobs.output.split(separator: "\n").contains("command"))
+        for arguments in [["--help"], ["help", "run"], ["run", "--help"], ["jobs", "--help"]] {
+            let help = try await pool(arguments)
+            #expect(help.status == 0)
+            #expect(help.output.hasPrefix("usage: pool"), "\(arguments)")
+        }
+        #expect(try await pool(["--version"]).output.hasPrefix("pool "))
+    }
+}
