@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -12,9 +14,32 @@ enum CommandRunner {
         var standardError: [UInt8]
     }
 
-    /// Finds `name` the way a shell does: as a path if it contains a slash, else in `PATH`.
+    /// Per-process caches: a worker runs many commands, and its environment does not change.
+    private static let cache = Mutex(Cache())
+
+    private struct Cache {
+        var environment: [String]?
+        var resolved: [String: String] = [:]
+    }
+
+    /// Finds `name` the way a shell does: as a path if it contains a slash, else in `PATH`
+    /// (remembered, as shells hash commands).
     static func resolve(_ name: String) -> String? {
         if name.contains("/") { return name }
+        if let known = cache.withLock({ $0.resolved[name] }) { return known }
+        guard let found = search(name) else { return nil }
+        cache.withLock { $0.resolved[name] = found }
+        return found
+    }
+
+    private static func environment() -> [String] {
+        if let known = cache.withLock({ $0.environment }) { return known }
+        let environment = currentEnvironment()
+        cache.withLock { $0.environment = environment }
+        return environment
+    }
+
+    private static func search(_ name: String) -> String? {
         let path = WorkerProcess.environmentValue("PATH") ?? "/usr/local/bin:/usr/bin:/bin"
         for directory in path.split(separator: ":", omittingEmptySubsequences: false) {
             let candidate = (directory.isEmpty ? "." : String(directory)) + "/" + name
@@ -47,7 +72,7 @@ enum CommandRunner {
         let child: ChildProcess
         do {
             child = try spawnProcess(
-                executable: executable, arguments: Array(arguments.dropFirst()), environment: currentEnvironment(),
+                executable: executable, arguments: Array(arguments.dropFirst()), environment: environment(),
                 standardInput: input, standardOutput: output.writeEnd, standardError: errors.writeEnd,
                 newProcessGroup: false)
         } catch {
