@@ -8,6 +8,7 @@ enum Help {
 
     commands:
       run     run a command once per input, in parallel
+      map     run a worker binary's job on JSON lines
       jobs    list the jobs a worker binary serves
       help    show help for a command (pool help run)
 
@@ -19,6 +20,34 @@ enum Help {
       pool run gzip -k ::: *.log
       find . -name '*.txt' | pool run -j 4 'wc -l {} > {}.count'
       pool jobs --worker .build/release/my-worker
+      pool map --worker .build/release/my-worker --job count-primes < ranges.jsonl
+
+    """
+
+    static let map = """
+    usage: pool map --job NAME [--worker PATH] [-j N] [-k]
+
+    Reads JSON Lines from stdin, one job input per line, runs the job NAME of the worker binary
+    on each (default worker: pool-worker next to pool), and writes JSON Lines to stdout:
+
+      {"line":N,"output":OUTPUT}
+      {"line":N,"error":{"code":CODE,"message":TEXT}}
+
+    N is the input's line number (from 1). A line that is not JSON (code invalidJSON), or that
+    the worker cannot decode as the job's input (code decodingFailed), gets an error record that
+    says what was wrong; every other line is processed.
+
+    options:
+      --job NAME       the job to run (pool jobs lists them)
+      --worker PATH    the worker binary
+      -j, --jobs N     workers (default: the number of cores); N% of the cores
+      -k, --keep-order write records in input order
+
+    exit status: 0 if every line succeeded; otherwise the number of failed lines, at most 101;
+    2 for a usage error; 255 if pool itself failed.
+
+    example:
+      printf '1\n2\nnot json\n' | pool map --worker ./my-worker --job square -k
 
     """
 

@@ -37,13 +37,21 @@ do {
         switch arguments[1] {
         case "run": Output.write(Help.run, to: .standardOutput)
         case "jobs": Output.write(Help.jobs, to: .standardOutput)
-        default: throw UsageError("no help for '\(arguments[1])': commands are run, jobs")
+        case "map": Output.write(Help.map, to: .standardOutput)
+        default: throw UsageError("no help for '\(arguments[1])': commands are run, map, jobs")
         }
     case "run":
         if arguments.dropFirst().first.map({ ["-h", "--help"].contains($0) }) == true {
             Output.write(Help.run, to: .standardOutput)
         } else {
             let command = try RunCommand(arguments: Array(arguments.dropFirst()))
+            exit(try await command.run())
+        }
+    case "map":
+        if arguments.dropFirst().first.map({ ["-h", "--help"].contains($0) }) == true {
+            Output.write(Help.map, to: .standardOutput)
+        } else {
+            let command = try MapCommand(arguments: Array(arguments.dropFirst()))
             exit(try await command.run())
         }
     case "jobs":
@@ -61,7 +69,7 @@ do {
             Output.write(names.map { $0 + "\n" }.joined(), to: .standardOutput)
         }
     default:
-        throw UsageError("unknown command '\(arguments[0])' (commands: run, jobs; see 'pool --help')")
+        throw UsageError("unknown command '\(arguments[0])' (commands: run, map, jobs; see 'pool --help')")
     }
 } catch let error as UsageError {
     Output.write("pool: \(error.message)\n", to: .standardError)

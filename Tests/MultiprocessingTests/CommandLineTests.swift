@@ -150,4 +150,31 @@ struct CommandLineTests {
         }
         #expect(try await pool(["--version"]).output.hasPrefix("pool "))
     }
+
+    @Test("pool map: JSON lines in and out, bad lines get error records with their line numbers")
+    func mapJSONLines() async throws {
+        let input = "3\nnot json\n\"a string\"\n4\n\n{\"id\":1}\n"
+        let result = try await pool(["map", "--worker", Binaries.fixtureWorker, "--job", "square", "-k"], standardInput: input)
+        let lines = result.output.split(separator: "\n").map(String.init)
+        #expect(lines.count == 6, "\(result.output)")
+        #expect(lines[0] == #"{"line":1,"output":9}"#)
+        #expect(lines[1].hasPrefix(#"{"line":2,"error":{"code":"invalidJSON""#))
+        #expect(lines[2].hasPrefix(#"{"line":3,"error":{"code":"decodingFailed""#))
+        #expect(lines[2].contains("expected Int"))
+        #expect(lines[3] == #"{"line":4,"output":16}"#)
+        #expect(lines[4].hasPrefix(#"{"line":5,"error":{"code":"invalidJSON""#))
+        #expect(lines[5].hasPrefix(#"{"line":6,"error":{"code":"decodingFailed""#))
+        #expect(result.status == 4)
+        // Every record is valid JSON.
+        for line in lines { #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "\(line)") }
+
+        let structured = try await pool(
+            ["map", "--worker", Binaries.fixtureWorker, "--job", "transform-record"],
+            standardInput: #"{"id":1,"name":"a","tags":[],"scores":[1.5],"blob":"AAE=","attributes":{}}"# + "\n")
+        #expect(structured.output == #"{"line":1,"output":{"attributes":{"count":1},"blob":"AQA=","id":2,"name":"A","scores":[3],"tags":["seen"]}}"# + "\n")
+
+        let unknown = try await pool(["map", "--worker", Binaries.fixtureWorker, "--job", "nope"], standardInput: "1\n")
+        #expect(unknown.status == 2)
+        #expect(unknown.error.contains("square"))
+    }
 }

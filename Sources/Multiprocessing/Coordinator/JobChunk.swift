@@ -108,6 +108,16 @@ struct ChunkBuilder {
         ends.append(bytes.count)
     }
 
+    /// Adds an input that is already encoded in this builder's codec (the CLI's JSON lines).
+    mutating func appendEncoded(_ payload: [UInt8]) throws(ProcessPoolError) {
+        let limit = WireProtocol.maximumPayloadSize(inFramesOf: maximumFrameSize)
+        guard payload.count <= limit else {
+            throw ProcessPoolError(.encodingFailed, "the input is \(payload.count) bytes; frames of at most \(maximumFrameSize) bytes carry inputs of up to \(limit) bytes")
+        }
+        bytes.append(contentsOf: payload)
+        ends.append(bytes.count)
+    }
+
     func build(sink: any ResultSink, jobName: String, firstIndex: Int, firstJobID: UInt64, options: ResolvedJobOptions) -> JobChunk {
         JobChunk(sink: sink, jobName: jobName, codec: codec, firstIndex: firstIndex, firstJobID: firstJobID, options: options, bytes: bytes, ends: ends)
     }

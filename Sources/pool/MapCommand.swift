@@ -1,0 +1,133 @@
+import Foundation
+import Multiprocessing
+
+/// `pool map --worker PATH --job NAME [-j N] [-k]`: JSON Lines in, JSON Lines out.
+///
+/// Each input line is one job input. Each output line is `{"line":N,"output":…}` or
+/// `{"line":N,"error":{"code":…,"message":…}}`, N being the input's line number. A line that
+/// is not JSON, or that the worker cannot decode as the job's input, gets an error record;
+/// every other line is processed.
+struct MapCommand {
+    var workerPath: String?
+    var jobName: String?
+    var jobs = ProcessInfo.processInfo.activeProcessorCount
+    var keepOrder = false
+
+    init(arguments: [String]) throws(UsageError) {
+        var rest = arguments[...]
+        func value(for option: String) throws(UsageError) -> String {
+            guard let value = rest.popFirst() else { throw UsageError("option \(option) needs a value") }
+            return value
+        }
+        while let argument = rest.popFirst() {
+            switch argument {
+            case "--worker": workerPath = try value(for: argument)
+            case "--job": jobName = try value(for: argument)
+            case "-j", "--jobs": jobs = try RunCommand.parseJobs(try value(for: argument))
+            case "-k", "--keep-order": keepOrder = true
+            default:
+                if argument.hasPrefix("-j"), argument.count > 2 {
+                    jobs = try RunCommand.parseJobs(String(argument.dropFirst(2)))
+                } else {
+                    throw UsageError("unknown argument '\(argument)' (see 'pool help map')")
+                }
+            }
+        }
+        guard jobName != nil else { throw UsageError("pool map needs --job NAME (see 'pool jobs --worker PATH')") }
+    }
+
+    private struct ErrorBody: Encodable {
+        var code: String
+        var message: String
+    }
+
+    /// Runs every line; returns the exit status (failed lines, at most 101).
+    func run() async throws -> Int32 {
+        guard let jobName else { return 2 }
+        let configuration = ProcessPoolConfiguration(workerCount: jobs, executablePath: try workerExecutable(workerPath))
+        let printer = LinePrinter(keepOrder: keepOrder)
+        try await withProcessPool(configuration: configuration) { pool in
+            let served = try await pool.servedJobNames()
+            guard served.contains(jobName) else {
+                throw UsageError("the worker serves no job named '\(jobName)'; it serves: \(served.joined(separator: ", "))")
+            }
+            let window = max(64, jobs * 64)
+            try await withThrowingTaskGroup(of: (Int, Data, Bool).self) { group in
+                var running = 0
+                for (index, line) in StandardInputRecords(separator: UInt8(ascii: "\n")).enumerated() {
+                    let lineNumber = index + 1
+                    if running >= window, let (sequence, record, failed) = try await group.next() {
+                        running -= 1
+                        printer.print(sequence: sequence, record: record, failed: failed)
+                    }
+                    let bytes = Array(line.utf8)
+                    if let problem = Self.jsonProblem(bytes) {
+                        printer.print(sequence: index, record: Self.error(line: lineNumber, code: "invalidJSON", message: problem), failed: true)
+                        continue
+                    }
+                    let future = try await pool.submit(jobName: jobName, json: bytes)
+                    running += 1
+                    group.addTask {
+                        do {
+                            let output = try await future.value
+                            var record = Data("{\"line\":\(lineNumber),\"output\":".utf8)
+                            record.append(contentsOf: output)
+                            record.append(contentsOf: Array("}\n".utf8))
+                            return (index, record, false)
+                        } catch let error as ProcessPoolError {
+                            return (index, Self.error(line: lineNumber, code: "\(error.code)", message: error.message), true)
+                        }
+                    }
+                }
+                while let (sequence, record, failed) = try await group.next() {
+                    printer.print(sequence: sequence, record: record, failed: failed)
+                }
+            }
+        }
+        return Int32(min(printer.failures, 101))
+    }
+
+    /// Why `bytes` is not one JSON value, or nil if it is.
+    static func jsonProblem(_ bytes: [UInt8]) -> String? {
+        guard bytes.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != UInt8(ascii: "\r") }) else {
+            return "the line is empty"
+        }
+        do {
+            _ = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
+            return nil
+        } catch {
+            let described = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
+            return "not valid JSON" + (described.map { ": \($0)" } ?? "")
+        }
+    }
+
+    static func error(line: Int, code: String, message: String) -> Data {
+        // Written by hand so "line" comes first, as in output records.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var data = Data("{\"line\":\(line),\"error\":".utf8)
+        data.append((try? encoder.encode(ErrorBody(code: code, message: message))) ?? Data("null".utf8))
+        data.append(contentsOf: Array("}\n".utf8))
+        return data
+    }
+}
+
+/// Prints records as they come, or in input order with `-k`.
+final class LinePrinter {
+    private let keepOrder: Bool
+    private var next = 0
+    private var waiting: [Int: Data] = [:]
+    private(set) var failures = 0
+
+    init(keepOrder: Bool) { self.keepOrder = keepOrder }
+
+    func print(sequence: Int, record: Data, failed: Bool) {
+        if failed { failures += 1 }
+        guard keepOrder else { return Output.write(record, to: .standardOutput) }
+        waiting[sequence] = record
+        while let ready = waiting.removeValue(forKey: next) {
+            Output.write(ready, to: .standardOutput)
+            next += 1
+        }
+    }
+}
