@@ -80,12 +80,19 @@ enum Help {
       --shell          run the command under /bin/sh -c
       -0, --null       read NUL-separated inputs from stdin
       --dry-run        print the commands instead of running them
+      --joblog FILE    log each finished job (GNU parallel's columns: Seq Host Starttime
+                       JobRuntime Send Receive Exitval Signal Command)
+      --resume         skip the jobs FILE lists; --resume-failed: skip only those that
+                       succeeded (rerun failed ones)
       --worker PATH    the worker binary (default: pool-worker next to pool)
 
     Each job's stdout and stderr are printed whole when it ends, never mixed with another's.
 
+    The first Ctrl-C (or SIGTERM) stops starting jobs, stops the running ones, completes the job
+    log and exits 130 (143); a second one exits at once.
+
     exit status: 0 if every job succeeded; otherwise the number of failed jobs, at most 101;
-    2 for a usage error; 255 if pool itself failed.
+    2 for a usage error; 255 if pool itself failed; 130/143 when interrupted.
 
     examples:
       pool run gzip -k ::: *.log

@@ -12,11 +12,14 @@ struct RunCommand {
     var nullSeparated = false
     var forceShell = false
     var workerPath: String?
+    var jobLogPath: String?
+    var resume = false
+    var resumeFailed = false
     var command: [String] = []
     /// Inputs given after `:::`; nil means read them from stdin.
     var inputs: [String]?
 
-    static let unsupported: Set<String> = ["--line-buffer", "--halt", "--joblog", "--resume", "--resume-failed", "--results", "--bar"]
+    static let unsupported: Set<String> = ["--line-buffer", "--halt", "--results", "--bar"]
 
     /// Parses the arguments after `run`.
     /// - Throws: `UsageError` naming the bad option.
@@ -46,6 +49,9 @@ struct RunCommand {
                 guard let count = Int(text), count >= 0 else { throw UsageError("--retries needs a whole number, not '\(text)'") }
                 retries = count
             case "--worker": workerPath = try value(for: argument)
+            case "--joblog": jobLogPath = try value(for: argument)
+            case "--resume": resume = true
+            case "--resume-failed": resumeFailed = true
             default:
                 if argument.hasPrefix("-j"), argument.count > 2 {
                     jobs = try Self.parseJobs(String(argument.dropFirst(2)))
@@ -63,6 +69,7 @@ struct RunCommand {
             command = Array(rest)
         }
         guard !command.isEmpty else { throw UsageError("no command given (see 'pool help run')") }
+        if (resume || resumeFailed) && jobLogPath == nil { throw UsageError("--resume and --resume-failed need --joblog FILE") }
     }
 
     /// `N`, or `N%` of the cores (at least one).
@@ -88,6 +95,12 @@ struct RunCommand {
         configuration.jobTimeout = timeout
         let retries = retries
         let printer = ResultPrinter(keepOrder: keepOrder, tag: tag)
+        // With --resume, jobs the log shows as done are skipped (with --resume-failed, only
+        // those that succeeded); their sequence numbers stay the same.
+        let skip = jobLogPath.map { JobLog.finishedSequences(in: $0, successfulOnly: resumeFailed) } ?? []
+        let log = try jobLogPath.map { try JobLog(path: $0, appending: resume || resumeFailed) }
+        defer { log?.close() }
+        let interrupt = Interrupt.shared
         try await withProcessPool(configuration: configuration) { pool in
             // A bounded window of jobs in flight, each awaited by a task of its own, so results
             // print as jobs finish (or in order, with -k) while later inputs are still read.
@@ -95,9 +108,16 @@ struct RunCommand {
             try await withThrowingTaskGroup(of: (Int, String, Result<CommandJob.Output, ProcessPoolError>).self) { group in
                 var running = 0
                 for (index, input) in inputs.enumerated() {
+                    // After Ctrl-C (or SIGTERM), start nothing more.
+                    if interrupt.signal != nil { break }
+                    if skip.contains(index + 1) {
+                        printer.skip(sequence: index)
+                        continue
+                    }
                     if running >= window, let (sequence, input, result) = try await group.next() {
                         running -= 1
                         printer.print(sequence: sequence, input: input, result: result)
+                        log?.record(sequence: sequence + 1, command: template.display(for: input, sequence: sequence + 1), result: result)
                     }
                     let command = CommandJob.Input(arguments: template.arguments(for: input, sequence: index + 1))
                     let first = try await pool.submit(CommandJob.self, command)
@@ -123,9 +143,12 @@ struct RunCommand {
                 }
                 while let (sequence, input, result) = try await group.next() {
                     printer.print(sequence: sequence, input: input, result: result)
+                    log?.record(sequence: sequence + 1, command: template.display(for: input, sequence: sequence + 1), result: result)
                 }
             }
+            if interrupt.signal != nil { await pool.shutdown(cancellingPendingJobs: true) }
         }
+        if let signal = interrupt.signal { return 128 + signal }
         return Int32(min(printer.failures, 101))
     }
 }
@@ -147,9 +170,28 @@ final class ResultPrinter {
     func print(sequence: Int, input: String, result: Result<CommandJob.Output, ProcessPoolError>) {
         guard keepOrder else { return emit(input, result) }
         waiting[sequence] = (input, result)
-        while let (input, result) = waiting.removeValue(forKey: next) {
-            emit(input, result)
-            next += 1
+        flush()
+    }
+
+    /// A job that will not run (`--resume`): `-k` must not wait for it.
+    func skip(sequence: Int) {
+        guard keepOrder else { return }
+        skipped.insert(sequence)
+        flush()
+    }
+
+    private var skipped: Set<Int> = []
+
+    private func flush() {
+        while true {
+            if skipped.remove(next) != nil {
+                next += 1
+            } else if let (input, result) = waiting.removeValue(forKey: next) {
+                emit(input, result)
+                next += 1
+            } else {
+                return
+            }
         }
     }
 

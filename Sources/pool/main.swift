@@ -45,7 +45,15 @@ do {
             Output.write(Help.run, to: .standardOutput)
         } else {
             let command = try RunCommand(arguments: Array(arguments.dropFirst()))
-            exit(try await command.run())
+            let run = Task { try await command.run() }
+            Interrupt.shared.install { run.cancel() }
+            let status: Int32
+            do {
+                status = try await run.value
+            } catch is CancellationError {
+                status = 128 + (Interrupt.shared.signal ?? SIGINT)
+            }
+            exit(status)
         }
     case "map":
         if arguments.dropFirst().first.map({ ["-h", "--help"].contains($0) }) == true {

@@ -177,4 +177,66 @@ struct CommandLineTests {
         #expect(unknown.status == 2)
         #expect(unknown.error.contains("square"))
     }
+
+    @Test("--joblog writes GNU parallel's columns; --resume-failed reruns only the failures")
+    func jobLogAndResume() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let log = directory.appendingPathComponent("jobs.log").path
+        let first = try await pool(["run", "-k", "--joblog", log, "sh", "-c", "echo out $1; exit $1", "_", ":::", "0", "1", "0"])
+        #expect(first.status == 1)
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(lines.first == "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand")
+        #expect(lines.count == 4)
+        let rows = lines.dropFirst().map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+        #expect(rows.map { $0[0] }.sorted() == ["1", "2", "3"])
+        for row in rows {
+            #expect(row.count == 9)
+            #expect(row[1] == ":")
+            #expect(Double(row[2]) != nil && Double(row[3]) != nil)
+            #expect(row[5] == "6")  // "out N\n"
+            #expect(row[6] == (row[0] == "2" ? "1" : "0"))
+            #expect(row[8] == "sh -c 'echo out $1; exit $1' _ \(row[0] == "2" ? "1" : "0")")
+        }
+        let rerun = try await pool(["run", "-k", "--joblog", log, "--resume-failed", "sh", "-c", "echo again $1", "_", ":::", "0", "1", "0"])
+        #expect(rerun.status == 0)
+        #expect(rerun.output == "again 1\n")
+        let resumed = try await pool(["run", "-k", "--joblog", log, "--resume", "echo", ":::", "0", "1", "0", "extra"])
+        #expect(resumed.output == "extra\n")
+    }
+
+    @Test("Ctrl-C stops the run: exit 130, a complete job log, nothing left running, and --resume continues")
+    func interrupt() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let log = directory.appendingPathComponent("jobs.log").path
+        let started = try StartSignal()
+        defer { started.remove() }
+        let script = "if [ \"$1\" = slow ]; then printf x > \"$0\"; exec sleep 31.5; else echo $1; fi"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binaries.directory + "/pool")
+        process.arguments = ["run", "-j", "1", "--joblog", log, "sh", "-c", script, started.path, ":::", "a", "b", "slow", "c"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        await started.wait()
+        kill(process.processIdentifier, SIGINT)
+        let status = try await onDedicatedThread { process.waitUntilExit(); return process.terminationStatus }
+        #expect(status == 130)
+        let logged = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").dropFirst().map { String($0.split(separator: "\t")[0]) }
+        #expect(logged.sorted() == ["1", "2"])
+        let leftovers = try await onDedicatedThread { () -> String in
+            let pgrep = Process()
+            pgrep.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
+            pgrep.arguments = ["-f", "sleep 31.5"]
+            let pipe = Pipe()
+            pgrep.standardOutput = pipe
+            try pgrep.run()
+            pgrep.waitUntilExit()
+            return String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        }
+        #expect(leftovers.isEmpty, "still running: \(leftovers)")
+        let resumed = try await pool(["run", "-k", "-j", "1", "--joblog", log, "--resume", "echo", "resumed", ":::", "a", "b", "slow", "c"])
+        #expect(resumed.output == "resumed slow\nresumed c\n")
+    }
 }
