@@ -84,6 +84,10 @@ enum Help {
                        JobRuntime Send Receive Exitval Signal Command)
       --resume         skip the jobs FILE lists; --resume-failed: skip only those that
                        succeeded (rerun failed ones)
+      --results DIR    save each job's stdout, stderr, exitval, input and command in DIR/N/
+      --halt WHEN,fail=N   stop after N failed jobs (or N% of those finished, from 3 on):
+                       soon lets running jobs finish, now stops them too
+      --bar            show a progress bar (count, rate, ETA) on stderr when it is a terminal
       --worker PATH    the worker binary (default: pool-worker next to pool)
 
     Each job's stdout and stderr are printed whole when it ends, never mixed with another's.

@@ -15,11 +15,14 @@ struct RunCommand {
     var jobLogPath: String?
     var resume = false
     var resumeFailed = false
+    var resultsDirectory: String?
+    var halt: HaltPolicy?
+    var showBar = false
     var command: [String] = []
     /// Inputs given after `:::`; nil means read them from stdin.
     var inputs: [String]?
 
-    static let unsupported: Set<String> = ["--line-buffer", "--halt", "--results", "--bar"]
+    static let unsupported: Set<String> = ["--line-buffer"]
 
     /// Parses the arguments after `run`.
     /// - Throws: `UsageError` naming the bad option.
@@ -52,6 +55,9 @@ struct RunCommand {
             case "--joblog": jobLogPath = try value(for: argument)
             case "--resume": resume = true
             case "--resume-failed": resumeFailed = true
+            case "--results": resultsDirectory = try value(for: argument)
+            case "--halt": halt = try HaltPolicy(parsing: try value(for: argument))
+            case "--bar": showBar = true
             default:
                 if argument.hasPrefix("-j"), argument.count > 2 {
                     jobs = try Self.parseJobs(String(argument.dropFirst(2)))
@@ -101,23 +107,41 @@ struct RunCommand {
         let log = try jobLogPath.map { try JobLog(path: $0, appending: resume || resumeFailed) }
         defer { log?.close() }
         let interrupt = Interrupt.shared
+        let results = try resultsDirectory.map { try ResultsDirectory(path: $0) }
+        let bar = showBar ? ProgressBar(total: self.inputs?.count) : nil
+        let halt = halt
+        var halted = false
+        var finished = 0
+        /// Prints, logs and counts one finished job; true when --halt says to stop.
+        func finish(_ sequence: Int, _ input: String, _ result: Result<CommandJob.Output, ProcessPoolError>) -> Bool {
+            let display = template.display(for: input, sequence: sequence + 1)
+            bar?.clear()
+            printer.print(sequence: sequence, input: input, result: result)
+            log?.record(sequence: sequence + 1, command: display, result: result)
+            results?.record(sequence: sequence + 1, input: input, command: display, result: result)
+            finished += 1
+            bar?.update(finished: finished, failed: printer.failures)
+            return halt?.isReached(failed: printer.failures, finished: finished) ?? false
+        }
         try await withProcessPool(configuration: configuration) { pool in
             // A bounded window of jobs in flight, each awaited by a task of its own, so results
             // print as jobs finish (or in order, with -k) while later inputs are still read.
-            let window = max(64, jobs * 16)
+            // With --halt, no job waits queued behind the running ones, so "stop starting jobs"
+            // means exactly that.
+            let window = halt == nil ? max(64, jobs * 16) : jobs
             try await withThrowingTaskGroup(of: (Int, String, Result<CommandJob.Output, ProcessPoolError>).self) { group in
                 var running = 0
                 for (index, input) in inputs.enumerated() {
-                    // After Ctrl-C (or SIGTERM), start nothing more.
-                    if interrupt.signal != nil { break }
+                    // After Ctrl-C (or SIGTERM), or when --halt says so, start nothing more.
+                    if interrupt.signal != nil || halted { break }
                     if skip.contains(index + 1) {
                         printer.skip(sequence: index)
                         continue
                     }
                     if running >= window, let (sequence, input, result) = try await group.next() {
                         running -= 1
-                        printer.print(sequence: sequence, input: input, result: result)
-                        log?.record(sequence: sequence + 1, command: template.display(for: input, sequence: sequence + 1), result: result)
+                        if finish(sequence, input, result) { halted = true }
+                        if halted { break }
                     }
                     let command = CommandJob.Input(arguments: template.arguments(for: input, sequence: index + 1))
                     let first = try await pool.submit(CommandJob.self, command)
@@ -141,12 +165,24 @@ struct RunCommand {
                         }
                     }
                 }
-                while let (sequence, input, result) = try await group.next() {
-                    printer.print(sequence: sequence, input: input, result: result)
-                    log?.record(sequence: sequence + 1, command: template.display(for: input, sequence: sequence + 1), result: result)
+                // --halt now: stop the running jobs as well (their workers are terminated).
+                if halted, halt?.stopsRunningJobs == true { group.cancelAll() }
+                while true {
+                    let next: (Int, String, Result<CommandJob.Output, ProcessPoolError>)?
+                    do {
+                        next = try await group.next()
+                    } catch is CancellationError where halted {
+                        continue
+                    }
+                    guard let (sequence, input, result) = next else { break }
+                    if finish(sequence, input, result), !halted {
+                        halted = true
+                        if halt?.stopsRunningJobs == true { group.cancelAll() }
+                    }
                 }
             }
-            if interrupt.signal != nil { await pool.shutdown(cancellingPendingJobs: true) }
+            bar?.finish(finished: finished, failed: printer.failures)
+            if interrupt.signal != nil || halted { await pool.shutdown(cancellingPendingJobs: true) }
         }
         if let signal = interrupt.signal { return 128 + signal }
         return Int32(min(printer.failures, 101))

@@ -239,4 +239,52 @@ struct CommandLineTests {
         let resumed = try await pool(["run", "-k", "-j", "1", "--joblog", log, "--resume", "echo", "resumed", ":::", "a", "b", "slow", "c"])
         #expect(resumed.output == "resumed slow\nresumed c\n")
     }
+
+    @Test("--halt soon stops starting jobs after the failures; --halt now also stops running ones")
+    func halt() async throws {
+        let soon = try await pool(["run", "-j", "1", "--halt", "soon,fail=1", "sh", "-c", "echo $1; exit $1", "_", ":::", "0", "1", "0", "0"])
+        #expect(soon.output == "0\n1\n")
+        #expect(soon.status == 1)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let now = try await pool(["run", "-j", "2", "--halt", "now,fail=1", "sh", "-c", "if [ $1 = fail ]; then exit 1; fi; sleep $1", "_", ":::", "30", "fail", "30"])
+        #expect(now.status >= 1)
+        #expect(clock.now - start < .seconds(15))
+        let bad = try await pool(["run", "--halt", "sometimes", "true"])
+        #expect(bad.status == 2)
+    }
+
+    @Test("--results saves each job's output and exit status")
+    func resultsDirectory() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let results = directory.appendingPathComponent("out").path
+        _ = try await pool(["run", "--results", results, "sh", "-c", "echo o$1; echo e$1 >&2; exit $1", "_", ":::", "0", "3"])
+        func read(_ name: String) throws -> String { try String(contentsOfFile: results + "/" + name, encoding: .utf8) }
+        #expect(try read("1/stdout") == "o0\n")
+        #expect(try read("2/stderr") == "e3\n")
+        #expect(try read("2/exitval") == "3\n")
+        #expect(try read("2/input") == "3")
+    }
+
+    @Test("--bar draws a progress bar on a terminal and nothing in a pipe")
+    func progressBar() async throws {
+        // `script` gives pool a pseudo-terminal; its transcript is what a person would see.
+        let terminal = try await onDedicatedThread { () -> String in
+            let script = Process()
+            script.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+            script.arguments = ["-qfec", "\(Binaries.directory)/pool run --bar -j 2 sleep ::: 0.2 0.2 0.2 0.2", "/dev/null"]
+            let pipe = Pipe()
+            script.standardOutput = pipe
+            script.standardInput = FileHandle.nullDevice
+            try script.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            script.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        #expect(terminal.contains("4/4 100%"), "\(terminal.debugDescription)")
+        #expect(terminal.contains("jobs/s"))
+        let piped = try await pool(["run", "--bar", "-j", "2", "sleep", ":::", "0.1", "0.1"])
+        #expect(piped.error.isEmpty)
+    }
 }
