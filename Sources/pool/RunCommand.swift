@@ -114,11 +114,13 @@ struct RunCommand {
         var finished = 0
         /// Prints, logs and counts one finished job; true when --halt says to stop.
         func finish(_ sequence: Int, _ input: String, _ result: Result<CommandJob.Output, ProcessPoolError>) -> Bool {
-            let display = template.display(for: input, sequence: sequence + 1)
             bar?.clear()
             printer.print(sequence: sequence, input: input, result: result)
-            log?.record(sequence: sequence + 1, command: display, result: result)
-            results?.record(sequence: sequence + 1, input: input, command: display, result: result)
+            if log != nil || results != nil {
+                let display = template.display(for: input, sequence: sequence + 1)
+                log?.record(sequence: sequence + 1, command: display, result: result)
+                results?.record(sequence: sequence + 1, input: input, command: display, result: result)
+            }
             finished += 1
             bar?.update(finished: finished, failed: printer.failures)
             return halt?.isReached(failed: printer.failures, finished: finished) ?? false
