@@ -23,12 +23,16 @@ struct CommandTemplate {
 
     /// The argument vector for `input`, the `sequence`-th job (1-based).
     func arguments(for input: String, sequence: Int) -> [String] {
-        // In a shell, every substituted input is quoted, so an input can never become code.
-        let shell = usesShell
-        let quote: (String) -> String = { shell ? Self.shellQuoted($0) : $0 }
-        var expanded = words.map { Self.expand($0, input: input, sequence: sequence, quote: quote) }
-        if !hasReplacement { expanded.append(quote(input)) }
-        return usesShell ? ["/bin/sh", "-c", expanded.joined(separator: " ")] : expanded
+        guard usesShell else {
+            var expanded = words.map { Self.expand($0, input: input, sequence: sequence, quoting: .none) }
+            if !hasReplacement { expanded.append(input) }
+            return expanded
+        }
+        // In a shell, every substituted input is quoted for the place it lands in (outside
+        // quotes, inside '…', inside "…"), so an input can never become code.
+        var line = Self.expandShell(words.joined(separator: " "), input: input, sequence: sequence)
+        if !hasReplacement { line += " " + Self.shellQuoted(input) }
+        return ["/bin/sh", "-c", line]
     }
 
     /// The command as a person would type it, for `--dry-run`.
@@ -38,15 +42,42 @@ struct CommandTemplate {
         return arguments.map { Self.displayQuoted($0.replacingOccurrences(of: CommandJob.slotPlaceholder, with: "{%}")) }.joined(separator: " ")
     }
 
-    private static func expand(_ word: String, input: String, sequence: Int, quote: (String) -> String) -> String {
+    /// How a substituted value must be quoted where it lands.
+    enum Quoting {
+        /// Not in a shell: the value is one argument as it is.
+        case none
+        /// Unquoted shell text: wrap it in single quotes.
+        case unquoted
+        /// Inside '…': end the quote, add the value as '\'' pieces, reopen.
+        case singleQuoted
+        /// Inside "…": backslash the four characters that are special there.
+        case doubleQuoted
+
+        func apply(_ value: String) -> String {
+            switch self {
+            case .none: return value
+            case .unquoted: return CommandTemplate.shellQuoted(value)
+            case .singleQuoted: return value.replacingOccurrences(of: "'", with: "'\\''")
+            case .doubleQuoted:
+                var escaped = ""
+                for character in value {
+                    if "$`\"\\".contains(character) { escaped.append("\\") }
+                    escaped.append(character)
+                }
+                return escaped
+            }
+        }
+    }
+
+    private static func expand(_ word: String, input: String, sequence: Int, quoting: Quoting) -> String {
         guard word.contains("{") else { return word }
         var result = ""
         var rest = Substring(word)
         while let open = rest.firstIndex(of: "{") {
             result += rest[..<open]
             let tail = rest[open...]
-            if let token = replacements.sorted(by: { $0.count > $1.count }).first(where: { tail.hasPrefix($0) }) {
-                result += value(of: token, input: input, sequence: sequence, quote: quote)
+            if let token = replacementToken(at: tail) {
+                result += quoting.apply(value(of: token, input: input, sequence: sequence))
                 rest = tail.dropFirst(token.count)
             } else {
                 result += "{"
@@ -56,13 +87,49 @@ struct CommandTemplate {
         return result + rest
     }
 
-    private static func value(of token: String, input: String, sequence: Int, quote: (String) -> String) -> String {
+    /// Expands a shell command line, tracking the quoting state the way /bin/sh reads it.
+    private static func expandShell(_ line: String, input: String, sequence: Int) -> String {
+        var result = ""
+        var state = Quoting.unquoted
+        var index = line.startIndex
+        while index < line.endIndex {
+            let character = line[index]
+            if character == "{", let token = replacementToken(at: line[index...]) {
+                result += state.apply(value(of: token, input: input, sequence: sequence))
+                index = line.index(index, offsetBy: token.count)
+                continue
+            }
+            result.append(character)
+            switch (state, character) {
+            case (.unquoted, "'"): state = .singleQuoted
+            case (.singleQuoted, "'"): state = .unquoted
+            case (.unquoted, "\""): state = .doubleQuoted
+            case (.doubleQuoted, "\""): state = .unquoted
+            case (.unquoted, "\\"), (.doubleQuoted, "\\"):
+                // A backslash takes the next character literally.
+                let next = line.index(after: index)
+                if next < line.endIndex {
+                    result.append(line[next])
+                    index = next
+                }
+            default: break
+            }
+            index = line.index(after: index)
+        }
+        return result
+    }
+
+    private static func replacementToken(at text: Substring) -> String? {
+        replacements.sorted(by: { $0.count > $1.count }).first(where: { text.hasPrefix($0) })
+    }
+
+    private static func value(of token: String, input: String, sequence: Int) -> String {
         switch token {
-        case "{}": return quote(input)
-        case "{.}": return quote(removingExtension(input))
-        case "{/}": return quote(basename(input))
-        case "{//}": return quote(dirname(input))
-        case "{/.}": return quote(removingExtension(basename(input)))
+        case "{}": return input
+        case "{.}": return removingExtension(input)
+        case "{/}": return basename(input)
+        case "{//}": return dirname(input)
+        case "{/.}": return removingExtension(basename(input))
         case "{#}": return String(sequence)
         case "{%}": return CommandJob.slotPlaceholder
         default: return token

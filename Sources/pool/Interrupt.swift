@@ -12,6 +12,13 @@ final class Interrupt: @unchecked Sendable {
     private let received = Atomic<Int32>(0)
     private var sources: [any DispatchSourceSignal] = []
     private let onFirst = Mutex<(@Sendable () -> Void)?>(nil)
+    /// Kills what is still running, before a second signal ends the process.
+    private let onSecond = Mutex<(@Sendable () -> Void)?>(nil)
+
+    /// What to kill if a second signal comes (the pool's worker process groups).
+    func setEmergencyStop(_ action: @escaping @Sendable () -> Void) {
+        onSecond.withLock { $0 = action }
+    }
 
     /// The signal that interrupted the run, if one did.
     var signal: Int32? {
@@ -39,7 +46,9 @@ final class Interrupt: @unchecked Sendable {
             let action = onFirst.withLock { $0 }
             action?()
         } else {
-            // Second signal: no more waiting. Workers see our pipes close and exit.
+            // Second signal: no more waiting. Kill the workers' process groups (and so the
+            // commands in them) first: a worker's own exit would leave its command running.
+            onSecond.withLock { $0 }?()
             exit(128 + number)
         }
     }

@@ -23,7 +23,9 @@ final class JobLog {
         self.handle = handle
     }
 
-    func record(sequence: Int, command: String, result: Result<CommandJob.Output, ProcessPoolError>) {
+    func record(sequence: Int, command rawCommand: String, result: Result<CommandJob.Output, ProcessPoolError>) {
+        // One job, one line: a newline in an input must not start a line of its own.
+        let command = rawCommand.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\n", with: "\\n")
         let line: String
         switch result {
         case .success(let output):

@@ -122,7 +122,7 @@ final class LinePrinter {
     init(keepOrder: Bool) { self.keepOrder = keepOrder }
 
     func print(sequence: Int, record: Data, failed: Bool) {
-        if failed { failures += 1 }
+        if failed { failures += 1 }  // on arrival, whatever -k holds back
         guard keepOrder else { return Output.write(record, to: .standardOutput) }
         waiting[sequence] = record
         while let ready = waiting.removeValue(forKey: next) {

@@ -126,6 +126,9 @@ struct RunCommand {
             return halt?.isReached(failed: printer.failures, finished: finished) ?? false
         }
         try await withProcessPool(configuration: configuration) { pool in
+            interrupt.setEmergencyStop {
+                for pid in pool.workerProcessIDs { kill(-pid, SIGKILL) }
+            }
             // A bounded window of jobs in flight, each awaited by a task of its own, so results
             // print as jobs finish (or in order, with -k) while later inputs are still read.
             // With --halt, no job waits queued behind the running ones, so "stop starting jobs"
@@ -206,6 +209,12 @@ final class ResultPrinter {
     }
 
     func print(sequence: Int, input: String, result: Result<CommandJob.Output, ProcessPoolError>) {
+        // Counted on arrival, not when printed: -k may hold a failure back, and --halt and the
+        // exit status must see it at once.
+        switch result {
+        case .success(let output): if !output.succeeded { failures += 1 }
+        case .failure: failures += 1
+        }
         guard keepOrder else { return emit(input, result) }
         waiting[sequence] = (input, result)
         flush()
@@ -238,9 +247,7 @@ final class ResultPrinter {
         case .success(let output):
             Output.write(tagged(output.standardOutput, input), to: .standardOutput)
             Output.write(tagged(output.standardError, input), to: .standardError)
-            if !output.succeeded { failures += 1 }
         case .failure(let error):
-            failures += 1
             Output.write(Data("pool: \(input): \(error)\n".utf8), to: .standardError)
         }
     }

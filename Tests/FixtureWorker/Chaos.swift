@@ -41,10 +41,16 @@ func chaos(arguments: [String]) async throws {
             return count
         }
         if retries > 0 {
-            // Unordered, so a duplicate or a missing index is seen directly.
-            for try await (index, output) in pool.mapUnordered(Spin.self, inputs) {
-                deliveries[index] += 1
-                if output != index * index { wrong += 1 }
+            // Unordered, so a duplicate or a missing index is seen directly. A job that fails
+            // even so is reported, not thrown, so the report still comes out.
+            do {
+                for try await (index, output) in pool.mapUnordered(Spin.self, inputs) {
+                    deliveries[index] += 1
+                    if output != index * index { wrong += 1 }
+                }
+            } catch let error as ProcessPoolError {
+                failures["\(error.code)", default: 0] += 1
+                FileHandle.standardError.write(Data("chaos: map failed: \(error)\n".utf8))
             }
         } else {
             for (index, result) in try await pool.mapResults(Spin.self, inputs).enumerated() {

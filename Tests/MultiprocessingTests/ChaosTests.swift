@@ -4,8 +4,8 @@ import Testing
 /// Runs the fixture's chaos mode in a coordinator of its own (so its descriptors and children
 /// can be counted without the other tests' noise) and returns its report as key–value pairs.
 private func runChaos(jobs: Int, workers: Int, retries: Int, seed: Int) async throws -> [String: String] {
-    let (status, output) = try await runFixtureProcess(["chaos", "\(jobs)", "\(workers)", "\(retries)", "\(seed)"])
-    #expect(status == 0)
+    let (status, output, errors) = try await runFixtureProcessCapturingErrors(["chaos", "\(jobs)", "\(workers)", "\(retries)", "\(seed)"])
+    #expect(status == 0, "\(errors.suffix(3000))")
     let words = output.split(whereSeparator: \.isWhitespace).map(String.init)
     var report: [String: String] = [:]
     var index = 0

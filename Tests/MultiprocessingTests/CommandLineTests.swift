@@ -101,6 +101,9 @@ struct CommandLineTests {
         #expect(shell.output == inputs.map { $0 + "\n" }.joined())
         let implied = try await pool(["run", "-k", "printf '[%s]' {}; echo", ":::"] + inputs, in: directory)
         #expect(implied.output == inputs.map { "[\($0)]\n" }.joined())
+        // Inside double or single quotes in the template, an input is still exactly itself.
+        let quoted = try await pool(["run", "-k", #"printf '%s|' "{}" '{}' x{}x; echo"#, ":::"] + inputs, in: directory)
+        #expect(quoted.output == inputs.map { "\($0)|\($0)|x\($0)x|\n" }.joined())
         // Without a shell each input is exactly one argument.
         let direct = try await pool(["run", "-k", "sh", "-c", "printf '%s:%s\\n' \"$#\" \"$1\"", "_", ":::"] + inputs, in: directory)
         #expect(direct.output == inputs.map { "1:\($0)\n" }.joined())
@@ -212,7 +215,8 @@ struct CommandLineTests {
         let log = directory.appendingPathComponent("jobs.log").path
         let started = try StartSignal()
         defer { started.remove() }
-        let script = "if [ \"$1\" = slow ]; then printf x > \"$0\"; exec sleep 31.5; else echo $1; fi"
+        // The slow command ignores SIGTERM: only the pool's SIGKILL of its group can stop it.
+        let script = "if [ \"$1\" = slow ]; then trap '' TERM; printf x > \"$0\"; exec sleep 31.5; else echo $1; fi"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Binaries.directory + "/pool")
         process.arguments = ["run", "-j", "1", "--joblog", log, "sh", "-c", script, started.path, ":::", "a", "b", "slow", "c"]

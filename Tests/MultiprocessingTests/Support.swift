@@ -120,3 +120,25 @@ func runFixtureProcess(_ arguments: [String]) async throws -> (status: Int32, ou
         return (process.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }
+
+/// Like `runFixtureProcess`, but also returns what the process wrote to stderr.
+func runFixtureProcessCapturingErrors(_ arguments: [String]) async throws -> (status: Int32, output: String, errors: String) {
+    try await onDedicatedThread {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binaries.fixtureWorker)
+        process.arguments = arguments
+        let output = Pipe()
+        let errorFile = FileManager.default.temporaryDirectory.appendingPathComponent("fixture-stderr-\(UUID().uuidString)")
+        _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: errorFile) }
+        let errorHandle = try FileHandle(forWritingTo: errorFile)
+        process.standardOutput = output
+        process.standardError = errorHandle
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        try errorHandle.close()
+        let errors = (try? String(contentsOf: errorFile, encoding: .utf8)) ?? ""
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), errors)
+    }
+}

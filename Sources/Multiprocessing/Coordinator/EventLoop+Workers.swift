@@ -273,6 +273,9 @@ extension EventLoop {
         } catch {
             status = .exited(-1)
         }
+        // A job's processes live in the worker's group; none may outlive the worker (a group id
+        // stays reserved while any member is alive, so this reaches only them).
+        worker.process.killRemainingGroupMembers()
         worker.closeAll()
         removeWorker(worker)
 

@@ -72,6 +72,13 @@ struct ChildProcess: Sendable {
         }
     }
 
+    /// SIGKILLs whatever is left in the child's process group after the child itself has
+    /// been reaped: processes its job started that ignored the termination signal. No
+    /// fallback to the pid alone, which may belong to someone else by now.
+    func killRemainingGroupMembers() {
+        _ = kill(-pid, SIGKILL)
+    }
+
     func closeExitDescriptor() {
         exitDescriptor?.close()
     }

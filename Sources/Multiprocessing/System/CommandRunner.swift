@@ -59,14 +59,18 @@ enum CommandRunner {
             return Outcome(status: .exited(127), standardOutput: [], standardError: Array("pool: \(name): command not found\n".utf8))
         }
         func fail(_ error: SystemCallError) -> SpawnFailure { SpawnFailure(executable: executable, call: error.call, errno: error.errno) }
+        var created: [FileDescriptor] = []
         let input: FileDescriptor
         let output: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
         let errors: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
         do {
             input = try FileDescriptor.openNullDevice(writable: false)
+            created.append(input)
             output = try FileDescriptor.pipe()
+            created += [output.readEnd, output.writeEnd]
             errors = try FileDescriptor.pipe()
         } catch {
+            for descriptor in created { descriptor.close() }
             throw fail(error)
         }
         let child: ChildProcess
@@ -91,7 +95,13 @@ enum CommandRunner {
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while !open.isEmpty {
             var entries = open.map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
-            if poll(&entries, nfds_t(entries.count), -1) < 0 && errno != EINTR { break }
+            if poll(&entries, nfds_t(entries.count), -1) < 0 {
+                if errno == EINTR { continue }
+                // Cannot wait any more: close our ends (so the command cannot block writing to
+                // a full pipe) and reap it.
+                for descriptor in open { descriptor.close() }
+                break
+            }
             var stillOpen: [FileDescriptor] = []
             for (index, descriptor) in open.enumerated() {
                 guard entries[index].revents != 0 else {

@@ -1,5 +1,6 @@
 import CMultiprocessingShims
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -46,7 +47,13 @@ enum WorkerProcess {
             var entry = pollfd(fd: input.rawValue, events: 0, revents: 0)
             while true {
                 let result = poll(&entry, 1, -1)
-                if result > 0 && entry.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 { _exit(0) }
+                if result > 0 && entry.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 {
+                    // Take down what the job started too (a command runs in our group), but
+                    // only when the group is ours alone: a worker started by hand from a shell
+                    // shares the shell's group.
+                    if isRunningJob.load(ordering: .acquiring) && getpgrp() == getpid() { kill(0, SIGKILL) }
+                    _exit(0)
+                }
                 if result < 0 && errno != EINTR { return }
             }
         }
@@ -60,6 +67,10 @@ enum WorkerProcess {
         var limit = rlimit(rlim_cur: rlim_t(bytes), rlim_max: rlim_t(bytes))
         _ = try systemCall("setrlimit(RLIMIT_AS)") { setrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &limit) }
     }
+
+    /// Set by the worker loop while a batch runs, so the watchdog knows whether the job may
+    /// have started processes that must go with it (otherwise it simply exits).
+    static let isRunningJob = Atomic<Bool>(false)
 
     static var processID: pid_t { getpid() }
 

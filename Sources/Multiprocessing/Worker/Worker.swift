@@ -103,7 +103,9 @@ final class WorkerLoop: @unchecked Sendable {
                 case .shutdown?:
                     WorkerProcess.exitProcess(0)
                 case .jobs(let byteCount)?:
+                    WorkerProcess.isRunningJob.store(true, ordering: .releasing)
                     try await runBatch(byteCount: byteCount)
+                    WorkerProcess.isRunningJob.store(false, ordering: .releasing)
                 }
             }
         } catch {
