@@ -90,8 +90,8 @@ struct RunCommand {
     /// Runs every job; returns the exit status (failed jobs, at most 101).
     func run() async throws -> Int32 {
         let template = CommandTemplate(words: command, forceShell: forceShell)
-        let inputs: AnySequence<String> = self.inputs.map { AnySequence($0) } ?? AnySequence(StandardInputRecords(separator: nullSeparated ? 0 : UInt8(ascii: "\n")))
         if dryRun {
+            let inputs: AnySequence<String> = self.inputs.map { AnySequence($0) } ?? AnySequence(StandardInputRecords(separator: nullSeparated ? 0 : UInt8(ascii: "\n")))
             for (index, input) in inputs.enumerated() {
                 Output.write(template.display(for: input, sequence: index + 1) + "\n", to: .standardOutput)
             }
@@ -129,65 +129,72 @@ struct RunCommand {
             interrupt.setEmergencyStop {
                 for pid in pool.workerProcessIDs { kill(-pid, SIGKILL) }
             }
-            // A bounded window of jobs in flight, each awaited by a task of its own, so results
-            // print as jobs finish (or in order, with -k) while later inputs are still read.
-            // With --halt, no job waits queued behind the running ones, so "stop starting jobs"
-            // means exactly that.
+            // One stream of events drives the run: inputs arriving (read on a thread of their
+            // own, so a slow stdin such as `tail -f` blocks nothing), and jobs finishing. So
+            // results print as soon as jobs end, and Ctrl-C never waits for another input.
+            // With --halt, no job waits queued behind the running ones.
             let window = halt == nil ? max(64, jobs * 16) : jobs
-            try await withThrowingTaskGroup(of: (Int, String, Result<CommandJob.Output, ProcessPoolError>).self) { group in
-                var running = 0
-                for (index, input) in inputs.enumerated() {
-                    // After Ctrl-C (or SIGTERM), or when --halt says so, start nothing more.
-                    if interrupt.signal != nil || halted { break }
+            let (events, sink) = AsyncStream<RunEvent>.makeStream()
+            let feed = InputFeed(records: self.inputs.map { AnyIterator($0.makeIterator()) }
+                ?? AnyIterator(StandardInputRecords(separator: nullSeparated ? 0 : UInt8(ascii: "\n"))), events: sink)
+            var running: [Int: Task<Void, Never>] = [:]
+            var inputsEnded = false
+            var sequence = 0
+            feed.request()
+            eventLoop: for await event in events {
+                switch event {
+                case .input(let input):
+                    let index = sequence
+                    sequence += 1
+                    if halted || interrupt.signal != nil { break }
                     if skip.contains(index + 1) {
                         printer.skip(sequence: index)
-                        continue
-                    }
-                    if running >= window, let (sequence, input, result) = try await group.next() {
-                        running -= 1
-                        if finish(sequence, input, result) { halted = true }
-                        if halted { break }
-                    }
-                    let command = CommandJob.Input(arguments: template.arguments(for: input, sequence: index + 1))
-                    let first = try await pool.submit(CommandJob.self, command)
-                    running += 1
-                    group.addTask {
-                        // As in GNU parallel, a failed job (non-zero exit, signal, timeout, a
-                        // crashed worker) is run again, up to --retries more times.
-                        var future = first
-                        var attempt = 0
-                        while true {
-                            let result: Result<CommandJob.Output, ProcessPoolError>
-                            do {
-                                result = .success(try await future.value)
-                            } catch let error as ProcessPoolError {
-                                result = .failure(error)
+                    } else {
+                        let command = CommandJob.Input(arguments: template.arguments(for: input, sequence: index + 1))
+                        running[index] = Task {
+                            // As in GNU parallel, a failed job (non-zero exit, signal, timeout,
+                            // a crashed worker) is run again, up to --retries more times.
+                            var attempt = 0
+                            while true {
+                                let result: Result<CommandJob.Output, ProcessPoolError>
+                                do {
+                                    result = .success(try await pool.submit(CommandJob.self, command).value)
+                                } catch let error as ProcessPoolError {
+                                    result = .failure(error)
+                                } catch {
+                                    sink.yield(.cancelled(index))
+                                    return
+                                }
+                                let succeeded = (try? result.get())?.succeeded ?? false
+                                if succeeded || attempt >= retries {
+                                    sink.yield(.finished(index, input, result))
+                                    return
+                                }
+                                attempt += 1
                             }
-                            if case .success(let output) = result, output.succeeded { return (index, input, result) }
-                            guard attempt < retries else { return (index, input, result) }
-                            attempt += 1
-                            future = try await pool.submit(CommandJob.self, command)
                         }
                     }
-                }
-                // --halt now: stop the running jobs as well (their workers are terminated).
-                if halted, halt?.stopsRunningJobs == true { group.cancelAll() }
-                while true {
-                    let next: (Int, String, Result<CommandJob.Output, ProcessPoolError>)?
-                    do {
-                        next = try await group.next()
-                    } catch is CancellationError where halted {
-                        continue
-                    }
-                    guard let (sequence, input, result) = next else { break }
-                    if finish(sequence, input, result), !halted {
+                    if running.count < window { feed.request() }
+                case .inputsEnded:
+                    inputsEnded = true
+                case .finished(let index, let input, let result):
+                    running[index] = nil
+                    if finish(index, input, result), !halted {
                         halted = true
-                        if halt?.stopsRunningJobs == true { group.cancelAll() }
+                        if halt?.stopsRunningJobs == true { for task in running.values { task.cancel() } }
                     }
+                    if !inputsEnded && !halted && running.count == window - 1 { feed.request() }
+                case .cancelled(let index):
+                    running[index] = nil
                 }
+                if (inputsEnded || halted) && running.isEmpty { break eventLoop }
+            }
+            // Ctrl-C cancels this task, which also ends the event stream: stop what runs.
+            if Task.isCancelled || interrupt.signal != nil {
+                for task in running.values { task.cancel() }
             }
             bar?.finish(finished: finished, failed: printer.failures)
-            if interrupt.signal != nil || halted { await pool.shutdown(cancellingPendingJobs: true) }
+            if Task.isCancelled || interrupt.signal != nil || halted { await pool.shutdown(cancellingPendingJobs: true) }
         }
         if let signal = interrupt.signal { return 128 + signal }
         return Int32(min(printer.failures, 101))
@@ -259,6 +266,39 @@ final class ResultPrinter {
         if endsWithNewline { text.removeLast() }
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { "\(input)\t\($0)" }
         return Data((lines.joined(separator: "\n") + (endsWithNewline ? "\n" : "")).utf8)
+    }
+}
+
+/// What drives `pool run`.
+enum RunEvent: Sendable {
+    case input(String)
+    case inputsEnded
+    case finished(Int, String, Result<CommandJob.Output, ProcessPoolError>)
+    case cancelled(Int)
+}
+
+/// Reads inputs one at a time, on request, on a queue of its own: reading stdin may block for
+/// as long as the producer likes, and must block neither the cooperative pool nor the run.
+final class InputFeed: @unchecked Sendable {
+    // @unchecked: `records` is only touched on `queue`, one request at a time.
+    private let queue = DispatchQueue(label: "pool.inputs")
+    private let records: AnyIterator<String>
+    private let events: AsyncStream<RunEvent>.Continuation
+
+    init(records: AnyIterator<String>, events: AsyncStream<RunEvent>.Continuation) {
+        self.records = records
+        self.events = events
+    }
+
+    /// Reads the next input and posts it (or the end of the inputs) as an event.
+    func request() {
+        queue.async { [self] in
+            if let record = records.next() {
+                events.yield(.input(record))
+            } else {
+                events.yield(.inputsEnded)
+            }
+        }
     }
 }
 

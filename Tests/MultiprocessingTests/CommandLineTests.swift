@@ -291,4 +291,34 @@ struct CommandLineTests {
         let piped = try await pool(["run", "--bar", "-j", "2", "sleep", ":::", "0.1", "0.1"])
         #expect(piped.error.isEmpty)
     }
+
+    @Test("inputs from a slow stdin run, and print, as they arrive")
+    func streamingInput() async throws {
+        let (first, rest) = try await onDedicatedThread { () -> (String, String) in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Binaries.directory + "/pool")
+            process.arguments = ["run", "echo", "got"]
+            let input = Pipe()
+            let output = Pipe()
+            process.standardInput = input
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            input.fileHandleForWriting.write(Data("a\n".utf8))
+            // stdin stays open: the first result must come out anyway.
+            var line = Data()
+            while !line.contains(UInt8(ascii: "\n")) {
+                let chunk = output.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                line.append(chunk)
+            }
+            input.fileHandleForWriting.write(Data("b\n".utf8))
+            try input.fileHandleForWriting.close()
+            let remainder = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (String(decoding: line, as: UTF8.self), String(decoding: remainder, as: UTF8.self))
+        }
+        #expect(first == "got a\n")
+        #expect(rest == "got b\n")
+    }
 }
