@@ -9,7 +9,7 @@ func chaos(arguments: [String]) async throws {
     let jobs = arguments.count > 0 ? Int(arguments[0]) ?? 20_000 : 20_000
     let workers = arguments.count > 1 ? Int(arguments[1]) ?? 3 : 3
     let retries = arguments.count > 2 ? Int(arguments[2]) ?? 3 : 3
-    var generator = ChaosRandom(seed: arguments.count > 3 ? UInt64(arguments[3]) ?? 1 : 1)
+    var generator = SplitMix64(seed: arguments.count > 3 ? UInt64(arguments[3]) ?? 1 : 1)
 
     // Warm up what the runtime creates once per process, so descriptor counts compare.
     try await withProcessPool(workers: 1, arguments: []) { pool in _ = try await pool.run(Square.self, 1) }
@@ -29,7 +29,7 @@ func chaos(arguments: [String]) async throws {
     try await withProcessPool(configuration: configuration) { pool in
         let seed = generator.next()
         let killer = Task {
-            var random = ChaosRandom(seed: seed)
+            var random = SplitMix64(seed: seed)
             var count = 0
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(20 + Int(random.next() % 31)))
@@ -75,7 +75,9 @@ func chaos(arguments: [String]) async throws {
     print("jobs \(jobs) workers \(workers) retries \(retries) kills \(kills) succeeded \(jobs - lost - failed) failed \(failed) codes [\(codes)] lost \(lost) duplicated \(duplicated) wrong \(wrong) seconds \(String(format: "%.1f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)) descriptors-before \(descriptorsBefore.count) descriptors-after \(descriptorsAfter.count) leaked [\(descriptorsAfter.subtracting(descriptorsBefore).sorted().map { "\($0)=\(describeDescriptor($0))" }.joined(separator: ","))] no-children \(noChildren)")
 }
 
-struct ChaosRandom: RandomNumberGenerator {
+/// A small deterministic generator (SplitMix64), so random runs repeat exactly; the test
+/// suite uses it too.
+struct SplitMix64: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {

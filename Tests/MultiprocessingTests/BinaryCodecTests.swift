@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Multiprocessing
+@testable import struct fixture_worker.SplitMix64
 
 // MARK: - Fixtures
 

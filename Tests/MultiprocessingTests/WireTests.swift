@@ -1,5 +1,6 @@
 import Testing
 @testable import Multiprocessing
+@testable import fixture_worker
 
 /// A stream as a worker writes it: preamble, hello, two results frames and a fatal frame.
 private func sampleWorkerStream() -> (bytes: [UInt8], frameCount: Int) {
@@ -178,18 +179,5 @@ struct WireTests {
         var offset = 0
         #expect(throws: Varint.Failure.overlong) { try eleven.withUnsafeBytes { buffer throws(Varint.Failure) in try Varint.read(from: buffer, offset: &offset) } }
         #expect(throws: Varint.Failure.truncated) { try ([0x80, 0x80] as [UInt8]).withUnsafeBytes { buffer throws(Varint.Failure) in try Varint.read(from: buffer, offset: &offset) } }
-    }
-}
-
-/// A small deterministic generator, so random-input tests fail the same way every time.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
