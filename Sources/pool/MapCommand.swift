@@ -115,8 +115,7 @@ struct MapCommand {
 /// Prints records as they come, or in input order with `-k`.
 final class LinePrinter {
     private let keepOrder: Bool
-    private var next = 0
-    private var waiting: [Int: Data] = [:]
+    private var order = InputOrder<Data>()
     private(set) var failures = 0
 
     init(keepOrder: Bool) { self.keepOrder = keepOrder }
@@ -124,10 +123,6 @@ final class LinePrinter {
     func print(sequence: Int, record: Data, failed: Bool) {
         if failed { failures += 1 }  // on arrival, whatever -k holds back
         guard keepOrder else { return Output.write(record, to: .standardOutput) }
-        waiting[sequence] = record
-        while let ready = waiting.removeValue(forKey: next) {
-            Output.write(ready, to: .standardOutput)
-            next += 1
-        }
+        order.add(record, at: sequence) { Output.write($0, to: .standardOutput) }
     }
 }

@@ -206,8 +206,7 @@ struct RunCommand {
 final class ResultPrinter {
     private let keepOrder: Bool
     private let tag: Bool
-    private var next = 0
-    private var waiting: [Int: (String, Result<CommandJob.Output, ProcessPoolError>)] = [:]
+    private var order = InputOrder<(String, Result<CommandJob.Output, ProcessPoolError>)>()
     private(set) var failures = 0
 
     init(keepOrder: Bool, tag: Bool) {
@@ -223,30 +222,13 @@ final class ResultPrinter {
         case .failure: failures += 1
         }
         guard keepOrder else { return emit(input, result) }
-        waiting[sequence] = (input, result)
-        flush()
+        order.add((input, result), at: sequence) { emit($0.0, $0.1) }
     }
 
     /// A job that will not run (`--resume`): `-k` must not wait for it.
     func skip(sequence: Int) {
         guard keepOrder else { return }
-        skipped.insert(sequence)
-        flush()
-    }
-
-    private var skipped: Set<Int> = []
-
-    private func flush() {
-        while true {
-            if skipped.remove(next) != nil {
-                next += 1
-            } else if let (input, result) = waiting.removeValue(forKey: next) {
-                emit(input, result)
-                next += 1
-            } else {
-                return
-            }
-        }
+        order.skip(sequence) { emit($0.0, $0.1) }
     }
 
     private func emit(_ input: String, _ result: Result<CommandJob.Output, ProcessPoolError>) {
