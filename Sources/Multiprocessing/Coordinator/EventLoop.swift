@@ -204,7 +204,7 @@ final class EventLoop: @unchecked Sendable {
             if let deadline = jobDeadline(of: worker), deadline <= now, let started = worker.runningSince,
                let timeout = batch.nextUnresolved().slice.chunk.timeout {
                 terminate(worker, because: .timedOut(ran: now - started, limit: timeout))
-            } else if batch.unresolvedSlices().contains(where: { !$0.chunk.sink.isAcceptingResults }) {
+            } else if batch.hasUnwantedJob {
                 terminate(worker, because: .cancelled)
             }
         }

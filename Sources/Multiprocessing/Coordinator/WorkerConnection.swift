@@ -31,6 +31,16 @@ final class InFlightBatch {
         }
     }
 
+    /// Whether any job without a result belongs to a call that no longer wants results.
+    /// Checked on every turn of the event loop, so it allocates nothing.
+    var hasUnwantedJob: Bool {
+        guard resolvedCount < count else { return false }
+        for index in cursorSlice..<slices.count where !slices[index].chunk.sink.isAcceptingResults {
+            return true
+        }
+        return false
+    }
+
     /// The jobs without a result, as slices.
     func unresolvedSlices() -> [ChunkSlice] {
         guard resolvedCount < count else { return [] }
