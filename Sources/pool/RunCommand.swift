@@ -137,61 +137,80 @@ struct RunCommand {
             let (events, sink) = AsyncStream<RunEvent>.makeStream()
             let feed = InputFeed(records: self.inputs.map { AnyIterator($0.makeIterator()) }
                 ?? AnyIterator(StandardInputRecords(separator: nullSeparated ? 0 : UInt8(ascii: "\n"))), events: sink)
-            var running: [Int: Task<Void, Never>] = [:]
+            // Jobs are followed with completion callbacks rather than a task each: a finished
+            // job costs one event here, not a task switch or two.
+            var running: [Int: JobFuture<CommandJob.Output>] = [:]
+            var requested = 0
             var inputsEnded = false
             var sequence = 0
-            feed.request()
+            /// Asks for inputs to keep `window` jobs queued or running, in batches so that the
+            /// reader thread wakes once for many inputs.
+            func requestInputs() {
+                guard !inputsEnded, !halted else { return }
+                let wanted = window - running.count - requested
+                guard wanted > 0, wanted >= window / 4 || running.count + requested < jobs else { return }
+                requested += wanted
+                feed.request(wanted)
+            }
+            func start(_ index: Int, _ input: String, _ command: CommandJob.Input, attempt: Int) async {
+                let future: JobFuture<CommandJob.Output>
+                do {
+                    future = try await pool.submit(CommandJob.self, command)
+                } catch let error as ProcessPoolError {
+                    sink.yield(.finished(index, input, .failure(error)))
+                    return
+                } catch {
+                    return  // Cancelled: the run is stopping.
+                }
+                running[index] = future
+                future.whenComplete { outcome in
+                    switch outcome {
+                    case .success(let output):
+                        sink.yield(.finished(index, input, .success(output), attempt: attempt, command: command))
+                    case .failure(let error as ProcessPoolError):
+                        sink.yield(.finished(index, input, .failure(error), attempt: attempt, command: command))
+                    case .failure:
+                        sink.yield(.cancelled(index))
+                    }
+                }
+            }
+            requestInputs()
             eventLoop: for await event in events {
                 switch event {
                 case .input(let input):
                     let index = sequence
                     sequence += 1
+                    requested -= 1
                     if halted || interrupt.signal != nil { break }
                     if skip.contains(index + 1) {
                         printer.skip(sequence: index)
                     } else {
                         let command = CommandJob.Input(arguments: template.arguments(for: input, sequence: index + 1))
-                        running[index] = Task {
-                            // As in GNU parallel, a failed job (non-zero exit, signal, timeout,
-                            // a crashed worker) is run again, up to --retries more times.
-                            var attempt = 0
-                            while true {
-                                let result: Result<CommandJob.Output, ProcessPoolError>
-                                do {
-                                    result = .success(try await pool.submit(CommandJob.self, command).value)
-                                } catch let error as ProcessPoolError {
-                                    result = .failure(error)
-                                } catch {
-                                    sink.yield(.cancelled(index))
-                                    return
-                                }
-                                let succeeded = (try? result.get())?.succeeded ?? false
-                                if succeeded || attempt >= retries {
-                                    sink.yield(.finished(index, input, result))
-                                    return
-                                }
-                                attempt += 1
-                            }
-                        }
+                        await start(index, input, command, attempt: 0)
                     }
-                    if running.count < window { feed.request() }
                 case .inputsEnded:
                     inputsEnded = true
-                case .finished(let index, let input, let result):
+                    requested = 0
+                case .finished(let index, let input, let result, let attempt, let command):
                     running[index] = nil
-                    if finish(index, input, result), !halted {
+                    // As in GNU parallel, a failed job (non-zero exit, signal, timeout, a
+                    // crashed worker) is run again, up to --retries more times.
+                    let succeeded = (try? result.get())?.succeeded ?? false
+                    if !succeeded, attempt < retries, let command, !halted, interrupt.signal == nil {
+                        await start(index, input, command, attempt: attempt + 1)
+                    } else if finish(index, input, result), !halted {
                         halted = true
-                        if halt?.stopsRunningJobs == true { for task in running.values { task.cancel() } }
+                        if halt?.stopsRunningJobs == true { for future in running.values { future.cancel() } }
                     }
-                    if !inputsEnded && !halted && running.count == window - 1 { feed.request() }
                 case .cancelled(let index):
                     running[index] = nil
                 }
+                requestInputs()
                 if (inputsEnded || halted) && running.isEmpty { break eventLoop }
             }
             // Ctrl-C cancels this task, which also ends the event stream: stop what runs.
             if Task.isCancelled || interrupt.signal != nil {
-                for task in running.values { task.cancel() }
+                for future in running.values { future.cancel() }
             }
             bar?.finish(finished: finished, failed: printer.failures)
             if Task.isCancelled || interrupt.signal != nil || halted { await pool.shutdown(cancellingPendingJobs: true) }
@@ -255,7 +274,9 @@ final class ResultPrinter {
 enum RunEvent: Sendable {
     case input(String)
     case inputsEnded
-    case finished(Int, String, Result<CommandJob.Output, ProcessPoolError>)
+    /// A job ended: its sequence index, input and result, which attempt it was, and the
+    /// command (nil where it never ran and must not be retried).
+    case finished(Int, String, Result<CommandJob.Output, ProcessPoolError>, attempt: Int = 0, command: CommandJob.Input? = nil)
     case cancelled(Int)
 }
 
@@ -272,13 +293,16 @@ final class InputFeed: @unchecked Sendable {
         self.events = events
     }
 
-    /// Reads the next input and posts it (or the end of the inputs) as an event.
-    func request() {
+    /// Reads up to `count` more inputs and posts each (or the end of the inputs) as an event
+    /// as soon as it is read.
+    func request(_ count: Int) {
         queue.async { [self] in
-            if let record = records.next() {
+            for _ in 0..<count {
+                guard let record = records.next() else {
+                    events.yield(.inputsEnded)
+                    return
+                }
                 events.yield(.input(record))
-            } else {
-                events.yield(.inputsEnded)
             }
         }
     }

@@ -59,6 +59,46 @@ struct EndToEndTests {
         }
     }
 
+    @Test("whenComplete reports each job's outcome once, without a task per job")
+    func whenCompleteReportsOutcomes() async throws {
+        try await withFixturePool { pool in
+            let (outcomes, sink) = AsyncStream<(Int, Result<Int, any Error>)>.makeStream()
+            let inputs = 0..<200
+            var futures: [JobFuture<Int>] = []
+            for input in inputs {
+                let future = try await pool.submit(Misbehave.self, input == 7 ? .throwError("seven") : .succeed(input))
+                future.whenComplete { sink.yield((input, $0)) }
+                futures.append(future)
+            }
+            var seen: [Int: Result<Int, any Error>] = [:]
+            for await (input, outcome) in outcomes {
+                #expect(seen[input] == nil, "input \(input) reported twice")
+                seen[input] = outcome
+                if seen.count == inputs.count { break }
+            }
+            for input in inputs where input != 7 {
+                #expect((try? seen[input]?.get()) == input)
+            }
+            let error = try #require(seen[7].flatMap { result -> ProcessPoolError? in
+                if case .failure(let error) = result { return error as? ProcessPoolError }
+                return nil
+            })
+            #expect(error.code == .jobThrew)
+            // Registered after the job finished: called at once, with the same outcome.
+            let late = Mutex<Int?>(nil)
+            futures[3].whenComplete { outcome in late.withLock { $0 = try? outcome.get() } }
+            #expect(late.withLock { $0 } == 3)
+            // A cancelled job reports the cancellation.
+            let slow = try await pool.submit(Spin.self, [1, 5_000_000])
+            let cancelled = Mutex<Bool?>(nil)
+            slow.whenComplete { outcome in
+                if case .failure(let error) = outcome { cancelled.withLock { $0 = error is CancellationError } }
+            }
+            slow.cancel()
+            #expect(cancelled.withLock { $0 } == true)
+        }
+    }
+
     @Test("mapResults reports each failure at its index and every other result")
     func mapResultsKeepsGoing() async throws {
         let inputs: [Misbehaviour] = (0..<3000).map { $0 % 500 == 7 ? .throwError("bad \($0)") : .succeed($0) }

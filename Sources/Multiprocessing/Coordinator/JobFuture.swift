@@ -38,6 +38,17 @@ public final class JobFuture<Output: Sendable>: Sendable {
     public func cancel() {
         if sink.cancel() { core.noteCancellation() }
     }
+
+    /// Calls `body` once with the outcome when the job finishes, or at once if it has.
+    ///
+    /// This is the way to follow many jobs without a task for each. `body` runs on the thread
+    /// that completed the job, usually the pool's I/O thread, so it must be quick and must not
+    /// block: hand the result on (to an `AsyncStream`, say) rather than work on it there.
+    ///
+    /// - Parameter body: Receives the output, or the error ``value`` would throw.
+    public func whenComplete(_ body: @escaping @Sendable (Result<Output, any Error>) -> Void) {
+        sink.whenComplete(body)
+    }
 }
 
 /// Holds one job's outcome for a ``JobFuture`` and wakes the tasks waiting for it.
@@ -45,6 +56,7 @@ final class FutureSink<Output: Sendable>: ResultSink {
     private struct State {
         var result: Result<Output, any Error>?
         var waiters: [CheckedContinuation<Output, any Error>] = []
+        var callbacks: [@Sendable (Result<Output, any Error>) -> Void] = []
     }
 
     private let state = Mutex(State())
@@ -70,15 +82,28 @@ final class FutureSink<Output: Sendable>: ResultSink {
 
     @discardableResult
     private func complete(with result: Result<Output, any Error>) -> Bool {
-        let waiters = state.withLock { state -> [CheckedContinuation<Output, any Error>]? in
+        let taken = state.withLock { state -> ([CheckedContinuation<Output, any Error>], [@Sendable (Result<Output, any Error>) -> Void])? in
             guard state.result == nil else { return nil }
             state.result = result
-            defer { state.waiters.removeAll() }
-            return state.waiters
+            defer {
+                state.waiters.removeAll()
+                state.callbacks.removeAll()
+            }
+            return (state.waiters, state.callbacks)
         }
-        guard let waiters else { return false }
+        guard let (waiters, callbacks) = taken else { return false }
         for waiter in waiters { waiter.resume(with: result) }
+        for callback in callbacks { callback(result) }
         return true
+    }
+
+    func whenComplete(_ body: @escaping @Sendable (Result<Output, any Error>) -> Void) {
+        let result = state.withLock { state -> Result<Output, any Error>? in
+            if let result = state.result { return result }
+            state.callbacks.append(body)
+            return nil
+        }
+        if let result { body(result) }
     }
 
     func wait() async throws -> Output {
