@@ -1,4 +1,14 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The pool's I/O thread: one `poll` loop over every worker's pipes and exit descriptor.
 ///
@@ -27,7 +37,7 @@ final class EventLoop: @unchecked Sendable {
 
     /// A batch aims at this much work, so that per-batch costs (a write, a read, two wake-ups)
     /// vanish next to the jobs, while the last batches of a call still spread over all workers.
-    static let targetBatchNanoseconds: Double = 1_000_000
+    static let targetBatchNanoseconds: Double = 2_000_000
     /// Batches in flight per worker: one running, one waiting in the pipe.
     static let pipelineDepth = 2
     static let maximumBatchBytes = 4 << 20
@@ -55,8 +65,7 @@ final class EventLoop: @unchecked Sendable {
     /// Starts the loop's thread; `started` is called on it once the first workers are spawned
     /// (with the error if they could not be).
     func start(started: @escaping @Sendable (ProcessPoolError?) -> Void) {
-        let thread = Thread { [self] in
-            nameCurrentThread("mp-pool-loop")
+        startOwnedThread(name: "mp-pool-loop") { [self] in
             // A worker that dies makes our next write to it raise SIGPIPE on this thread;
             // blocked here, the write just fails with EPIPE and the exit is handled as usual.
             blockBrokenPipeSignal()
@@ -65,7 +74,6 @@ final class EventLoop: @unchecked Sendable {
             if error == nil { runLoop() }
             finish()
         }
-        thread.start()
     }
 
     private func spawnInitialWorkers() -> ProcessPoolError? {
@@ -346,6 +354,11 @@ final class EventLoop: @unchecked Sendable {
                 worker.inputBroke()
             }
         }
+        // Every worker (all of them started) holding all it may: the next report from one of
+        // them brings the loop back here, so new jobs need not wake it.
+        let saturated = !workers.isEmpty && workers.count >= core.configuration.workerCount
+            && workers.allSatisfy { $0.state == .ready && $0.inFlight.count >= pipelineDepth(of: $0) }
+        core.state.withLock { $0.loopWillCheckQueue = saturated }
     }
 
     /// A second batch waits in the pipe only behind a batch known to be short: that hides the

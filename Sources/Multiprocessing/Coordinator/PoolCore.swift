@@ -15,7 +15,6 @@ final class PoolCore: Sendable {
         waker = try Waker()
     }
 
-
     /// Reserves `count` consecutive job ids.
     func reserveJobIDs(_ count: Int) -> UInt64 {
         jobIDs.add(UInt64(count), ordering: .relaxed).oldValue
@@ -29,8 +28,8 @@ final class PoolCore: Sendable {
         let slice = ChunkSlice(chunk: chunk, positions: 0..<chunk.count)
         while true {
             switch state.withLock({ $0.enqueue(slice) }) {
-            case .enqueued:
-                waker.wake()
+            case .enqueued(let wakeLoop):
+                if wakeLoop { waker.wake() }
                 return
             case .refused(let error):
                 throw error

@@ -28,6 +28,10 @@ struct SchedulerState {
     /// The job names the first worker to say hello announced.
     var servedJobNames: [String]?
     var jobNameWaiters: [CheckedContinuation<[String], any Error>] = []
+    /// Set by the event loop while every worker is busy with as much work as it may hold: the
+    /// loop will look at the queue when one of them reports back, so queuing a job need not
+    /// wake it. Saves a wake-up (and a system call) per job when jobs are submitted one by one.
+    var loopWillCheckQueue = false
 
     init(maximumQueuedJobs: Int, maximumQueuedBytes: Int) {
         self.maximumQueuedJobs = max(1, maximumQueuedJobs)
@@ -44,7 +48,8 @@ struct SchedulerState {
     }
 
     enum EnqueueAction {
-        case enqueued
+        /// Queued; `wakeLoop` says whether the event loop must be woken to send it.
+        case enqueued(wakeLoop: Bool)
         case refused(ProcessPoolError)
         case mustWait
     }
@@ -56,7 +61,7 @@ struct SchedulerState {
         queue.append(slice)
         queuedJobs += slice.count
         queuedBytes += slice.byteCount
-        return .enqueued
+        return .enqueued(wakeLoop: !loopWillCheckQueue)
     }
 
     mutating func addSpaceWaiter(id: UInt64, _ continuation: CheckedContinuation<Void, any Error>) {
