@@ -120,6 +120,13 @@ void mp_block_sigpipe_on_this_thread(void) {
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
+void mp_unblock_sigchld_on_this_thread(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
 void mp_set_current_thread_name(const char *name) {
 #if defined(__linux__)
     pthread_setname_np(pthread_self(), name);

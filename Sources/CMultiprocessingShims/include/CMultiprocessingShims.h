@@ -45,6 +45,12 @@ void mp_set_stdout_line_buffered(void);
 /// EPIPE instead of killing the process; the process-wide disposition is left alone.
 void mp_block_sigpipe_on_this_thread(void);
 
+/// Unblocks SIGCHLD for the calling thread. A child's exit signals the thread that spawned
+/// it; if that thread blocks SIGCHLD, the kernel queues the signal and wakes another thread
+/// (libdispatch's main thread, parked in sigsuspend) just to discard it. Unblocked, a SIGCHLD
+/// at its default disposition is dropped at once.
+void mp_unblock_sigchld_on_this_thread(void);
+
 /// Names the calling thread (visible in ps, top, gdb and crash reports); at most 15 bytes.
 void mp_set_current_thread_name(const char *name);
 

@@ -1,3 +1,4 @@
+import CMultiprocessingShims
 import Synchronization
 
 #if canImport(Glibc)
@@ -20,6 +21,23 @@ enum CommandRunner {
     private struct Cache {
         var environment: [String]?
         var resolved: [String: String] = [:]
+        var nullDevice: FileDescriptor?
+    }
+
+    /// /dev/null, opened once and shared by every command as its stdin.
+    private static func nullDevice() throws(SystemCallError) -> FileDescriptor {
+        if let known = cache.withLock({ $0.nullDevice }) { return known }
+        let opened = try FileDescriptor.openNullDevice(writable: false).movedAboveStandardStreams()
+        let kept = cache.withLock { cache -> FileDescriptor? in
+            if let known = cache.nullDevice { return known }
+            cache.nullDevice = opened
+            return nil
+        }
+        if let kept {
+            opened.close()
+            return kept
+        }
+        return opened
     }
 
     /// Finds `name` the way a shell does: as a path if it contains a slash, else in `PATH`
@@ -64,8 +82,7 @@ enum CommandRunner {
         let output: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
         let errors: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
         do {
-            input = try FileDescriptor.openNullDevice(writable: false)
-            created.append(input)
+            input = try nullDevice()
             output = try FileDescriptor.pipe()
             created += [output.readEnd, output.writeEnd]
             errors = try FileDescriptor.pipe()
@@ -80,46 +97,90 @@ enum CommandRunner {
                 standardInput: input, standardOutput: output.writeEnd, standardError: errors.writeEnd,
                 newProcessGroup: false)
         } catch {
-            for descriptor in [input, output.readEnd, output.writeEnd, errors.readEnd, errors.writeEnd] { descriptor.close() }
+            for descriptor in [output.readEnd, output.writeEnd, errors.readEnd, errors.writeEnd] { descriptor.close() }
             if error.errno.rawValue == ENOENT || error.errno.rawValue == EACCES {
                 let message = "pool: \(name): \(error.errno)\n"
                 return Outcome(status: .exited(error.errno.rawValue == ENOENT ? 127 : 126), standardOutput: [], standardError: Array(message.utf8))
             }
             throw error
         }
-        input.close()
-        output.writeEnd.close()
-        errors.writeEnd.close()
         var captured: [[UInt8]] = [[], []]
-        var open = [output.readEnd, errors.readEnd]
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while !open.isEmpty {
-            var entries = open.map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
-            if poll(&entries, nfds_t(entries.count), -1) < 0 {
-                if errno == EINTR { continue }
-                // Cannot wait any more: close our ends (so the command cannot block writing to
-                // a full pipe) and reap it.
-                for descriptor in open { descriptor.close() }
-                break
+        let readEnds = [output.readEnd, errors.readEnd]
+        if let exit = child.exitDescriptor, (try? output.readEnd.setNonBlocking()) != nil, (try? errors.readEnd.setNonBlocking()) != nil {
+            // Keeping the write ends open means the pipes never hang up, so the thread wakes
+            // for output and once for the exit (the pidfd), not for each pipe's end and again
+            // for the exit: two sleeps fewer per command. Output written after the command
+            // exits (by something it left running in the background) is not collected.
+            captureUntilExit(readEnds, exit: exit, into: &captured)
+            output.writeEnd.close()
+            errors.writeEnd.close()
+            for (index, descriptor) in readEnds.enumerated() {
+                drain(descriptor, into: &captured[index])
+                descriptor.close()
             }
-            var stillOpen: [FileDescriptor] = []
-            for (index, descriptor) in open.enumerated() {
-                guard entries[index].revents != 0 else {
-                    stillOpen.append(descriptor)
-                    continue
-                }
-                let count = chunk.withUnsafeMutableBytes { (try? descriptor.readWaiting(into: $0)) ?? 0 }
-                if count > 0 {
-                    captured[descriptor == output.readEnd ? 0 : 1].append(contentsOf: chunk[0..<count])
-                    stillOpen.append(descriptor)
-                } else {
-                    descriptor.close()
-                }
-            }
-            open = stillOpen
+        } else {
+            output.writeEnd.close()
+            errors.writeEnd.close()
+            captureUntilEnd(readEnds, into: &captured)
         }
         let status = (try? child.reap()) ?? .exited(-1)
         child.closeExitDescriptor()
         return Outcome(status: status, standardOutput: captured[0], standardError: captured[1])
+    }
+
+    /// Reads both pipes as output arrives until the pidfd `exit` says the command has exited.
+    private static func captureUntilExit(_ readEnds: [FileDescriptor], exit: FileDescriptor, into captured: inout [[UInt8]]) {
+        var entries = (readEnds + [exit]).map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
+        while true {
+            for index in entries.indices { entries[index].revents = 0 }
+            if poll(&entries, nfds_t(entries.count), -1) < 0 {
+                if errno == EINTR { continue }
+                return  // cannot wait any more: collect what there is and reap
+            }
+            for index in readEnds.indices where entries[index].revents != 0 {
+                drain(readEnds[index], into: &captured[index])
+            }
+            if entries[readEnds.count].revents != 0 { return }
+        }
+    }
+
+    /// Reads what a non-blocking pipe holds now, until it would block or ends.
+    private static func drain(_ descriptor: FileDescriptor, into bytes: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(byteCount: 64 * 1024, alignment: 1) { chunk in
+            while case .transferred(let count)? = try? descriptor.read(into: chunk), count > 0 {
+                bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<count]))
+            }
+        }
+    }
+
+    /// Reads both (blocking) pipes until both end: where there is no pidfd.
+    private static func captureUntilEnd(_ readEnds: [FileDescriptor], into captured: inout [[UInt8]]) {
+        var open = Array(readEnds.enumerated())
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while !open.isEmpty {
+            var entries = open.map { pollfd(fd: $0.element.rawValue, events: Int16(POLLIN), revents: 0) }
+            if poll(&entries, nfds_t(entries.count), -1) < 0 {
+                if errno == EINTR { continue }
+                // Cannot wait any more: close our ends (so the command cannot block writing to
+                // a full pipe) and reap it.
+                for (_, descriptor) in open { descriptor.close() }
+                return
+            }
+            var stillOpen: [(offset: Int, element: FileDescriptor)] = []
+            for (position, entry) in open.enumerated() {
+                guard entries[position].revents != 0 else {
+                    stillOpen.append(entry)
+                    continue
+                }
+                let count = chunk.withUnsafeMutableBytes { (try? entry.element.readWaiting(into: $0)) ?? 0 }
+                if count > 0 {
+                    captured[entry.offset].append(contentsOf: chunk[0..<count])
+                    stillOpen.append(entry)
+                } else {
+                    entry.element.close()
+                }
+            }
+            open = stillOpen
+        }
     }
 }
