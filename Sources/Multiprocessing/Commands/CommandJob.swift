@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Runs a command in the worker and returns its exit status and output: the job behind
 /// `pool run`, served by `pool-worker`.
@@ -48,7 +52,7 @@ public struct CommandJob: Job {
 
     public func run(_ input: Input) throws -> Output {
         let slot = WorkerProcess.environmentValue(WireProtocol.slotEnvironmentKey) ?? "1"
-        let arguments = input.arguments.map { $0.replacingOccurrences(of: Self.slotPlaceholder, with: slot) }
+        let arguments = input.arguments.map { $0.replacing(Self.slotPlaceholder, with: slot) }
         let start = Date()
         let clock = ContinuousClock()
         let began = clock.now

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// How a ``ProcessPool`` starts and feeds its workers.
 public struct ProcessPoolConfiguration: Sendable {

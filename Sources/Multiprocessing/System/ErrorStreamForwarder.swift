@@ -1,5 +1,3 @@
-import Foundation
-
 /// Copies workers' standard error to this process's standard error from a thread of its own.
 ///
 /// The event loop must never block on our stderr (a parent that reads it only at the end would
@@ -7,7 +5,7 @@ import Foundation
 /// waiting, the excess is dropped and a note says how much.
 final class ErrorStreamForwarder: @unchecked Sendable {
     // @unchecked: the mutable state below is only touched with `condition` locked.
-    private let condition = NSCondition()
+    private let condition = ThreadCondition()
     private var chunks: [[UInt8]] = []
     private var bufferedBytes = 0
     private var droppedBytes = 0
@@ -16,12 +14,9 @@ final class ErrorStreamForwarder: @unchecked Sendable {
 
     init(capacity: Int = 1 << 20) {
         self.capacity = capacity
-        let thread = Thread {
-            nameCurrentThread("mp-stderr")
+        startOwnedThread(name: "mp-stderr", stackSize: 128 * 1024) {
             self.run()  // the thread keeps the forwarder until it is stopped
         }
-        thread.stackSize = 128 * 1024
-        thread.start()
     }
 
     /// Queues bytes for stderr without blocking.

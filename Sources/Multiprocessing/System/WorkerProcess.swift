@@ -1,5 +1,9 @@
 import CMultiprocessingShims
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Synchronization
 
 #if canImport(Glibc)
@@ -41,8 +45,7 @@ enum WorkerProcess {
     /// backs up the parent-death signal, and it is the only guard where that does not reach
     /// (a worker behind `ssh`).
     static func exitWhenClosed(_ input: FileDescriptor) {
-        let thread = Thread {
-            nameCurrentThread("mp-watchdog")
+        startOwnedThread(name: "mp-watchdog", stackSize: 64 * 1024) {
             // Asking for no events still reports POLLHUP, so this does not consume the input.
             var entry = pollfd(fd: input.rawValue, events: 0, revents: 0)
             while true {
@@ -57,8 +60,6 @@ enum WorkerProcess {
                 if result < 0 && errno != EINTR { return }
             }
         }
-        thread.stackSize = 64 * 1024
-        thread.start()
     }
 
     /// Caps this process's address space (`RLIMIT_AS`), so a job that needs more memory fails

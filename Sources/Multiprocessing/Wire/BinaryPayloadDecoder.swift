@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Decodes values from the compact binary payload format written by ``BinaryPayloadEncoder``.
 ///

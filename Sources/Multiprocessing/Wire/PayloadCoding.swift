@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Encodes and decodes payloads in either codec, so the rest of the library names a codec tag
 /// rather than an encoder type.

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Where an interned key's UTF-8 bytes are in the payload.
 struct PayloadKeyRange {

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A container or reserved prefix of the payload being written, whose header is patched when it
 /// is closed.

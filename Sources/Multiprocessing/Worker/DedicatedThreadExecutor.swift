@@ -1,4 +1,4 @@
-import Foundation
+import CMultiprocessingShims
 
 /// A task executor backed by one thread the worker owns.
 ///
@@ -7,16 +7,16 @@ import Foundation
 /// and a job's `run` is called without hopping between threads.
 final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
     // @unchecked: `pending` is only touched with `condition` locked.
-    private let condition = NSCondition()
+    private let condition = ThreadCondition()
     private var pending: [UnownedJob] = []
 
     init(name: String) {
-        let thread = Thread {
-            nameCurrentThread(name)
+        // Jobs may recurse deeply; the main thread has 8 MiB.
+        startOwnedThread(name: name, stackSize: 16 << 20) {
+            // Jobs that start processes (CommandJob) start them from here: see the shim.
+            mp_unblock_sigchld_on_this_thread()
             self.runJobs()  // the thread keeps the executor alive for good
         }
-        thread.stackSize = 16 << 20  // jobs may recurse deeply; the main thread has 8 MiB
-        thread.start()
     }
 
     func enqueue(_ job: consuming ExecutorJob) {
