@@ -119,6 +119,10 @@ func parseFrame(type: UInt8, body: UnsafeRawBufferPointer) -> Int {
                     sink(index)
                 }
             }
+        case .output:
+            let (header, bytes) = try OutputFrameHeader.read(body: body)
+            precondition(header.stream == 1 || header.stream == 2, "output for a stream that does not exist")
+            sink(Int(truncatingIfNeeded: header.batchID) &+ header.position &+ checksum(bytes))
         case .fatal:
             sink(fatalMessage(from: body).utf8.count)
         case .shutdown, nil:

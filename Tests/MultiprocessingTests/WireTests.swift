@@ -2,11 +2,15 @@ import Testing
 @testable import Multiprocessing
 @testable import fixture_worker
 
-/// A stream as a worker writes it: preamble, hello, two results frames and a fatal frame.
+/// A stream as a worker writes it: preamble, hello, streamed output, two results frames and a
+/// fatal frame.
 private func sampleWorkerStream() -> (bytes: [UInt8], frameCount: Int) {
     var writer = WireWriter()
     writer.writePreamble()
     WorkerHello(processID: 4242, jobNames: ["square", "count-primes", "ünïcödé"]).write(to: &writer)
+    Array("a line\n".utf8).withUnsafeBytes {
+        try! OutputFrameHeader.write(batchID: 1, position: 2, stream: 2, bytes: $0, to: &writer, maximumFrameSize: 1 << 20)
+    }
     for batch in 0..<2 {
         let start = writer.beginFrame(.results)
         ResultsHeader(batchID: UInt64(batch + 1), firstPosition: 0, count: 3, elapsedNanoseconds: 12_345).write(to: &writer)
@@ -18,7 +22,7 @@ private func sampleWorkerStream() -> (bytes: [UInt8], frameCount: Int) {
     let fatal = writer.beginFrame(.fatal)
     writer.bytes.append(contentsOf: Array("bye".utf8))
     try! writer.endFrame(startingAt: fatal, maximumFrameSize: 1 << 20)
-    return (writer.bytes, 4)
+    return (writer.bytes, 5)
 }
 
 /// Decodes every frame in `reader`, returning a readable summary of each.
@@ -44,6 +48,9 @@ private func drain(_ reader: inout FrameReader) throws -> [String] {
             return parts.joined(separator: "; ")
         case .fatal?:
             return "fatal " + fatalMessage(from: body)
+        case .output?:
+            let (header, bytes) = try OutputFrameHeader.read(body: body)
+            return "output \(header.batchID) \(header.position) \(header.stream) \(String(decoding: bytes, as: UTF8.self).debugDescription)"
         default:
             return "type \(type)"
         }
@@ -63,8 +70,9 @@ struct WireTests {
         let expected = try drain(&whole)
         #expect(expected.count == frameCount)
         #expect(expected[0] == "hello 4242 [\"square\", \"count-primes\", \"ünïcödé\"]")
-        #expect(expected[1] == "results 1 3; ok 300 0; threw Fixture.Error no; undecodable bad input")
-        #expect(expected[3] == "fatal bye")
+        #expect(expected[1] == "output 1 2 2 \"a line\\n\"")
+        #expect(expected[2] == "results 1 3; ok 300 0; threw Fixture.Error no; undecodable bad input")
+        #expect(expected[4] == "fatal bye")
 
         for split in 0...bytes.count {
             var reader = FrameReader()
@@ -93,12 +101,12 @@ struct WireTests {
 
     @Test("a truncated stream yields no partial frame and no error")
     func truncatedStreamWaits() throws {
-        let (bytes, _) = sampleWorkerStream()
+        let (bytes, frameCount) = sampleWorkerStream()
         for length in 0..<bytes.count {
             var reader = FrameReader()
             reader.append(bytes[0..<length])
             let frames = try drain(&reader)
-            #expect(frames.count < 4)
+            #expect(frames.count < frameCount)
         }
     }
 
@@ -145,6 +153,11 @@ struct WireTests {
         var empty = FrameReader(expectsPreamble: false)
         empty.append([0, 0, 0, 0, 1])
         #expect(throws: WireError.self) { _ = try drain(&empty) }
+
+        // Output for stream 3, which does not exist.
+        var badStream = FrameReader(expectsPreamble: false)
+        badStream.append([5, 0, 0, 0, FrameType.output.rawValue, 1, 0, 3, 65])
+        #expect(throws: WireError.self) { _ = try drain(&badStream) }
 
         // A hello claiming 100 names in a 3-byte body.
         var lying = FrameReader(expectsPreamble: false)

@@ -19,10 +19,19 @@ public struct CommandJob: Job {
         /// the worker's slot number (GNU parallel's `{%}`).
         public var arguments: [String]
 
+        /// Whether the worker sends the command's output to the coordinator whole lines at a
+        /// time as it is written (`pool run --line-buffer`) instead of in the ``Output``.
+        package var streamsOutput: Bool?
+
         /// Creates a command.
         /// - Parameter arguments: The program (found in `PATH` unless it contains a slash) and
         ///   its arguments.
         public init(arguments: [String]) { self.arguments = arguments }
+
+        package init(arguments: [String], streamsOutput: Bool) {
+            self.arguments = arguments
+            self.streamsOutput = streamsOutput
+        }
     }
 
     /// How the command ended and what it printed.
@@ -58,7 +67,8 @@ public struct CommandJob: Job {
         let began = clock.now
         let outcome: CommandRunner.Outcome
         do {
-            outcome = try CommandRunner.run(arguments)
+            let send = input.streamsOutput == true ? StreamedOutput.send : nil
+            outcome = try CommandRunner.run(arguments, stream: send.map { send in { send($0, $1) } })
         } catch {
             throw ProcessPoolError(.spawnFailed, "cannot run \(arguments.first ?? "") (\(error.call) failed: \(error.errno))")
         }

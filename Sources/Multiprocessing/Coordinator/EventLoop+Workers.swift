@@ -174,6 +174,14 @@ extension EventLoop {
             throw WireError("expected the worker's hello, received a frame of type \(type)")
         case (_, .results?):
             try deliverResults(body: body, from: worker)
+        case (_, .output?):
+            let (header, bytes) = try OutputFrameHeader.read(body: body)
+            guard let batch = worker.inFlight.first, batch.id == header.batchID,
+                header.position >= batch.resolvedCount, let slice = batch.slice(atBatchPosition: header.position)
+            else {
+                throw WireError("output for job \(header.position) of batch \(header.batchID), which the worker is not running")
+            }
+            slice.chunk.sink.receiveOutput(stream: Int(header.stream) - 1, bytes: bytes)
         case (_, .fatal?):
             worker.fatalMessage = fatalMessage(from: body)
         case (_, .workerHello?):

@@ -61,9 +61,19 @@ final class FutureSink<Output: Sendable>: ResultSink {
 
     private let state = Mutex(State())
     private let decode: @Sendable (ResultRun) -> Result<Output, ProcessPoolError>
+    private let onOutput: (@Sendable (Int, [UInt8]) -> Void)?
 
-    init(decode: @escaping @Sendable (ResultRun) -> Result<Output, ProcessPoolError>) {
+    init(
+        decode: @escaping @Sendable (ResultRun) -> Result<Output, ProcessPoolError>,
+        onOutput: (@Sendable (Int, [UInt8]) -> Void)? = nil
+    ) {
         self.decode = decode
+        self.onOutput = onOutput
+    }
+
+    func receiveOutput(stream: Int, bytes: UnsafeRawBufferPointer) {
+        guard let onOutput, isAcceptingResults else { return }
+        onOutput(stream, Array(bytes))
     }
 
     var isAcceptingResults: Bool { state.withLock { $0.result == nil } }

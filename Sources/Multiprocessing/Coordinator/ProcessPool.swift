@@ -84,6 +84,16 @@ public final class ProcessPool: Sendable {
     ///   ``ProcessPoolError/Code/poolShutDown``; `CancellationError` if cancelled while waiting
     ///   for room.
     public func submit<J: Job>(_ job: J.Type, _ input: J.Input, options: JobOptions = JobOptions()) async throws -> JobFuture<J.Output> {
+        try await submit(job, input, options: options, onOutput: nil)
+    }
+
+    /// ``submit(_:_:options:)`` for a job that streams output while it runs (a
+    /// ``CommandJob`` asked to): `onOutput` gets each piece (stream 0 stdout, 1 stderr) on the
+    /// pool's I/O thread, so it must be quick.
+    package func submit<J: Job>(
+        _ job: J.Type, _ input: J.Input, options: JobOptions = JobOptions(),
+        onOutput: (@Sendable (Int, [UInt8]) -> Void)?
+    ) async throws -> JobFuture<J.Output> {
         var builder = ChunkBuilder(codec: .binary, maximumFrameSize: core.configuration.maximumFrameSize, expectedCount: 1)
         do {
             try builder.append(input)
@@ -91,9 +101,9 @@ public final class ProcessPool: Sendable {
             throw error.forJob(name: J.name, inputIndex: nil)
         }
         let id = core.reserveJobIDs(1)
-        let sink = FutureSink<J.Output> { run in
+        let sink = FutureSink<J.Output>(decode: { run in
             run.outcomes[0].decoded(J.Output.self, index: nil, jobID: run.firstJobID, jobName: run.jobName)
-        }
+        }, onOutput: onOutput)
         let resolved = ResolvedJobOptions(options, defaults: core.configuration)
         try await core.enqueue(builder.build(sink: sink, jobName: J.name, firstIndex: 0, firstJobID: id, options: resolved))
         return JobFuture(sink: sink, core: core, id: id)

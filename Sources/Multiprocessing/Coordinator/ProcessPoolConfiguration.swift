@@ -25,7 +25,7 @@ public struct ProcessPoolConfiguration: Sendable {
     /// How many bytes of encoded input may wait unsent before `submit` and `map` suspend.
     public var maximumQueuedBytes: Int = 64 << 20
     /// Jobs per batch. Nil (the default) lets the pool size batches from measured job times,
-    /// aiming at about a millisecond of work per batch; set it only to override that.
+    /// aiming at about two milliseconds of work per batch; set it only to override that.
     public var batchSize: Int?
     /// How long one job may run before its worker is terminated; nil (the default) for no
     /// limit. ``JobOptions/timeout`` overrides it per call.

@@ -37,6 +37,14 @@ protocol ResultSink: AnyObject, Sendable {
 
     /// Delivers the outcomes of a run of consecutive jobs.
     func deliver(_ run: ResultRun)
+
+    /// Passes on output a running job streamed (stream 0 stdout, 1 stderr); the bytes are
+    /// valid only during the call.
+    func receiveOutput(stream: Int, bytes: UnsafeRawBufferPointer)
+}
+
+extension ResultSink {
+    func receiveOutput(stream: Int, bytes: UnsafeRawBufferPointer) {}
 }
 
 extension JobOutcome {

@@ -22,6 +22,16 @@ final class InFlightBatch {
         (slices[cursorSlice], cursorPosition)
     }
 
+    /// The slice holding the job at `position` in the batch, if the batch has one there.
+    func slice(atBatchPosition position: Int) -> ChunkSlice? {
+        var start = 0
+        for slice in slices {
+            if position < start + slice.count { return slice }
+            start += slice.count
+        }
+        return nil
+    }
+
     func markNextResolved() {
         resolvedCount += 1
         cursorPosition += 1

@@ -67,9 +67,12 @@ enum CommandRunner {
     }
 
     /// Spawns `arguments` (no shell), with stdin from /dev/null, in the calling process's
-    /// group, and reads its stdout and stderr until both end; blocks the calling thread (a
+    /// group, and reads its stdout and stderr until it exits; blocks the calling thread (a
     /// worker's own job thread).
-    static func run(_ arguments: [String]) throws(SpawnFailure) -> Outcome {
+    ///
+    /// - Parameter stream: If given, output is passed to it as it arrives, whole lines at a
+    ///   time (index 0 stdout, 1 stderr), instead of being returned in the outcome.
+    static func run(_ arguments: [String], stream: ((Int, UnsafeRawBufferPointer) -> Void)? = nil) throws(SpawnFailure) -> Outcome {
         guard let name = arguments.first else {
             return Outcome(status: .exited(127), standardOutput: [], standardError: Array("pool: empty command\n".utf8))
         }
@@ -104,7 +107,7 @@ enum CommandRunner {
             }
             throw error
         }
-        var captured: [[UInt8]] = [[], []]
+        var captured = CapturedOutput(stream: stream)
         let readEnds = [output.readEnd, errors.readEnd]
         if let exit = child.exitDescriptor, (try? output.readEnd.setNonBlocking()) != nil, (try? errors.readEnd.setNonBlocking()) != nil {
             // Keeping the write ends open means the pipes never hang up, so the thread wakes
@@ -115,7 +118,7 @@ enum CommandRunner {
             output.writeEnd.close()
             errors.writeEnd.close()
             for (index, descriptor) in readEnds.enumerated() {
-                drain(descriptor, into: &captured[index])
+                drain(descriptor, into: &captured, index)
                 descriptor.close()
             }
         } else {
@@ -123,13 +126,49 @@ enum CommandRunner {
             errors.writeEnd.close()
             captureUntilEnd(readEnds, into: &captured)
         }
+        captured.finish()
         let status = (try? child.reap()) ?? .exited(-1)
         child.closeExitDescriptor()
-        return Outcome(status: status, standardOutput: captured[0], standardError: captured[1])
+        return Outcome(status: status, standardOutput: captured.bytes[0], standardError: captured.bytes[1])
+    }
+
+    /// A command's stdout (0) and stderr (1): kept whole, or passed on line by line.
+    private struct CapturedOutput {
+        var bytes: [[UInt8]] = [[], []]
+        let stream: ((Int, UnsafeRawBufferPointer) -> Void)?
+
+        /// A line this long is passed on unfinished, so memory stays bounded.
+        static let longestHeldLine = 1 << 20
+
+        init(stream: ((Int, UnsafeRawBufferPointer) -> Void)?) { self.stream = stream }
+
+        mutating func append(_ chunk: UnsafeRawBufferPointer, to index: Int) {
+            bytes[index].append(contentsOf: chunk)
+            guard let stream else { return }
+            let end: Int
+            if let newline = bytes[index].lastIndex(of: UInt8(ascii: "\n")) {
+                end = newline + 1
+            } else if bytes[index].count >= Self.longestHeldLine {
+                end = bytes[index].count
+            } else {
+                return
+            }
+            bytes[index].withUnsafeBytes { stream(index, UnsafeRawBufferPointer(rebasing: $0[..<end])) }
+            bytes[index].removeFirst(end)
+        }
+
+        /// Passes on what is left (a last line without a newline).
+        mutating func finish() {
+            guard let stream else { return }
+            for index in bytes.indices where !bytes[index].isEmpty {
+                bytes[index].withUnsafeBytes { stream(index, $0) }
+                bytes[index].removeAll()
+            }
+        }
     }
 
     /// Reads both pipes as output arrives until the pidfd `exit` says the command has exited.
-    private static func captureUntilExit(_ readEnds: [FileDescriptor], exit: FileDescriptor, into captured: inout [[UInt8]]) {
+    private static func captureUntilExit(_ readEnds: [FileDescriptor], exit: FileDescriptor, into captured: inout CapturedOutput) {
         var entries = (readEnds + [exit]).map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
         while true {
             for index in entries.indices { entries[index].revents = 0 }
@@ -138,23 +177,23 @@ enum CommandRunner {
                 return  // cannot wait any more: collect what there is and reap
             }
             for index in readEnds.indices where entries[index].revents != 0 {
-                drain(readEnds[index], into: &captured[index])
+                drain(readEnds[index], into: &captured, index)
             }
             if entries[readEnds.count].revents != 0 { return }
         }
     }
 
     /// Reads what a non-blocking pipe holds now, until it would block or ends.
-    private static func drain(_ descriptor: FileDescriptor, into bytes: inout [UInt8]) {
+    private static func drain(_ descriptor: FileDescriptor, into captured: inout CapturedOutput, _ index: Int) {
         withUnsafeTemporaryAllocation(byteCount: 64 * 1024, alignment: 1) { chunk in
             while case .transferred(let count)? = try? descriptor.read(into: chunk), count > 0 {
-                bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<count]))
+                captured.append(UnsafeRawBufferPointer(rebasing: chunk[0..<count]), to: index)
             }
         }
     }
 
     /// Reads both (blocking) pipes until both end: where there is no pidfd.
-    private static func captureUntilEnd(_ readEnds: [FileDescriptor], into captured: inout [[UInt8]]) {
+    private static func captureUntilEnd(_ readEnds: [FileDescriptor], into captured: inout CapturedOutput) {
         var open = Array(readEnds.enumerated())
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while !open.isEmpty {
@@ -174,7 +213,7 @@ enum CommandRunner {
                 }
                 let count = chunk.withUnsafeMutableBytes { (try? entry.element.readWaiting(into: $0)) ?? 0 }
                 if count > 0 {
-                    captured[entry.offset].append(contentsOf: chunk[0..<count])
+                    chunk.withUnsafeBytes { captured.append(UnsafeRawBufferPointer(rebasing: $0[0..<count]), to: entry.offset) }
                     stillOpen.append(entry)
                 } else {
                     entry.element.close()

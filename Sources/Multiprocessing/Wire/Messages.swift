@@ -71,6 +71,35 @@ struct CoordinatorHello: Equatable {
     }
 }
 
+/// Output a running job streams: bytes for one of its standard streams (1 stdout, 2
+/// stderr), tagged with the batch and position of the job, so the coordinator can check that
+/// it comes from the job the worker is running.
+struct OutputFrameHeader: Equatable {
+    var batchID: UInt64
+    var position: Int
+    var stream: UInt8
+
+    static func write(batchID: UInt64, position: Int, stream: UInt8, bytes: UnsafeRawBufferPointer, to writer: inout WireWriter, maximumFrameSize: Int) throws(WireError) {
+        let start = writer.beginFrame(.output)
+        writer.writeVarint(batchID)
+        writer.writeVarint(position)
+        writer.writeByte(stream)
+        writer.bytes.append(contentsOf: bytes)
+        try writer.endFrame(startingAt: start, maximumFrameSize: maximumFrameSize)
+    }
+
+    /// Reads the header; the rest of `body` (from the returned offset) is the output.
+    static func read(body: UnsafeRawBufferPointer) throws(WireError) -> (OutputFrameHeader, bytes: UnsafeRawBufferPointer) {
+        var reader = WireReader(body)
+        let batchID = try reader.readVarint("batch id")
+        let position = try reader.readCount("job position", limit: Int(UInt32.max))
+        let stream = try reader.readByte("stream")
+        guard stream == 1 || stream == 2 else { throw WireError("output for stream \(stream); only 1 (stdout) and 2 (stderr) exist") }
+        let bytes = UnsafeRawBufferPointer(rebasing: body[reader.offset...])
+        return (OutputFrameHeader(batchID: batchID, position: position, stream: stream), bytes)
+    }
+}
+
 /// One job as it travels in a jobs frame.
 struct WireJob {
     var jobIndex: Int

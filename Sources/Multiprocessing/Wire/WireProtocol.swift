@@ -50,6 +50,9 @@ enum FrameType: UInt8, CaseIterable, Sendable {
     case jobs = 0x10
     /// Worker → coordinator: results for consecutive jobs of one batch.
     case results = 0x11
+    /// Worker → coordinator, optional: output a running job streams before its result (sent
+    /// only for jobs that ask for it, such as a command run with `pool run --line-buffer`).
+    case output = 0x12
     /// Coordinator → worker: finish the current batch and exit.
     case shutdown = 0x20
     /// Worker → coordinator: the worker cannot go on; a message says why.

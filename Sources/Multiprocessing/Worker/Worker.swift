@@ -74,6 +74,9 @@ final class WorkerLoop: @unchecked Sendable {
     private var maximumFrameSize = WireProtocol.defaultMaximumFrameSize
     /// A jobs frame's body, copied out of the reader so it stays put while jobs await.
     private var batch: UnsafeMutableRawBufferPointer = .allocate(byteCount: 64 * 1024, alignment: 16)
+    /// The job running now, as output frames name it.
+    private var runningBatchID: UInt64 = 0
+    private var runningPosition = 0
 
     /// Results are sent when a batch ends, or sooner once this much time has passed since the
     /// last send, so the coordinator learns of finished work (and of where a crash happened)
@@ -88,6 +91,7 @@ final class WorkerLoop: @unchecked Sendable {
 
     /// Serves until the coordinator goes away; ends the process rather than return.
     func run() async {
+        StreamedOutput.install { [self] stream, bytes in sendOutput(stream: stream, bytes: bytes) }
         writer.writePreamble()
         WorkerHello(processID: Int(WorkerProcess.processID), jobNames: registry.names).write(to: &writer)
         flush()
@@ -175,7 +179,9 @@ final class WorkerLoop: @unchecked Sendable {
             sectionStart = now
         }
 
+        runningBatchID = jobs.batchID
         while let job = try jobs.next() {
+            runningPosition = position
             let resultStart = writer.bytes.count
             if job.jobIndex < registry.handlers.count {
                 await registry.handlers[job.jobIndex].perform(
@@ -223,6 +229,26 @@ final class WorkerLoop: @unchecked Sendable {
             // Each output was checked against the limit, but together they may exceed it.
             fail("a results frame exceeded the maximum frame size: \(error)")
         }
+    }
+
+    /// Writes output of the running job in frames of its own, now: results of earlier jobs
+    /// of the batch may still be waiting in `writer` (which the job's `perform` is using).
+    private func sendOutput(stream: Int, bytes: UnsafeRawBufferPointer) {
+        let room = max(1, maximumFrameSize - WireProtocol.frameOverhead - 32)
+        var offset = 0
+        repeat {
+            let end = min(bytes.count, offset + room)
+            var frame = WireWriter(reservingCapacity: end - offset + 32)
+            do {
+                try OutputFrameHeader.write(
+                    batchID: runningBatchID, position: runningPosition, stream: UInt8(stream + 1),
+                    bytes: UnsafeRawBufferPointer(rebasing: bytes[offset..<end]), to: &frame, maximumFrameSize: maximumFrameSize)
+                try frame.bytes.withUnsafeBytes { try output.writeAll($0) }
+            } catch {
+                WorkerProcess.exitProcess(0)  // the coordinator is gone
+            }
+            offset = end
+        } while offset < bytes.count
     }
 
     private func flush() {
