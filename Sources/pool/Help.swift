@@ -88,12 +88,17 @@ enum Help {
       --halt WHEN,fail=N   stop after N failed jobs (or N% of those finished, from 3 on):
                        soon lets running jobs finish, now stops them too
       --bar            show a progress bar (count, rate, ETA) on stderr when it is a terminal
+      --line-buffer    print output a line at a time as jobs write it (lines of different
+                       jobs mix, but no line is cut); with -k, later jobs' lines wait their turn
       --worker PATH    the worker binary (default: pool-worker next to pool)
 
     Each job's stdout and stderr are printed whole when it ends, never mixed with another's.
+    Output is collected until the command exits: what a process it leaves running in the
+    background writes later is not printed.
 
     The first Ctrl-C (or SIGTERM) stops starting jobs, stops the running ones, completes the job
-    log and exits 130 (143); a second one exits at once.
+    log and exits 130 (143); a second one exits at once. Jobs stopped that way are not in the
+    job log, so --resume runs them again.
 
     exit status: 0 if every job succeeded; otherwise the number of failed jobs, at most 101;
     2 for a usage error; 255 if pool itself failed; 130/143 when interrupted.
@@ -104,6 +109,7 @@ enum Help {
       ls *.png | pool run convert {} {.}.jpg
       pool run 'gzip -c {} > {}.gz' ::: *.txt
       pool run --timeout 30 --retries 2 ./flaky-test ::: 1 2 3
+      pool run --line-buffer --tag ping -c 3 ::: host1 host2
 
     """
 

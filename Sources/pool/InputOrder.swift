@@ -5,6 +5,9 @@ struct InputOrder<Item> {
     private var waiting: [Int: Item] = [:]
     private var skipped: Set<Int> = []
 
+    /// The sequence number released next: the earliest still missing.
+    var nextSequence: Int { next }
+
     /// Adds the item for `sequence`; `release` gets every item now in order.
     mutating func add(_ item: Item, at sequence: Int, release: (Item) -> Void) {
         waiting[sequence] = item

@@ -18,11 +18,10 @@ struct RunCommand {
     var resultsDirectory: String?
     var halt: HaltPolicy?
     var showBar = false
+    var lineBuffer = false
     var command: [String] = []
     /// Inputs given after `:::`; nil means read them from stdin.
     var inputs: [String]?
-
-    static let unsupported: Set<String> = ["--line-buffer"]
 
     /// Parses the arguments after `run`.
     /// - Throws: `UsageError` naming the bad option.
@@ -58,11 +57,10 @@ struct RunCommand {
             case "--results": resultsDirectory = try value(for: argument)
             case "--halt": halt = try HaltPolicy(parsing: try value(for: argument))
             case "--bar": showBar = true
+            case "--line-buffer": lineBuffer = true
             default:
                 if argument.hasPrefix("-j"), argument.count > 2 {
                     jobs = try Self.parseJobs(String(argument.dropFirst(2)))
-                } else if Self.unsupported.contains(argument) {
-                    throw UsageError("\(argument) is not supported yet")
                 } else {
                     throw UsageError("unknown option '\(argument)' (see 'pool help run')")
                 }
@@ -113,10 +111,20 @@ struct RunCommand {
         var halted = false
         var finished = 0
         /// Prints, logs and counts one finished job; true when --halt says to stop.
+        /// With --line-buffer, what each running job has streamed, kept only where the job log
+        /// or --results need it (they record a job's output once it ends).
+        var streamed: [Int: [Data]] = [:]
+        let keepsStreamed = lineBuffer && (log != nil || results != nil)
         func finish(_ sequence: Int, _ input: String, _ result: Result<CommandJob.Output, ProcessPoolError>) -> Bool {
             bar?.clear()
             printer.print(sequence: sequence, input: input, result: result)
             if log != nil || results != nil {
+                var result = result
+                if let output = streamed.removeValue(forKey: sequence), case .success(var whole) = result {
+                    whole.standardOutput = output[0]
+                    whole.standardError = output[1]
+                    result = .success(whole)
+                }
                 let display = template.display(for: input, sequence: sequence + 1)
                 log?.record(sequence: sequence + 1, command: display, result: result)
                 results?.record(sequence: sequence + 1, input: input, command: display, result: result)
@@ -154,8 +162,13 @@ struct RunCommand {
             }
             func start(_ index: Int, _ input: String, _ command: CommandJob.Input, attempt: Int) async {
                 let future: JobFuture<CommandJob.Output>
+                if keepsStreamed { streamed[index] = [Data(), Data()] }
+                var onOutput: (@Sendable (Int, [UInt8]) -> Void)?
+                if lineBuffer {
+                    onOutput = { stream, bytes in sink.yield(.output(index, input, stream, bytes)) }
+                }
                 do {
-                    future = try await pool.submit(CommandJob.self, command)
+                    future = try await pool.submit(CommandJob.self, command, onOutput: onOutput)
                 } catch let error as ProcessPoolError {
                     sink.yield(.finished(index, input, .failure(error)))
                     return
@@ -185,7 +198,7 @@ struct RunCommand {
                     if skip.contains(index + 1) {
                         printer.skip(sequence: index)
                     } else {
-                        let command = CommandJob.Input(arguments: template.arguments(for: input, sequence: index + 1))
+                        let command = CommandJob.Input(arguments: template.arguments(for: input, sequence: index + 1), streamsOutput: lineBuffer)
                         await start(index, input, command, attempt: 0)
                     }
                 case .inputsEnded:
@@ -202,8 +215,13 @@ struct RunCommand {
                         halted = true
                         if halt?.stopsRunningJobs == true { for future in running.values { future.cancel() } }
                     }
+                case .output(let index, let input, let stream, let bytes):
+                    if keepsStreamed { streamed[index]?[stream].append(contentsOf: bytes) }
+                    bar?.clear()
+                    printer.stream(sequence: index, input: input, stream: stream, bytes: bytes)
                 case .cancelled(let index):
                     running[index] = nil
+                    streamed[index] = nil
                 }
                 requestInputs()
                 if (inputsEnded || halted) && running.isEmpty { break eventLoop }
@@ -221,11 +239,14 @@ struct RunCommand {
 }
 
 /// Prints each job's output whole (never interleaved with another's), in finishing order or,
-/// with `-k`, in input order.
+/// with `-k`, in input order. With --line-buffer, jobs' lines are printed as they come
+/// instead; with `-k` too, only the earliest unfinished job's come live, and later jobs' wait.
 final class ResultPrinter {
     private let keepOrder: Bool
     private let tag: Bool
-    private var order = InputOrder<(String, Result<CommandJob.Output, ProcessPoolError>)>()
+    private var order = InputOrder<(sequence: Int, input: String, result: Result<CommandJob.Output, ProcessPoolError>)>()
+    /// Streamed lines held back by `-k`, by job.
+    private var held: [Int: [(input: String, stream: Int, bytes: [UInt8])]] = [:]
     private(set) var failures = 0
 
     init(keepOrder: Bool, tag: Bool) {
@@ -241,13 +262,39 @@ final class ResultPrinter {
         case .failure: failures += 1
         }
         guard keepOrder else { return emit(input, result) }
-        order.add((input, result), at: sequence) { emit($0.0, $0.1) }
+        order.add((sequence, input, result), at: sequence) { release($0) }
+        releaseHeldLines(of: order.nextSequence)
     }
 
     /// A job that will not run (`--resume`): `-k` must not wait for it.
     func skip(sequence: Int) {
         guard keepOrder else { return }
-        order.skip(sequence) { emit($0.0, $0.1) }
+        order.skip(sequence) { release($0) }
+        releaseHeldLines(of: order.nextSequence)
+    }
+
+    private func release(_ item: (sequence: Int, input: String, result: Result<CommandJob.Output, ProcessPoolError>)) {
+        releaseHeldLines(of: item.sequence)
+        emit(item.input, item.result)
+    }
+
+    /// Lines a running job streamed (--line-buffer): printed now, or with `-k` held until
+    /// every earlier job has been printed.
+    func stream(sequence: Int, input: String, stream: Int, bytes: [UInt8]) {
+        if keepOrder && sequence != order.nextSequence {
+            held[sequence, default: []].append((input, stream, bytes))
+            return
+        }
+        Output.write(tagged(Data(bytes), input), to: stream == 0 ? .standardOutput : .standardError)
+    }
+
+    /// A job whose turn has come prints what it streamed while it waited (and, if still
+    /// running, streams live from here on).
+    private func releaseHeldLines(of sequence: Int) {
+        guard let lines = held.removeValue(forKey: sequence) else { return }
+        for line in lines {
+            Output.write(tagged(Data(line.bytes), line.input), to: line.stream == 0 ? .standardOutput : .standardError)
+        }
     }
 
     private func emit(_ input: String, _ result: Result<CommandJob.Output, ProcessPoolError>) {
@@ -278,6 +325,8 @@ enum RunEvent: Sendable {
     /// command (nil where it never ran and must not be retried).
     case finished(Int, String, Result<CommandJob.Output, ProcessPoolError>, attempt: Int = 0, command: CommandJob.Input? = nil)
     case cancelled(Int)
+    /// With --line-buffer: lines a running job wrote to stdout (0) or stderr (1).
+    case output(Int, String, Int, [UInt8])
 }
 
 /// Reads inputs one at a time, on request, on a queue of its own: reading stdin may block for

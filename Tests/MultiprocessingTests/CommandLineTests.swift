@@ -321,4 +321,57 @@ struct CommandLineTests {
         #expect(first == "got a\n")
         #expect(rest == "got b\n")
     }
+
+    @Test("--line-buffer prints a job's lines while it runs, each line whole")
+    func lineBufferStreamsWhileRunning() async throws {
+        let gate = FileManager.default.temporaryDirectory.appendingPathComponent("gate-\(UUID().uuidString)").path
+        guard mkfifo(gate, 0o600) == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        defer { unlink(gate) }
+        // The job prints a line, then blocks until the test opens the gate: the line can only
+        // have reached the test if it was printed while the job was still running.
+        let (first, rest, status) = try await onDedicatedThread { () -> (String, String, Int32) in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Binaries.directory + "/pool")
+            process.arguments = ["run", "--line-buffer", "--tag", "sh", "-c", "echo before $1; cat \"$0\" > /dev/null; echo after $1", gate, ":::", "x"]
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            var line = Data()
+            while !line.contains(UInt8(ascii: "\n")) {
+                let chunk = output.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                line.append(chunk)
+            }
+            let opened = open(gate, O_WRONLY)
+            close(opened)
+            let remainder = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (String(decoding: line, as: UTF8.self), String(decoding: remainder, as: UTF8.self), process.terminationStatus)
+        }
+        #expect(first == "x\tbefore x\n")
+        #expect(rest == "x\tafter x\n")
+        #expect(status == 0)
+
+        // Two jobs writing many lines at once: lines interleave, but none is cut in two.
+        let script = "i=0; while [ $i -lt 2000 ]; do echo \"job $1 line $i of many words to make the line longer\"; i=$((i+1)); done"
+        let mixed = try await pool(["run", "--line-buffer", "-j", "2", "sh", "-c", script, "_", ":::", "a", "b"])
+        let lines = mixed.output.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        #expect(lines.count == 4000)
+        let malformed = lines.filter { $0.wholeMatch(of: /job [ab] line \d+ of many words to make the line longer/) == nil }
+        #expect(malformed.isEmpty, "cut lines: \(malformed.prefix(3))")
+        for job in ["a", "b"] {
+            let numbers = lines.filter { $0.hasPrefix("job \(job) ") }.map { Int($0.split(separator: " ")[3])! }
+            #expect(numbers == Array(0..<2000))
+        }
+
+        // With -k, the lines come out in input order even though the last job finishes first;
+        // --results still gets each job's whole output.
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let ordered = try await pool(["run", "--line-buffer", "-k", "-j", "3", "--results", directory.path,
+                                      "sh", "-c", "echo one $1; sleep $1; echo two $1", "_", ":::", "0.4", "0.2", "0"])
+        #expect(ordered.output == "one 0.4\ntwo 0.4\none 0.2\ntwo 0.2\none 0\ntwo 0\n")
+        #expect(try String(contentsOfFile: directory.path + "/3/stdout", encoding: .utf8) == "one 0\ntwo 0\n")
+    }
 }
