@@ -18,6 +18,12 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .executableTarget(
+            name: "bench",
+            dependencies: [.product(name: "Multiprocessing", package: mainPackage)],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(name: "trivial", swiftSettings: [.swiftLanguageMode(.v6)]),
+        .executableTarget(
             name: "reliability-figures",
             dependencies: [.product(name: "Multiprocessing", package: mainPackage)],
             swiftSettings: [.swiftLanguageMode(.v6)]

@@ -1,0 +1,366 @@
+import Foundation
+import Multiprocessing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The sizes of a run: the issue's, or a seconds-long smoke version (`--quick`).
+struct Sizes {
+    var tinyJobs = 2_000_000
+    var tinyJobsChunksizeOne = 20_000
+    var submits = 200_000
+    var roundTrips = 2_000
+    var cpuJobs = 400
+    var payloadJobs = 64
+    var payloadBytes = 8 << 20
+    var commandJobs = 2_000
+    var lazyMapInputs = 10_000_000
+
+    static let quick = Sizes(
+        tinyJobs: 100_000, tinyJobsChunksizeOne: 2_000, submits: 10_000, roundTrips: 200, cpuJobs: 40,
+        payloadJobs: 8, payloadBytes: 1 << 20, commandJobs: 200, lazyMapInputs: 200_000)
+}
+
+/// Where the things the suite runs live.
+struct Paths {
+    /// `Benchmarks/`.
+    let benchmarks: String
+    var mainPackage: String { benchmarks + "/.." }
+    var pool: String { mainPackage + "/.build/release/pool" }
+    var poolWorker: String { mainPackage + "/.build/release/pool-worker" }
+    var pythonBaselines: String { benchmarks + "/baselines/pools.py" }
+    /// The `trivial` program, built next to this one.
+    var trivial: String { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("trivial").path }
+
+    init() {
+        benchmarks = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+}
+
+/// Finds `name` in PATH.
+func which(_ name: String) -> String? {
+    for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        let candidate = "\(directory)/\(name)"
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    return nil
+}
+
+/// Runs a program to completion with stdout captured; throws if it fails.
+@discardableResult
+func runProgram(_ path: String, _ arguments: [String], standardInput: String? = nil) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    let output = Pipe()
+    process.standardOutput = output
+    if let standardInput { process.standardInput = FileHandle(forReadingAtPath: standardInput) }
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw BenchmarkError("\(path) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+    }
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// Runs the Python baseline once and returns the named field of its JSON report.
+func python(_ python: String, _ paths: Paths, _ scenario: String, workers: Int, _ extra: [String] = [], field: String = "value") throws -> Double {
+    let output = try runProgram(python, [paths.pythonBaselines, scenario, "--workers", String(workers)] + extra)
+    guard let line = output.split(separator: "\n").last,
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+        let value = object[field] as? Double
+    else { throw BenchmarkError("the Python baseline \(scenario) printed no \(field): \(output.suffix(200))") }
+    return value
+}
+
+func percentile(_ values: [Double], _ fraction: Double) -> Double {
+    let sorted = values.sorted()
+    return sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * fraction).rounded()))]
+}
+
+/// A process's resident memory in MiB, from /proc.
+func residentMiB(of pid: Int32) -> Double? {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+        let kib = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) })
+    else { return nil }
+    return kib / 1024
+}
+
+/// The job type the shipped `pool-worker` serves besides commands.
+struct Echo: Job {
+    static let name = "echo"
+    func run(_ input: String) -> String { input }
+}
+
+func scenarios(workers: Int, sizes: Sizes, paths: Paths) async throws -> [Scenario] {
+    let clock = ContinuousClock()
+    let python3 = which("python3")
+    let noPython = python3 == nil ? "python3 is not installed" : nil
+    let py = python3 ?? ""
+    // One warm pool of this program's own workers, shared by the throughput scenarios (as the
+    // Python baselines time their pools after a warm-up job).
+    func withWarmPool<T>(_ body: (ProcessPool) async throws -> T) async throws -> T {
+        try await withProcessPool(workers: workers, arguments: []) { pool in
+            _ = try await pool.run(Increment.self, 0)
+            return try await body(pool)
+        }
+    }
+
+    // d: calibrate a crunch of about 5 ms on one core.
+    // (Results are kept and checked, or the optimizer may drop the calls.)
+    var rounds = 1_000_000
+    var keep: UInt64 = 0
+    for attempt in 0..<3 {
+        let took = seconds(clock.measure { keep &+= crunch(rounds, seed: attempt) })
+        rounds = max(1_000, Int(Double(rounds) * 0.005 / max(took, 1e-6)))
+    }
+    precondition(keep != 1)
+    let crunchRounds = rounds
+
+    let payload = [UInt8](repeating: 5, count: sizes.payloadBytes)
+    let payloadMiB = Double(sizes.payloadJobs * sizes.payloadBytes) / 1_048_576
+
+    let inputsFile = NSTemporaryDirectory() + "bench-inputs-\(getpid()).txt"
+    try (1...sizes.commandJobs).map(String.init).joined(separator: "\n").appending("\n").write(toFile: inputsFile, atomically: true, encoding: .utf8)
+
+    func timed(_ body: () async throws -> Void) async rethrows -> Double {
+        let start = clock.now
+        try await body()
+        return seconds(clock.now - start)
+    }
+
+    return [
+        Scenario(
+            id: "a", title: "tiny jobs (\(sizes.tinyJobs) Int→Int)",
+            contenders: [
+                Contender("pool.map", unit: "jobs/s", ours: true) {
+                    try await withWarmPool { pool in
+                        let time = try await timed {
+                            let outputs = try await pool.map(Increment.self, 0..<sizes.tinyJobs)
+                            guard outputs.count == sizes.tinyJobs, outputs.last == sizes.tinyJobs else { throw BenchmarkError("wrong outputs") }
+                        }
+                        return Double(sizes.tinyJobs) / time
+                    }
+                },
+                Contender("Pool.map", unit: "jobs/s", unavailable: noPython) {
+                    try python(py, paths, "a-pool-map", workers: workers, ["--jobs", String(sizes.tinyJobs)])
+                },
+                Contender("PPE.map chunksize=1", unit: "jobs/s", unavailable: noPython) {
+                    try python(py, paths, "a-ppe-map-1", workers: workers, ["--jobs", String(sizes.tinyJobsChunksizeOne)])
+                },
+                Contender("PPE.map chunksize=1000", unit: "jobs/s", unavailable: noPython) {
+                    try python(py, paths, "a-ppe-map-1000", workers: workers, ["--jobs", String(sizes.tinyJobs)])
+                },
+                Contender("in-process loop", unit: "jobs/s") {
+                    let job = Increment()
+                    var outputs: [Int] = []
+                    let time = await timed { outputs = (0..<sizes.tinyJobs).map { job.run($0) } }
+                    precondition(outputs.count == sizes.tinyJobs)
+                    return Double(sizes.tinyJobs) / time
+                },
+            ],
+            bars: [
+                .ratio("pool.map", "Pool.map", atLeast: 2, "vs Pool.map"),
+                .ratio("pool.map", "PPE.map chunksize=1", atLeast: 100, "vs PPE.map chunksize=1"),
+                .ratio("pool.map", "PPE.map chunksize=1000", atLeast: 1, "vs PPE.map chunksize=1000"),
+            ]),
+        Scenario(
+            id: "b", title: "futures (\(sizes.submits) submits in flight)",
+            contenders: [
+                Contender("pool.submit", unit: "jobs/s", ours: true) {
+                    try await withWarmPool { pool in
+                        try await Double(sizes.submits) / timed {
+                            var futures: [JobFuture<Int>] = []
+                            futures.reserveCapacity(sizes.submits)
+                            for input in 0..<sizes.submits { futures.append(try await pool.submit(Increment.self, input)) }
+                            for (input, future) in futures.enumerated() where try await future.value != input + 1 {
+                                throw BenchmarkError("wrong output for \(input)")
+                            }
+                        }
+                    }
+                },
+                Contender("PPE.submit", unit: "jobs/s", unavailable: noPython) {
+                    try python(py, paths, "b-ppe-submit", workers: workers, ["--jobs", String(sizes.submits)])
+                },
+            ],
+            bars: [.ratio("pool.submit", "PPE.submit", atLeast: 20, "vs PPE.submit")]),
+        Scenario(
+            id: "c", title: "latency (one job's round trip)",
+            contenders: [
+                Contender("pool.run p50", unit: "µs", ours: true) {
+                    try await withWarmPool { pool in
+                        var samples: [Double] = []
+                        for input in 0..<(sizes.roundTrips + 100) {
+                            let time = try await timed { _ = try await pool.run(Increment.self, input) }
+                            if input >= 100 { samples.append(time) }
+                        }
+                        return percentile(samples, 0.5) * 1e6
+                    }
+                },
+                Contender("PPE p50", unit: "µs", unavailable: noPython) {
+                    try python(py, paths, "c-ppe-latency", workers: workers, ["--jobs", String(sizes.roundTrips)])
+                },
+                Contender("raw pipe ping-pong p50", unit: "µs") {
+                    percentile(try RawPipe.pingPong(roundTrips: sizes.roundTrips), 0.5) * 1e6
+                },
+            ],
+            bars: [
+                .ratio("pool.run p50", "PPE p50", atMost: 1.0 / 3, "p50 vs PPE"),
+                .ratio("pool.run p50", "raw pipe ping-pong p50", atMost: 2, "p50 vs raw pipe"),
+            ]),
+        Scenario(
+            id: "d", title: "CPU-bound (\(sizes.cpuJobs) jobs of ~5 ms)",
+            contenders: [
+                Contender("sequential", unit: "s") {
+                    var sum: UInt64 = 0
+                    let time = await timed { for seed in 0..<sizes.cpuJobs { sum &+= crunch(crunchRounds, seed: seed) } }
+                    guard sum != 1 else { throw BenchmarkError("impossible checksum") }
+                    return time
+                },
+                Contender("pool.map", unit: "s", ours: true) {
+                    try await withWarmPool { pool in
+                        try await timed { _ = try await pool.map(Crunch.self, (0..<sizes.cpuJobs).map { [crunchRounds, $0] }) }
+                    }
+                },
+                Contender("TaskGroup", unit: "s") {
+                    await timed {
+                        await withTaskGroup(of: UInt64.self) { group in
+                            for seed in 0..<sizes.cpuJobs { group.addTask { crunch(crunchRounds, seed: seed) } }
+                            for await _ in group {}
+                        }
+                    }
+                },
+            ],
+            bars: [.ratio("pool.map", "TaskGroup", atMost: 1 / 0.97, "time vs TaskGroup (≥ 97% of its speedup)")]),
+        Scenario(
+            id: "e", title: "payload (\(sizes.payloadJobs) × \(sizes.payloadBytes >> 20) MiB)",
+            contenders: [
+                Contender("pool in", unit: "MiB/s", ours: true) {
+                    try await withWarmPool { pool in
+                        try await payloadMiB / timed {
+                            let counts = try await pool.map(Ingest.self, Array(repeating: payload, count: sizes.payloadJobs))
+                            guard counts.allSatisfy({ $0 == sizes.payloadBytes }) else { throw BenchmarkError("wrong sizes") }
+                        }
+                    }
+                },
+                Contender("PPE in", unit: "MiB/s", unavailable: noPython) {
+                    try python(py, paths, "e-ppe-payload-in", workers: workers, ["--jobs", String(sizes.payloadJobs), "--mib", String(sizes.payloadBytes >> 20)])
+                },
+                Contender("pool out", unit: "MiB/s", ours: true) {
+                    try await withWarmPool { pool in
+                        try await payloadMiB / timed {
+                            let outputs = try await pool.map(Emit.self, Array(repeating: sizes.payloadBytes, count: sizes.payloadJobs))
+                            guard outputs.allSatisfy({ $0.count == sizes.payloadBytes }) else { throw BenchmarkError("wrong sizes") }
+                        }
+                    }
+                },
+                Contender("PPE out", unit: "MiB/s", unavailable: noPython) {
+                    try python(py, paths, "e-ppe-payload-out", workers: workers, ["--jobs", String(sizes.payloadJobs), "--mib", String(sizes.payloadBytes >> 20)])
+                },
+                Contender("raw pipe", unit: "MiB/s") {
+                    try RawPipe.bandwidth(count: sizes.payloadJobs, size: sizes.payloadBytes)
+                },
+            ],
+            bars: [
+                .ratio("pool in", "PPE in", atLeast: 2, "in vs PPE"),
+                .ratio("pool out", "PPE out", atLeast: 2, "out vs PPE"),
+                .ratio("pool in", "raw pipe", atLeast: 0.6, "in vs raw pipe"),
+                .ratio("pool out", "raw pipe", atLeast: 0.6, "out vs raw pipe"),
+            ]),
+        Scenario(
+            id: "f", title: "start-up (pool created → first result)",
+            contenders: [
+                Contender("pool", unit: "ms", ours: true) {
+                    try await timed {
+                        try await withProcessPool(workers: workers, arguments: []) { pool in _ = try await pool.run(Increment.self, 0) }
+                    } * 1000
+                },
+                Contender("PPE spawn", unit: "ms", unavailable: noPython) {
+                    try python(py, paths, "f-ppe-startup-spawn", workers: workers)
+                },
+                Contender("PPE fork", unit: "ms", unavailable: noPython) {
+                    try python(py, paths, "f-ppe-startup-fork", workers: workers)
+                },
+            ],
+            bars: [.ratio("pool", "PPE spawn", atMost: 0.25, "vs PPE spawn")]),
+        Scenario(
+            id: "g", title: "command line (\(sizes.commandJobs) `true` jobs)",
+            contenders: [
+                Contender("pool run", unit: "jobs/s", ours: true,
+                          unavailable: FileManager.default.isExecutableFile(atPath: paths.pool) ? nil : "build it first: swift build -c release") {
+                    try await Double(sizes.commandJobs) / timed {
+                        try runProgram(paths.pool, ["run", "-j", String(workers), "true"], standardInput: inputsFile)
+                    }
+                },
+                Contender("xargs -P", unit: "jobs/s", unavailable: which("xargs") == nil ? "xargs is not installed" : nil) {
+                    try await Double(sizes.commandJobs) / timed {
+                        try runProgram(which("xargs")!, ["-P", String(workers), "-n1", "true"], standardInput: inputsFile)
+                    }
+                },
+                Contender("GNU parallel", unit: "jobs/s", unavailable: which("parallel") == nil ? "GNU parallel is not installed" : nil) {
+                    try await Double(sizes.commandJobs) / timed {
+                        try runProgram(which("parallel")!, ["-j", String(workers), "true"], standardInput: inputsFile)
+                    }
+                },
+            ],
+            bars: [
+                .ratio("pool run", "xargs -P", atLeast: 1, "vs xargs -P"),
+                .ratio("pool run", "GNU parallel", atLeast: 4, "vs GNU parallel"),
+            ]),
+        Scenario(
+            id: "h", title: "memory",
+            contenders: [
+                Contender("coordinator peak, lazy map", unit: "MiB", ours: true) {
+                    let output = try runProgram(CommandLine.arguments[0], ["memory-map", String(sizes.lazyMapInputs), String(workers)])
+                    guard let value = Double(output.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw BenchmarkError("memory-map printed \(output)") }
+                    return value
+                },
+                Contender("idle pool-worker", unit: "MiB", ours: true,
+                          unavailable: FileManager.default.isExecutableFile(atPath: paths.poolWorker) ? nil : "build it first: swift build -c release") {
+                    let configuration = ProcessPoolConfiguration(workerCount: 1, executablePath: paths.poolWorker)
+                    return try await withProcessPool(configuration: configuration) { pool in
+                        _ = try await pool.run(Echo.self, "warm")
+                        guard let pid = pool.workerProcessIDs.first, let resident = residentMiB(of: pid) else { throw BenchmarkError("no worker to measure") }
+                        return resident
+                    }
+                },
+                Contender("trivial Swift program", unit: "MiB") {
+                    let process = Process()
+                    process.executableURL = URL(fileURLWithPath: paths.trivial)
+                    let input = Pipe()
+                    let output = Pipe()
+                    process.standardInput = input
+                    process.standardOutput = output
+                    try process.run()
+                    _ = output.fileHandleForReading.availableData  // "ready"
+                    let resident = residentMiB(of: process.processIdentifier)
+                    try input.fileHandleForWriting.close()
+                    process.waitUntilExit()
+                    guard let resident else { throw BenchmarkError("cannot read the trivial program's memory") }
+                    return resident
+                },
+            ],
+            bars: [
+                .value("coordinator peak, lazy map", atMost: 100, "coordinator peak (MiB)"),
+                .ratio("idle pool-worker", "trivial Swift program", atMost: 1.5, "idle worker vs trivial program"),
+            ]),
+    ]
+}
+
+/// `bench memory-map N W`: a lazy map over N inputs in this process, then its peak resident
+/// memory in MiB on stdout.
+func memoryMap(inputs: Int, workers: Int) async throws -> Never {
+    var total = 0
+    try await withProcessPool(workers: workers, arguments: []) { pool in
+        for try await (_, output) in pool.mapUnordered(Increment.self, (0..<inputs).lazy.map { $0 }) {
+            total &+= output
+        }
+    }
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    print(String(format: "%.1f", Double(usage.ru_maxrss) / 1024))
+    exit(total == (inputs * (inputs + 1)) / 2 ? 0 : 1)
+}
