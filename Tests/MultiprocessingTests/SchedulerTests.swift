@@ -151,4 +151,37 @@ struct SchedulerTests {
         let error = try await #require(throws: ProcessPoolError.self) { try await sink.results() }
         #expect(error.message == "run at 4")
     }
+
+    @Test("an unordered call's buffer stays bounded when its consumer never quite catches up")
+    func unorderedBufferIsCompacted() async throws {
+        let sink = UnorderedSink<Int>()
+        var next = 0
+        var largest = 0
+        for round in 0..<5_000 {
+            // Ten results arrive, the consumer takes nine: the buffer is never empty.
+            var outcomes: [[UInt8]] = []
+            for offset in 0..<10 { outcomes.append(try BinaryPayloadEncoder().encode(round * 10 + offset)) }
+            sink.noteSubmitted(10)
+            outcomes.withPayloads { sink.deliver(ResultRun(firstIndex: round * 10, firstJobID: 1, jobName: "j", outcomes: $0)) }
+            for _ in 0..<9 {
+                let element = try #require(try await sink.next())
+                #expect(element.output == next)
+                next += 1
+            }
+            largest = max(largest, sink.storedCount)
+        }
+        // Up to 5,000 results are waiting; the array may hold as many again of those already
+        // taken before it drops them, but not all 45,000.
+        #expect(largest <= 2 * 5_000 + 1_024 + 10)
+    }
+}
+
+extension Array where Element == [UInt8] {
+    /// Calls `body` with each payload as a successful outcome (valid only during the call).
+    fileprivate func withPayloads(_ body: ([JobOutcome]) -> Void, done: [JobOutcome] = []) {
+        guard let first else { return body(done) }
+        first.withUnsafeBytes { payload in
+            Array(dropFirst()).withPayloads(body, done: done + [.succeeded(codec: .binary, payload: payload)])
+        }
+    }
 }

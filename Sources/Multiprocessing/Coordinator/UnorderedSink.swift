@@ -23,6 +23,11 @@ final class UnorderedSink<Output: Decodable & Sendable>: ResultSink {
             if bufferHead == buffer.count {
                 buffer.removeAll(keepingCapacity: true)
                 bufferHead = 0
+            } else if bufferHead >= 1024 && bufferHead * 2 >= buffer.count {
+                // A consumer that never quite catches up never empties the buffer: drop the
+                // taken front now and then, or the array keeps every result ever delivered.
+                buffer.removeSubrange(0..<bufferHead)
+                bufferHead = 0
             }
             return element
         }
@@ -32,6 +37,9 @@ final class UnorderedSink<Output: Decodable & Sendable>: ResultSink {
     init() {}
 
     var isAcceptingResults: Bool { state.withLock { !$0.isFinished } }
+
+    /// Results held, taken or not (for tests: it must stay bounded).
+    var storedCount: Int { state.withLock { $0.buffer.count } }
 
     /// Jobs submitted whose results the consumer has not taken yet.
     var outstanding: Int { state.withLock { $0.submitted - $0.consumed } }
