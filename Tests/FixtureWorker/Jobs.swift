@@ -168,4 +168,19 @@ struct CountBytes: Job {
     func run(_ bytes: [UInt8]) -> Int { bytes.count }
 }
 
-var fixtureJobs: [any Job.Type] { [Square.self, Misbehave.self, SleepThenReportProcessID.self, CountCalls.self, TransformRecord.self, MakeBytes.self, CountBytes.self, Spin.self] }
+/// FNV-1a of the bytes: shows that every byte arrived, in order.
+struct Checksum: Job {
+    static let name = "checksum"
+    func run(_ bytes: [UInt8]) -> UInt64 { fnv1a(bytes) }
+}
+
+func fnv1a(_ bytes: [UInt8]) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in bytes {
+        hash ^= UInt64(byte)
+        hash &*= 0x100_0000_01b3
+    }
+    return hash
+}
+
+var fixtureJobs: [any Job.Type] { [Square.self, Misbehave.self, SleepThenReportProcessID.self, CountCalls.self, TransformRecord.self, MakeBytes.self, CountBytes.self, Spin.self, Checksum.self] }

@@ -99,6 +99,24 @@ struct EndToEndTests {
         }
     }
 
+    @Test("large and small inputs mixed in batches arrive intact, byte for byte")
+    func largeInputsArriveIntact() async throws {
+        // Inputs of 64 KiB and more are written from their chunk with writev rather than
+        // copied; interleave them with small ones so one batch mixes both kinds.
+        var random = SplitMix64(seed: 7)
+        let sizes = (0..<48).map { index in index % 3 == 0 ? 17 : [65_536, 65_537, 300_000, 1_000_000][index % 4] }
+        let inputs = sizes.map { size in (0..<size).map { _ in UInt8(truncatingIfNeeded: random.next()) } }
+        try await withFixturePool { pool in
+            let checksums = try await pool.map(Checksum.self, inputs)
+            #expect(checksums == inputs.map(fnv1a))
+            // And one at a time, through futures.
+            let futures = try await inputs.prefix(8).asyncMap { try await pool.submit(Checksum.self, $0) }
+            for (future, input) in zip(futures, inputs.prefix(8)) {
+                #expect(try await future.value == fnv1a(input))
+            }
+        }
+    }
+
     @Test("mapResults reports each failure at its index and every other result")
     func mapResultsKeepsGoing() async throws {
         let inputs: [Misbehaviour] = (0..<3000).map { $0 % 500 == 7 ? .throwError("bad \($0)") : .succeed($0) }

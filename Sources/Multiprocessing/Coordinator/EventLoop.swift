@@ -40,6 +40,11 @@ final class EventLoop: @unchecked Sendable {
     static let targetBatchNanoseconds: Double = 2_000_000
     /// Batches in flight per worker: one running, one waiting in the pipe.
     static let pipelineDepth = 2
+    /// Payloads at least this large are written from their chunk rather than copied.
+    static let sharedPayloadThreshold = 64 * 1024
+    /// A pessimistic pipe transfer rate (500 MB/s), to tell when sending a batch takes about
+    /// as long as running it.
+    static let nanosecondsPerByteSent = 2.0
     static let maximumBatchBytes = 4 << 20
     /// The most a job adds to a jobs frame besides its payload: index and length varints, codec.
     static let jobHeaderBytes = 16
@@ -363,11 +368,16 @@ final class EventLoop: @unchecked Sendable {
 
     /// A second batch waits in the pipe only behind a batch known to be short: that hides the
     /// round trip between tiny batches, while long jobs (a command, a chunk of work) go to
-    /// whichever worker is free first instead of queueing behind a busy one.
+    /// whichever worker is free first instead of queueing behind a busy one. Behind a batch
+    /// whose inputs take about as long to send as to process (large payloads), the next one is
+    /// sent too, so that the transfer overlaps the work.
     private func pipelineDepth(of worker: WorkerConnection) -> Int {
         guard let running = worker.inFlight.first else { return 1 }
         let jobName = running.nextUnresolved().slice.chunk.jobName
-        guard let cost = costPerJob[jobName], cost * Double(running.count) < Self.targetBatchNanoseconds * 2 else { return 1 }
+        guard let cost = costPerJob[jobName] else { return 1 }
+        let work = cost * Double(running.count)
+        let transfer = Double(running.byteCount) * Self.nanosecondsPerByteSent
+        guard work < Self.targetBatchNanoseconds * 2 || work < transfer else { return 1 }
         return Self.pipelineDepth
     }
 
@@ -399,17 +409,27 @@ final class EventLoop: @unchecked Sendable {
         let batch = InFlightBatch(id: nextBatchID, flags: flags, slices: sendable)
         nextBatchID += 1
         let frame = JobsFrameWriter(batchID: batch.id, flags: flags, count: batch.count, into: &worker.outgoing)
+        var externalBytes = 0
         for slice in sendable {
             let jobIndex = worker.jobIndexByName[slice.chunk.jobName]!
             for position in slice.positions {
-                slice.chunk.withPayload(at: position) { payload in
-                    frame.append(jobIndex: jobIndex, codec: slice.chunk.codec.rawValue, payload: payload, into: &worker.outgoing)
+                let range = slice.chunk.payloadRange(at: position)
+                if range.count >= Self.sharedPayloadThreshold {
+                    // Large: sent from the chunk itself (writev), not copied into the buffer.
+                    frame.appendHeader(jobIndex: jobIndex, codec: slice.chunk.codec.rawValue, payloadSize: range.count, into: &worker.outgoing)
+                    worker.queueShared(slice.chunk, range)
+                    externalBytes += range.count
+                } else {
+                    slice.chunk.withPayload(at: position) { payload in
+                        frame.append(jobIndex: jobIndex, codec: slice.chunk.codec.rawValue, payload: payload, into: &worker.outgoing)
+                    }
                 }
             }
         }
         do {
-            try frame.end(into: &worker.outgoing, maximumFrameSize: core.configuration.maximumFrameSize)
+            try frame.end(into: &worker.outgoing, externalBytes: externalBytes, maximumFrameSize: core.configuration.maximumFrameSize)
         } catch {
+            worker.dropShared(from: frame.start)
             // Cannot happen for one job (inputs are checked against the limit when encoded),
             // and batches stay far below it; fail the jobs rather than the pool.
             for slice in sendable { deliverFailure(ProcessPoolError(.encodingFailed, "\(error)"), to: slice) }

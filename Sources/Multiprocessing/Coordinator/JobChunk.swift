@@ -45,6 +45,16 @@ final class JobChunk: Sendable {
         return ends[range.upperBound - 1] - (range.lowerBound == 0 ? 0 : ends[range.lowerBound - 1])
     }
 
+    /// Where job `position`'s payload lies in the chunk's bytes.
+    func payloadRange(at position: Int) -> Range<Int> {
+        (position == 0 ? 0 : ends[position - 1])..<ends[position]
+    }
+
+    /// All the chunk's bytes, valid during the call.
+    func withBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
+        try bytes.withUnsafeBytes(body)
+    }
+
     func withPayload<Result>(at position: Int, _ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
         let start = position == 0 ? 0 : ends[position - 1]
         return try bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start..<ends[position]])) }

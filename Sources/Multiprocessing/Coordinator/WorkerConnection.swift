@@ -4,6 +4,8 @@ final class InFlightBatch {
     let flags: BatchFlags
     let slices: [ChunkSlice]
     let count: Int
+    /// The bytes of its inputs.
+    let byteCount: Int
     /// Results arrive in order; this many have.
     private(set) var resolvedCount = 0
     private var cursorSlice = 0
@@ -14,6 +16,7 @@ final class InFlightBatch {
         self.flags = flags
         self.slices = slices
         count = slices.reduce(0) { $0 + $1.count }
+        byteCount = slices.reduce(0) { $0 + $1.byteCount }
         cursorPosition = slices.first?.positions.lowerBound ?? 0
     }
 
@@ -88,6 +91,18 @@ final class WorkerConnection {
     var reader: FrameReader
     var outgoing = WireWriter(reservingCapacity: 64 * 1024)
     var outgoingOffset = 0
+    /// Large payloads queued for the worker, sent straight from their chunks rather than copied
+    /// into `outgoing`: each goes out after the first `after` bytes of `outgoing`.
+    private(set) var sharedPayloads: [SharedPayload] = []
+    /// How much of the first shared payload has been written.
+    private var sharedOffset = 0
+    private var sharedByteCount = 0
+
+    struct SharedPayload {
+        let chunk: JobChunk
+        let range: Range<Int>
+        let after: Int
+    }
     var inFlight: [InFlightBatch] = []
     var inputClosed = false
     var outputEnded = false
@@ -141,7 +156,22 @@ final class WorkerConnection {
     }
 
     var pid: Int32 { process.pid }
-    var pendingOutgoingBytes: Int { outgoing.bytes.count - outgoingOffset }
+    var pendingOutgoingBytes: Int { outgoing.bytes.count - outgoingOffset + sharedByteCount - sharedOffset }
+
+    /// Queues `range` of `chunk`'s bytes to follow what `outgoing` holds now.
+    func queueShared(_ chunk: JobChunk, _ range: Range<Int>) {
+        sharedPayloads.append(SharedPayload(chunk: chunk, range: range, after: outgoing.bytes.count))
+        sharedByteCount += range.count
+    }
+
+    /// Drops shared payloads queued at or after `position` of `outgoing` (a frame abandoned
+    /// while being built); returns their total size.
+    func dropShared(from position: Int) {
+        while let last = sharedPayloads.last, last.after >= position {
+            sharedPayloads.removeLast()
+            sharedByteCount -= last.range.count
+        }
+    }
     var isIdle: Bool { inFlight.isEmpty && pendingOutgoingBytes == 0 }
 
     /// Keeps the last bytes the worker wrote to stderr, for crash reports.
@@ -157,23 +187,27 @@ final class WorkerConnection {
         return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
     }
 
-    /// Writes as much of the outgoing buffer as the pipe takes now.
+    /// Writes as much of the outgoing bytes as the pipe takes now.
     /// - Returns: false if the worker's stdin is broken (it exited).
     func flushOutgoing() -> Bool {
         // Once closed, the descriptor number may already belong to someone else.
         guard !inputClosed else { return false }
         while pendingOutgoingBytes > 0 {
-            let result = outgoing.bytes.withUnsafeBytes { bytes in
-                Result { () throws(SystemCallError) in try input.write(UnsafeRawBufferPointer(rebasing: bytes[outgoingOffset...])) }
+            let result: Result<FileDescriptor.IOResult, SystemCallError>
+            if sharedPayloads.isEmpty {
+                result = outgoing.bytes.withUnsafeBytes { bytes in
+                    Result { () throws(SystemCallError) in try input.write(UnsafeRawBufferPointer(rebasing: bytes[outgoingOffset...])) }
+                }
+            } else {
+                result = writeGathering()
             }
             switch result {
             case .success(.transferred(let count)):
-                outgoingOffset += count
+                advance(by: count)
             case .success(.wouldBlock):
                 return true
             case .failure:
-                outgoing.bytes.removeAll()
-                outgoingOffset = 0
+                clearOutgoing()
                 return false
             }
         }
@@ -183,12 +217,70 @@ final class WorkerConnection {
         return true
     }
 
+    /// One `writev` of the owned bytes and the first few shared payloads, in stream order.
+    private func writeGathering() -> Result<FileDescriptor.IOResult, SystemCallError> {
+        let shared = sharedPayloads.prefix(4)
+        return outgoing.bytes.withUnsafeBytes { owned in
+            withSharedBytes(shared[...]) { payloads in
+                var buffers: [UnsafeRawBufferPointer] = []
+                var position = outgoingOffset
+                for (index, payload) in shared.enumerated() {
+                    if payload.after > position {
+                        buffers.append(UnsafeRawBufferPointer(rebasing: owned[position..<payload.after]))
+                        position = payload.after
+                    }
+                    let skip = index == 0 ? sharedOffset : 0
+                    buffers.append(UnsafeRawBufferPointer(rebasing: payloads[index][(payload.range.lowerBound + skip)..<payload.range.upperBound]))
+                }
+                let end = shared.count == sharedPayloads.count ? owned.count : sharedPayloads[shared.count].after
+                if end > position { buffers.append(UnsafeRawBufferPointer(rebasing: owned[position..<end])) }
+                return Result { () throws(SystemCallError) in try input.write(gathering: buffers) }
+            }
+        }
+    }
+
+    /// Calls `body` with the bytes of each payload's chunk, all valid during the call.
+    private func withSharedBytes<R>(_ payloads: ArraySlice<SharedPayload>, _ collected: [UnsafeRawBufferPointer] = [], _ body: ([UnsafeRawBufferPointer]) -> R) -> R {
+        guard let first = payloads.first else { return body(collected) }
+        return first.chunk.withBytes { bytes in withSharedBytes(payloads.dropFirst(), collected + [bytes], body) }
+    }
+
+    /// Marks `count` bytes of the stream (owned and shared, in order) as written.
+    private func advance(by count: Int) {
+        var remaining = count
+        while remaining > 0 {
+            if let first = sharedPayloads.first, outgoingOffset == first.after {
+                let left = first.range.count - sharedOffset
+                let step = min(left, remaining)
+                sharedOffset += step
+                remaining -= step
+                if sharedOffset == first.range.count {
+                    sharedPayloads.removeFirst()
+                    sharedByteCount -= first.range.count
+                    sharedOffset = 0
+                }
+            } else {
+                let end = sharedPayloads.first?.after ?? outgoing.bytes.count
+                let step = min(end - outgoingOffset, remaining)
+                outgoingOffset += step
+                remaining -= step
+            }
+        }
+    }
+
+    private func clearOutgoing() {
+        outgoing.bytes.removeAll()
+        outgoingOffset = 0
+        sharedPayloads.removeAll()
+        sharedOffset = 0
+        sharedByteCount = 0
+    }
+
     func closeInput() {
         guard !inputClosed else { return }
         inputClosed = true
         input.close()
-        outgoing.bytes.removeAll()
-        outgoingOffset = 0
+        clearOutgoing()
     }
 
     /// The worker's stdin is broken (it exited or closed it): take no more jobs; its exit

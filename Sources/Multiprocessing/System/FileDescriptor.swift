@@ -118,6 +118,20 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Writes the buffers in order, as one `writev(2)`, retrying on interruption; as much as
+    /// the descriptor takes now.
+    func write(gathering buffers: [UnsafeRawBufferPointer]) throws(SystemCallError) -> IOResult {
+        var vectors = buffers.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+        while true {
+            let count = vectors.withUnsafeMutableBufferPointer { writev(rawValue, $0.baseAddress, CInt($0.count)) }
+            if count >= 0 { return .transferred(count) }
+            let error = Errno.current
+            if error == .interrupted { continue }
+            if error == .wouldBlock { return .wouldBlock }
+            throw SystemCallError(call: "writev", errno: error)
+        }
+    }
+
     /// Writes every byte of `buffer`, blocking as needed. For blocking descriptors owned by
     /// the calling thread (a worker's protocol output, the coordinator's forwarded stderr).
     func writeAll(_ buffer: UnsafeRawBufferPointer) throws(SystemCallError) {

@@ -167,8 +167,26 @@ struct JobsFrameWriter {
         writer.writeBlock(payload)
     }
 
-    func end(into writer: inout WireWriter, maximumFrameSize: Int) throws(WireError) {
-        try writer.endFrame(startingAt: frameStart, maximumFrameSize: maximumFrameSize)
+    /// Writes a job's header and its payload's length, but not the payload: the caller sends
+    /// those `payloadSize` bytes itself, right after what `writer` holds now.
+    func appendHeader(jobIndex: Int, codec: UInt8, payloadSize: Int, into writer: inout WireWriter) {
+        writer.writeVarint(jobIndex)
+        writer.writeByte(codec)
+        writer.writeVarint(payloadSize)
+    }
+
+    /// Where the frame begins in the writer.
+    var start: Int { frameStart }
+
+    /// Patches the frame's length; `externalBytes` counts payload bytes sent from elsewhere.
+    func end(into writer: inout WireWriter, externalBytes: Int = 0, maximumFrameSize: Int) throws(WireError) {
+        let length = writer.bytes.count - frameStart - 4 + externalBytes
+        guard length <= maximumFrameSize else {
+            writer.bytes.removeSubrange(frameStart...)
+            throw WireError("frame of \(length) bytes exceeds the maximum frame size of \(maximumFrameSize) bytes")
+        }
+        let value = UInt32(length)
+        for index in 0..<4 { writer.bytes[frameStart + index] = UInt8(truncatingIfNeeded: value >> (8 * index)) }
     }
 }
 
