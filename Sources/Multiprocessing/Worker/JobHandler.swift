@@ -59,7 +59,7 @@ final class JobHandler<J: Job>: AnyJobHandler {
             return
         }
         scratch.withUnsafeBytes { WireOutcome.succeeded(codec: rawCodec, payload: $0).write(to: &writer) }
-        if scratch.count > 1 << 20 { scratch = [] }  // do not pin a huge buffer between jobs
+        if scratch.count > 16 << 20 { scratch = [] }  // do not pin a huge buffer between jobs
     }
 }
 

@@ -212,22 +212,39 @@ final class WorkerLoop: @unchecked Sendable {
         flush()
     }
 
-    /// Starts a results frame; the header is written at the end, when the count is known.
+    /// Room left after a results frame's type byte for its header, which is known only at the
+    /// end: four varints of at most 10 bytes.
+    private static let resultsHeaderRoom = 40
+    /// Leading bytes of `writer` that are not part of the stream: the unused part of the room
+    /// before a results frame that starts at the front.
+    private var frontGap = 0
+
+    /// Starts a results frame, leaving room for the header.
     private func beginResults() -> Int {
-        writer.beginFrame(.results)
+        let start = writer.beginFrame(.results)
+        writer.bytes.append(contentsOf: repeatElement(0, count: Self.resultsHeaderRoom))
+        return start
     }
 
+    /// Writes the header into the room before the results, right-aligned, and moves the frame's
+    /// length and type up to meet it: the results themselves (megabytes, perhaps) stay put.
     private func endResults(_ frameStart: Int, batchID: UInt64, firstPosition: Int, count: Int, elapsed: Duration) throws {
-        // The header goes before the results, so write it separately and splice it in.
-        var header = WireWriter(reservingCapacity: 32)
+        var header = WireWriter(reservingCapacity: Self.resultsHeaderRoom)
         let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
         ResultsHeader(batchID: batchID, firstPosition: firstPosition, count: count, elapsedNanoseconds: UInt64(max(0, nanoseconds))).write(to: &header)
-        writer.bytes.insert(contentsOf: header.bytes, at: frameStart + WireProtocol.frameHeaderSize)
-        do {
-            try writer.endFrame(startingAt: frameStart, maximumFrameSize: maximumFrameSize)
-        } catch {
+        let start = frameStart + Self.resultsHeaderRoom - header.bytes.count
+        let length = writer.bytes.count - start - 4
+        guard length <= maximumFrameSize else {
             // Each output was checked against the limit, but together they may exceed it.
-            fail("a results frame exceeded the maximum frame size: \(error)")
+            fail("a results frame of \(length) bytes exceeded the maximum frame size of \(maximumFrameSize) bytes")
+        }
+        writer.bytes.replaceSubrange((start + WireProtocol.frameHeaderSize)..<(start + WireProtocol.frameHeaderSize + header.bytes.count), with: header.bytes)
+        for index in 0..<4 { writer.bytes[start + index] = UInt8(truncatingIfNeeded: UInt32(length) >> (8 * index)) }
+        writer.bytes[start + 4] = FrameType.results.rawValue
+        if frameStart == 0 && frontGap == 0 {
+            frontGap = start
+        } else {
+            writer.bytes.removeSubrange(frameStart..<start)
         }
     }
 
@@ -252,19 +269,22 @@ final class WorkerLoop: @unchecked Sendable {
     }
 
     private func flush() {
-        guard !writer.bytes.isEmpty else { return }
+        guard writer.bytes.count > frontGap else { return }
         do {
-            try writer.bytes.withUnsafeBytes { bytes in try output.writeAll(bytes) }
+            try writer.bytes.withUnsafeBytes { bytes in try output.writeAll(UnsafeRawBufferPointer(rebasing: bytes[frontGap...])) }
         } catch {
             // The coordinator is gone; nobody is left to serve.
             WorkerProcess.exitProcess(0)
         }
-        writer.bytes.removeAll(keepingCapacity: writer.bytes.capacity <= 4 << 20)
+        frontGap = 0
+        // Keep the buffer for the next batch, unless it grew past what large outputs need.
+        writer.bytes.removeAll(keepingCapacity: writer.bytes.capacity <= 16 << 20)
     }
 
     private func fail(_ message: String) -> Never {
         WorkerProcess.writeDiagnostic("multiprocessing worker \(WorkerProcess.processID): \(message)")
         writer.bytes.removeAll()
+        frontGap = 0
         let start = writer.beginFrame(.fatal)
         writer.bytes.append(contentsOf: Array(message.utf8))
         try? writer.endFrame(startingAt: start, maximumFrameSize: WireProtocol.absoluteMaximumFrameSize)
