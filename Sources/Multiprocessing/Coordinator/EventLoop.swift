@@ -40,6 +40,9 @@ final class EventLoop: @unchecked Sendable {
     static let targetBatchNanoseconds: Double = 2_000_000
     /// Batches in flight per worker: one running, one waiting in the pipe.
     static let pipelineDepth = 2
+    /// How long the loop polls without sleeping when an answer is due (see `answerIsDueSoon`).
+    static let spinDuration = Duration.microseconds(50)
+    static let spinNanoseconds = 50_000.0
     /// Payloads at least this large are written from their chunk rather than copied.
     static let sharedPayloadThreshold = 64 * 1024
     /// A pessimistic pipe transfer rate (500 MB/s), to tell when sending a batch takes about
@@ -135,7 +138,11 @@ final class EventLoop: @unchecked Sendable {
                 slots.append((worker, output, error, input, exit))
             }
             do {
-                try pollSet.wait(timeoutMilliseconds: timeout)
+                if answerIsDueSoon() {
+                    try pollSet.wait(timeoutMilliseconds: timeout, spinningFor: Self.spinDuration)
+                } else {
+                    try pollSet.wait(timeoutMilliseconds: timeout)
+                }
             } catch {
                 fatalError("multiprocessing: the pool's poll loop failed: \(error)")
             }
@@ -364,6 +371,15 @@ final class EventLoop: @unchecked Sendable {
         let saturated = !workers.isEmpty && workers.count >= core.configuration.workerCount
             && workers.allSatisfy { $0.state == .ready && $0.inFlight.count >= pipelineDepth(of: $0) }
         core.state.withLock { $0.loopWillCheckQueue = saturated }
+    }
+
+    /// Whether a worker is running a batch measured to take less than the spin: then the loop
+    /// looks for its answer before going to sleep.
+    private func answerIsDueSoon() -> Bool {
+        workers.contains { worker in
+            guard let running = worker.inFlight.first, let cost = costPerJob[running.nextUnresolved().slice.chunk.jobName] else { return false }
+            return cost * Double(running.count - running.resolvedCount) < Self.spinNanoseconds
+        }
     }
 
     /// A second batch waits in the pipe only behind a batch known to be short: that hides the

@@ -132,6 +132,18 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Polls for up to `duration` without sleeping; true as soon as the descriptor is readable
+    /// (or at its end).
+    func spinUntilReadable(for duration: Duration) -> Bool {
+        let clock = ContinuousClock()
+        let end = clock.now + duration
+        var entry = pollfd(fd: rawValue, events: Int16(POLLIN), revents: 0)
+        repeat {
+            if poll(&entry, 1, 0) != 0 { return true }
+        } while clock.now < end
+        return false
+    }
+
     /// Writes every byte of `buffer`, blocking as needed. For blocking descriptors owned by
     /// the calling thread (a worker's protocol output, the coordinator's forwarded stderr).
     func writeAll(_ buffer: UnsafeRawBufferPointer) throws(SystemCallError) {

@@ -74,6 +74,10 @@ final class WorkerLoop: @unchecked Sendable {
     private var maximumFrameSize = WireProtocol.defaultMaximumFrameSize
     /// A jobs frame's body, copied out of the reader so it stays put while jobs await.
     private var batch: UnsafeMutableRawBufferPointer = .allocate(byteCount: 64 * 1024, alignment: 16)
+    /// Whether the last batch took less than the spin: then the next one is probably on its
+    /// way, and looking for it costs less than sleeping and being woken.
+    private var lastBatchWasShort = false
+
     /// The job running now, as output frames name it.
     private var runningBatchID: UInt64 = 0
     private var runningPosition = 0
@@ -108,7 +112,9 @@ final class WorkerLoop: @unchecked Sendable {
                     WorkerProcess.exitProcess(0)
                 case .jobs(let byteCount)?:
                     WorkerProcess.isRunningJob.store(true, ordering: .releasing)
+                    let started = ContinuousClock.now
                     try await runBatch(byteCount: byteCount)
+                    lastBatchWasShort = ContinuousClock.now - started < .microseconds(50)
                     WorkerProcess.isRunningJob.store(false, ordering: .releasing)
                 }
             }
@@ -144,6 +150,7 @@ final class WorkerLoop: @unchecked Sendable {
                 }
             }
             if let frame { return frame }
+            if lastBatchWasShort { _ = input.spinUntilReadable(for: .microseconds(50)) }
             var ended = false
             try reader.readIntoStorage { buffer in
                 let count = try input.readWaiting(into: buffer)
