@@ -80,10 +80,11 @@ func percentile(_ values: [Double], _ fraction: Double) -> Double {
     return sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * fraction).rounded()))]
 }
 
-/// A process's resident memory in MiB, from /proc.
-func residentMiB(of pid: Int32) -> Double? {
+/// A process's resident memory in MiB, from /proc: all of it (`VmRSS`), or only what is its
+/// own (`RssAnon`: not the shared libraries' pages, which every process using them shares).
+func residentMiB(of pid: Int32, field: String = "VmRSS") -> Double? {
     guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
         let kib = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) })
     else { return nil }
     return kib / 1024
@@ -120,6 +121,7 @@ func scenarios(workers: Int, sizes: Sizes, paths: Paths) async throws -> [Scenar
     precondition(keep != 1)
     let crunchRounds = rounds
 
+    let noPoolWorker = FileManager.default.isExecutableFile(atPath: paths.poolWorker) ? nil : "build it first: swift build -c release"
     let payload = [UInt8](repeating: 5, count: sizes.payloadBytes)
     let payloadMiB = Double(sizes.payloadJobs * sizes.payloadBytes) / 1_048_576
 
@@ -318,36 +320,52 @@ func scenarios(workers: Int, sizes: Sizes, paths: Paths) async throws -> [Scenar
                     guard let value = Double(output.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw BenchmarkError("memory-map printed \(output)") }
                     return value
                 },
-                Contender("idle pool-worker", unit: "MiB", ours: true,
-                          unavailable: FileManager.default.isExecutableFile(atPath: paths.poolWorker) ? nil : "build it first: swift build -c release") {
-                    let configuration = ProcessPoolConfiguration(workerCount: 1, executablePath: paths.poolWorker)
-                    return try await withProcessPool(configuration: configuration) { pool in
-                        _ = try await pool.run(Echo.self, "warm")
-                        guard let pid = pool.workerProcessIDs.first, let resident = residentMiB(of: pid) else { throw BenchmarkError("no worker to measure") }
-                        return resident
-                    }
+                Contender("idle pool-worker", unit: "MiB", ours: true, unavailable: noPoolWorker) {
+                    try await idleWorkerMiB(paths, field: "VmRSS")
                 },
                 Contender("trivial Swift program", unit: "MiB") {
-                    let process = Process()
-                    process.executableURL = URL(fileURLWithPath: paths.trivial)
-                    let input = Pipe()
-                    let output = Pipe()
-                    process.standardInput = input
-                    process.standardOutput = output
-                    try process.run()
-                    _ = output.fileHandleForReading.availableData  // "ready"
-                    let resident = residentMiB(of: process.processIdentifier)
-                    try input.fileHandleForWriting.close()
-                    process.waitUntilExit()
-                    guard let resident else { throw BenchmarkError("cannot read the trivial program's memory") }
-                    return resident
+                    try trivialProgramMiB(paths, field: "VmRSS")
+                },
+                Contender("idle pool-worker, private", unit: "MiB", ours: true, unavailable: noPoolWorker) {
+                    try await idleWorkerMiB(paths, field: "RssAnon")
+                },
+                Contender("trivial Swift program, private", unit: "MiB") {
+                    try trivialProgramMiB(paths, field: "RssAnon")
                 },
             ],
             bars: [
                 .value("coordinator peak, lazy map", atMost: 100, "coordinator peak (MiB)"),
                 .ratio("idle pool-worker", "trivial Swift program", atMost: 1.5, "idle worker vs trivial program"),
+                .ratio("idle pool-worker, private", "trivial Swift program, private", atMost: 1.5, "idle worker vs trivial, private memory"),
             ]),
     ]
+}
+
+/// An idle `pool-worker`'s memory, after one job.
+func idleWorkerMiB(_ paths: Paths, field: String) async throws -> Double {
+    let configuration = ProcessPoolConfiguration(workerCount: 1, executablePath: paths.poolWorker)
+    return try await withProcessPool(configuration: configuration) { pool in
+        _ = try await pool.run(Echo.self, "warm")
+        guard let pid = pool.workerProcessIDs.first, let resident = residentMiB(of: pid, field: field) else { throw BenchmarkError("no worker to measure") }
+        return resident
+    }
+}
+
+/// The memory of the smallest Swift program that stays alive (the `trivial` target).
+func trivialProgramMiB(_ paths: Paths, field: String) throws -> Double {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: paths.trivial)
+    let input = Pipe()
+    let output = Pipe()
+    process.standardInput = input
+    process.standardOutput = output
+    try process.run()
+    _ = output.fileHandleForReading.availableData  // "ready"
+    let resident = residentMiB(of: process.processIdentifier, field: field)
+    try input.fileHandleForWriting.close()
+    process.waitUntilExit()
+    guard let resident else { throw BenchmarkError("cannot read the trivial program's memory") }
+    return resident
 }
 
 /// `bench memory-map N W`: a lazy map over N inputs in this process, then its peak resident

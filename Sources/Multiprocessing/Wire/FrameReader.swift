@@ -15,7 +15,7 @@ struct FrameReader {
     init(maximumFrameSize: Int = WireProtocol.defaultMaximumFrameSize, expectsPreamble: Bool = true) {
         self.maximumFrameSize = maximumFrameSize
         preambleChecked = !expectsPreamble
-        storage = [UInt8](repeating: 0, count: 64 * 1024)
+        storage = [UInt8](repeating: 0, count: 16 * 1024)
     }
 
     var bufferedByteCount: Int { writeIndex - readIndex }
@@ -23,7 +23,7 @@ struct FrameReader {
     /// Lets `read` fill free space at the end of the storage (at least `minimum` bytes of it)
     /// and records how many bytes it wrote.
     mutating func readIntoStorage(
-        minimum: Int = 64 * 1024,
+        minimum: Int = 16 * 1024,
         _ read: (UnsafeMutableRawBufferPointer) throws -> Int
     ) rethrows {
         reserveTail(minimum)
