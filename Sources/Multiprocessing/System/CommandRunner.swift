@@ -19,7 +19,6 @@ enum CommandRunner {
     private static let cache = Mutex(Cache())
 
     private struct Cache {
-        var environment: [String]?
         var resolved: [String: String] = [:]
         var nullDevice: FileDescriptor?
     }
@@ -50,12 +49,8 @@ enum CommandRunner {
         return found
     }
 
-    private static func environment() -> [String] {
-        if let known = cache.withLock({ $0.environment }) { return known }
-        let environment = currentEnvironment()
-        cache.withLock { $0.environment = environment }
-        return environment
-    }
+    /// The worker's environment as C strings, built once: every command gets the same.
+    private static let environmentBlock = CStringArray(currentEnvironment())
 
     private static func search(_ name: String) -> String? {
         let path = WorkerProcess.environmentValue("PATH") ?? "/usr/local/bin:/usr/bin:/bin"
@@ -96,7 +91,7 @@ enum CommandRunner {
         let child: ChildProcess
         do {
             child = try spawnProcess(
-                executable: executable, arguments: Array(arguments.dropFirst()), environment: environment(),
+                executable: executable, arguments: Array(arguments.dropFirst()), environment: [], environmentBlock: environmentBlock,
                 standardInput: input, standardOutput: output.writeEnd, standardError: errors.writeEnd,
                 newProcessGroup: false)
         } catch {

@@ -24,6 +24,7 @@ func spawnProcess(
     executable: String,
     arguments: [String],
     environment: [String],
+    environmentBlock: CStringArray? = nil,
     standardInput: FileDescriptor,
     standardOutput: FileDescriptor,
     standardError: FileDescriptor,
@@ -74,10 +75,10 @@ func spawnProcess(
     guard code == 0 else { throw failure("posix_spawnattr_setsigdefault", code) }
 
     let argv = CStringArray([executable] + arguments)
-    let envp = CStringArray(environment)
+    let envp = environmentBlock ?? CStringArray(environment)
     defer {
         argv.deallocate()
-        envp.deallocate()
+        if environmentBlock == nil { envp.deallocate() }
     }
 
     var pid: pid_t = 0
@@ -90,8 +91,10 @@ func spawnProcess(
     return ChildProcess(pid: pid, exitDescriptor: pidfd >= 0 ? FileDescriptor(rawValue: pidfd) : nil)
 }
 
-/// A NULL-terminated array of C strings, as `posix_spawn` takes for argv and envp.
-private struct CStringArray {
+/// A NULL-terminated array of C strings, as `posix_spawn` takes for argv and envp. Its owner
+/// deallocates it (or keeps it for good, as a worker keeps its environment).
+struct CStringArray: @unchecked Sendable {
+    // @unchecked: never mutated after init; shared read-only.
     let pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
     let count: Int
 
