@@ -97,6 +97,9 @@ struct RunCommand {
         }
         var configuration = ProcessPoolConfiguration(workerCount: jobs, executablePath: try workerExecutable(workerPath))
         configuration.jobTimeout = timeout
+        // Commands cost at least a process start (half a millisecond): batches of about 5 ms
+        // send several of the shortest per round trip; anything slower still goes one by one.
+        configuration.targetBatchDuration = .milliseconds(5)
         let retries = retries
         let printer = ResultPrinter(keepOrder: keepOrder, tag: tag)
         // With --resume, jobs the log shows as done are skipped (with --resume-failed, only

@@ -37,7 +37,7 @@ final class EventLoop: @unchecked Sendable {
 
     /// A batch aims at this much work, so that per-batch costs (a write, a read, two wake-ups)
     /// vanish next to the jobs, while the last batches of a call still spread over all workers.
-    static let targetBatchNanoseconds: Double = 2_000_000
+    let targetBatchNanoseconds: Double
     /// Batches in flight per worker: one running, one waiting in the pipe.
     static let pipelineDepth = 2
     /// How long the loop polls without sleeping when an answer is due (see `answerIsDueSoon`).
@@ -67,6 +67,8 @@ final class EventLoop: @unchecked Sendable {
 
     init(core: PoolCore) {
         self.core = core
+        let (seconds, attoseconds) = core.configuration.targetBatchDuration.components
+        targetBatchNanoseconds = max(1_000, Double(seconds) * 1e9 + Double(attoseconds) / 1e9)
         errorForwarder = core.configuration.forwardsWorkerStandardError ? ErrorStreamForwarder() : nil
     }
 
@@ -393,7 +395,7 @@ final class EventLoop: @unchecked Sendable {
         guard let cost = costPerJob[jobName] else { return 1 }
         let work = cost * Double(running.count)
         let transfer = Double(running.byteCount) * Self.nanosecondsPerByteSent
-        guard work < Self.targetBatchNanoseconds * 2 || work < transfer else { return 1 }
+        guard work < targetBatchNanoseconds * 2 || work < transfer else { return 1 }
         return Self.pipelineDepth
     }
 
@@ -401,7 +403,7 @@ final class EventLoop: @unchecked Sendable {
         if let fixed = core.configuration.batchSize { return max(1, fixed) }
         // Until a job of this kind has been timed, send one to time it.
         guard let cost = costPerJob[jobName] else { return 1 }
-        let byCost = Int(Self.targetBatchNanoseconds / max(cost, 1))
+        let byCost = Int(targetBatchNanoseconds / max(cost, 1))
         // Leave work for every worker's pipeline, so the end of a call is not one long batch.
         let bySpread = (queuedJobs + Self.pipelineDepth * workerCount - 1) / (Self.pipelineDepth * workerCount)
         return max(1, min(byCost, bySpread, 1 << 16))

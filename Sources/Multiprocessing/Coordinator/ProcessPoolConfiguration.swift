@@ -27,6 +27,10 @@ public struct ProcessPoolConfiguration: Sendable {
     /// Jobs per batch. Nil (the default) lets the pool size batches from measured job times,
     /// aiming at about two milliseconds of work per batch; set it only to override that.
     public var batchSize: Int?
+    /// How much measured work the pool puts in one batch when it sizes batches itself: more
+    /// means fewer round trips per job, less means results arrive sooner and a slow job holds
+    /// up fewer others queued behind it. Default: 2 ms.
+    public var targetBatchDuration: Duration = .milliseconds(2)
     /// How long one job may run before its worker is terminated; nil (the default) for no
     /// limit. ``JobOptions/timeout`` overrides it per call.
     public var jobTimeout: Duration?
