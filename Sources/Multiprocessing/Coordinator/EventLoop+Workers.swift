@@ -251,7 +251,7 @@ extension EventLoop {
             }
         }
         flush()
-        if let lastName { recordCost(jobName: lastName, count: header.count, elapsedNanoseconds: header.elapsedNanoseconds) }
+        if let lastName { recordCost(jobName: lastName, count: header.count, elapsedNanoseconds: header.elapsedNanoseconds, resultBytes: body.count) }
         if batch.resolvedCount == batch.count {
             worker.inFlight.removeFirst()
             if let limit = core.configuration.maximumResidentMemory, let resident = residentMemory(of: worker.pid), resident > limit {

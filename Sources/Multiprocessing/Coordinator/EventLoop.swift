@@ -24,6 +24,9 @@ final class EventLoop: @unchecked Sendable {
     private var nextBatchID: UInt64 = 1
     /// Measured nanoseconds per job, by job name (an exponentially weighted average).
     private var costPerJob: [String: Double] = [:]
+    /// The bytes of a job's result, on average, by job name: large outputs take time to send
+    /// back, which a waiting batch can overlap.
+    private var outputBytesPerJob: [String: Double] = [:]
     /// Workers that died before their hello, since the last one that completed it.
     private var consecutiveStartFailures = 0
     private var lastStartFailure: ProcessPoolError?
@@ -394,7 +397,8 @@ final class EventLoop: @unchecked Sendable {
         let jobName = running.nextUnresolved().slice.chunk.jobName
         guard let cost = costPerJob[jobName] else { return 1 }
         let work = cost * Double(running.count)
-        let transfer = Double(running.byteCount) * Self.nanosecondsPerByteSent
+        let bytes = Double(running.byteCount) + Double(running.count) * (outputBytesPerJob[jobName] ?? 0)
+        let transfer = bytes * Self.nanosecondsPerByteSent
         guard work < targetBatchNanoseconds * 2 || work < transfer else { return 1 }
         return Self.pipelineDepth
     }
@@ -515,13 +519,16 @@ final class EventLoop: @unchecked Sendable {
     var lastFailureCount: Int { consecutiveStartFailures }
     var lastStartFailureError: ProcessPoolError? { lastStartFailure }
 
-    func recordCost(jobName: String, count: Int, elapsedNanoseconds: UInt64) {
+    func recordCost(jobName: String, count: Int, elapsedNanoseconds: UInt64, resultBytes: Int) {
         guard count > 0 else { return }
         let sample = Double(elapsedNanoseconds) / Double(count)
+        let bytes = Double(resultBytes) / Double(count)
         if let previous = costPerJob[jobName] {
             costPerJob[jobName] = previous * 0.7 + sample * 0.3
+            outputBytesPerJob[jobName] = (outputBytesPerJob[jobName] ?? bytes) * 0.7 + bytes * 0.3
         } else {
             costPerJob[jobName] = sample
+            outputBytesPerJob[jobName] = bytes
         }
     }
 }
