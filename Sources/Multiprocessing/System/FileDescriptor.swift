@@ -140,6 +140,7 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
         var entry = pollfd(fd: rawValue, events: Int16(POLLIN), revents: 0)
         repeat {
             if poll(&entry, 1, 0) != 0 { return true }
+            sched_yield()  // if the thread we wait for shares this core, let it run
         } while clock.now < end
         return false
     }

@@ -50,6 +50,8 @@ struct PollSet {
         let end = clock.now + duration
         repeat {
             if try wait(timeoutMilliseconds: 0) > 0 { return }
+            // If the thread we wait for shares this core, let it run.
+            sched_yield()
         } while clock.now < end
         try wait(timeoutMilliseconds: timeoutMilliseconds)
     }
