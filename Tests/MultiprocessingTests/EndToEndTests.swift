@@ -117,6 +117,23 @@ struct EndToEndTests {
         }
     }
 
+    @Test("an output that does not decode as the caller's type fails map and mapUnordered, naming the input")
+    func undecodableOutputs() async throws {
+        try await withFixturePool { pool in
+            // The worker's "square" returns an Int; this caller expects a String.
+            let error = try await #require(throws: ProcessPoolError.self) { try await pool.map(SquareAsText.self, 0..<50) }
+            #expect(error.code == .decodingFailed)
+            #expect(error.message.contains("String"))
+            #expect(error.inputIndex != nil)
+            let unordered = try await #require(throws: ProcessPoolError.self) {
+                for try await _ in pool.mapUnordered(SquareAsText.self, 0..<50) {}
+            }
+            #expect(unordered.code == .decodingFailed)
+            // The pool is fine afterwards.
+            #expect(try await pool.map(Square.self, 0..<5) == [0, 1, 4, 9, 16])
+        }
+    }
+
     @Test("mapResults reports each failure at its index and every other result")
     func mapResultsKeepsGoing() async throws {
         let inputs: [Misbehaviour] = (0..<3000).map { $0 % 500 == 7 ? .throwError("bad \($0)") : .succeed($0) }
@@ -326,4 +343,10 @@ extension Sequence {
         for element in self { results.append(try await transform(element)) }
         return results
     }
+}
+
+/// Claims the fixture's "square" job but expects text back: its outputs cannot decode.
+struct SquareAsText: Job {
+    static let name = "square"
+    func run(_ n: Int) -> String { String(n * n) }
 }

@@ -19,17 +19,7 @@ extension ProcessPool {
         _ job: J.Type, _ inputs: Inputs, options: JobOptions = JobOptions(), isolation: isolated (any Actor)? = #isolation
     ) async throws -> [J.Output]
     where Inputs.Element == J.Input {
-        let sink = OrderedSink<J.Output> { run in
-            var outputs: [J.Output] = []
-            outputs.reserveCapacity(run.outcomes.count)
-            for result in run.decoded(J.Output.self, reportingIndex: true) {
-                switch result {
-                case .success(let output): outputs.append(output)
-                case .failure(let error): return .failure(error)
-                }
-            }
-            return .success(outputs)
-        }
+        let sink = OrderedSink<J.Output> { run in run.decodedOutputs(J.Output.self) }
         return try await collect(job, inputs, options: options, isolation: isolation, into: sink, encodingFailure: { sink.fail($1) })
     }
 

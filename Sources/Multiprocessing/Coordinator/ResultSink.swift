@@ -16,6 +16,23 @@ struct ResultRun {
     /// Successful outputs point into the frame being read: valid only during delivery.
     var outcomes: [JobOutcome]
 
+    /// Decodes every output, in order, straight into one array; the first failure instead.
+    /// For `map`, which needs all or nothing: no `Result` per job on the way.
+    func decodedOutputs<Output: Decodable>(_ type: Output.Type) -> Result<[Output], ProcessPoolError> {
+        var outputs: [Output] = []
+        outputs.reserveCapacity(outcomes.count)
+        for offset in outcomes.indices {
+            if case .succeeded(let codec, let payload) = outcomes[offset], let output = try? PayloadCoding.decode(type, codec: codec, from: payload) {
+                outputs.append(output)
+                continue
+            }
+            // A failure, or an output that does not decode: let the general path describe it.
+            let failure = outcomes[offset].decoded(type, index: firstIndex + offset, jobID: firstJobID + UInt64(offset), jobName: jobName)
+            if case .failure(let error) = failure { return .failure(error) }
+        }
+        return .success(outputs)
+    }
+
     /// Decodes every outcome, in order.
     func decoded<Output: Decodable>(_ type: Output.Type, reportingIndex: Bool) -> [Result<Output, ProcessPoolError>] {
         outcomes.indices.map { offset in

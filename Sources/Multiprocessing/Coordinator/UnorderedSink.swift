@@ -47,17 +47,11 @@ final class UnorderedSink<Output: Decodable & Sendable>: ResultSink {
     func noteSubmitted(_ count: Int) { state.withLock { $0.submitted += count } }
 
     func deliver(_ run: ResultRun) {
-        var outputs: [(index: Int, output: Output)] = []
-        outputs.reserveCapacity(run.outcomes.count)
-        var failure: ProcessPoolError?
-        for (offset, result) in run.decoded(Output.self, reportingIndex: true).enumerated() {
-            switch result {
-            case .success(let output): outputs.append((run.firstIndex + offset, output))
-            case .failure(let error): failure = failure ?? error
-            }
-        }
-        if let failure {
-            fail(failure)
+        let outputs: [(index: Int, output: Output)]
+        switch run.decodedOutputs(Output.self) {
+        case .success(let decoded): outputs = decoded.enumerated().map { (run.firstIndex + $0.offset, $0.element) }
+        case .failure(let error):
+            fail(error)
             return
         }
         let handOff = state.withLock { state -> (waiter: CheckedContinuation<(index: Int, output: Output)?, any Error>, element: (index: Int, output: Output))? in
