@@ -37,25 +37,40 @@ public struct BinaryPayloadDecoder: Sendable {
     ///   description; `DecodingError.keyNotFound` and `.valueNotFound` for missing keyed entries
     ///   or elements; errors thrown by the type's `init(from:)`.
     public func decode<T: Decodable>(_ type: T.Type, from buffer: UnsafeRawBufferPointer) throws -> T {
+        // Scalars first, in a function of their own: the general path below needs `T?`, and
+        // asking the runtime for that type's metadata on every call cost more than decoding
+        // an Int.
+        if let kind = PayloadReader.scalarKind(T.self) {
+            return try Self.decodeScalar(kind, as: T.self, from: buffer)
+        }
+        return try decodeGeneral(type, from: buffer)
+    }
+
+    private static func decodeScalar<T>(_ kind: PayloadScalarKind, as: T.Type, from buffer: UnsafeRawBufferPointer) throws -> T {
+        let reader = PayloadReader(base: buffer)
+        var offset = 0
+        let value = try reader.readScalar(kind, as: T.self, &offset, buffer.count, [])
+        try reader.requireEnd(offset, buffer.count, "the top-level \(T.self)", [])
+        return value
+    }
+
+    @inline(never)
+    private func decodeGeneral<T: Decodable>(_ type: T.Type, from buffer: UnsafeRawBufferPointer) throws -> T {
         let reader = PayloadReader(base: buffer)
         var offset = 0
         let value: T
-        if let kind = PayloadReader.scalarKind(T.self) {
-            value = try reader.readScalar(kind, as: T.self, &offset, buffer.count, [])
+        let special = T.self as? any PayloadDecodableSpecial.Type
+        if let special, let bulk = try Self.decodeBulk(special, as: T.self, reader, &offset) {
+            value = bulk
         } else {
-            let special = T.self as? any PayloadDecodableSpecial.Type
-            if let special, let bulk = try Self.decodeBulk(special, as: T.self, reader, &offset) {
-                value = bulk
+            let core = PayloadDecoderCore(
+                reader: reader, start: 0, end: buffer.count, table: [], path: [], depth: 0, keepsRoot: false)
+            if let special {
+                value = try core.decodeSpecial(special, as: T.self)
             } else {
-                let core = PayloadDecoderCore(
-                    reader: reader, start: 0, end: buffer.count, table: [], path: [], depth: 0, keepsRoot: false)
-                if let special {
-                    value = try core.decodeSpecial(special, as: T.self)
-                } else {
-                    value = try core.decodeComposite(T.self)
-                }
-                offset = core.pos
+                value = try core.decodeComposite(T.self)
             }
+            offset = core.pos
         }
         try reader.requireEnd(offset, buffer.count, "the top-level \(T.self)", [])
         return value
