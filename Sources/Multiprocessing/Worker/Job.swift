@@ -30,11 +30,14 @@ public protocol Job {
 
     /// Runs one job.
     ///
+    /// It is called on the worker's job thread and, being `nonisolated(nonsending)`, an async
+    /// implementation starts there too, without a hop to Swift's global executor per job.
+    ///
     /// - Parameter input: The job's input, decoded in the worker.
     /// - Returns: The output, encoded and sent back to the coordinator.
     /// - Throws: Any error; the caller receives a ``ProcessPoolError`` with code
     ///   ``ProcessPoolError/Code/jobThrew`` carrying its type and description.
-    func run(_ input: Input) async throws -> Output
+    nonisolated(nonsending) func run(_ input: Input) async throws -> Output
 }
 
 extension Job {

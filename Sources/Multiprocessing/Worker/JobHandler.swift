@@ -6,7 +6,7 @@ class AnyJobHandler {
     init(name: String) { self.name = name }
 
     /// Runs one job and appends its outcome to `writer` in results-frame form.
-    func perform(codec: UInt8, payload: UnsafeRawBufferPointer, maximumFrameSize: Int, into writer: inout WireWriter) async {
+    nonisolated(nonsending) func perform(codec: UInt8, payload: UnsafeRawBufferPointer, maximumFrameSize: Int, into writer: inout WireWriter) async {
         fatalError("abstract")
     }
 }
@@ -19,7 +19,7 @@ final class JobHandler<J: Job>: AnyJobHandler {
 
     init() { super.init(name: J.name) }
 
-    override func perform(codec rawCodec: UInt8, payload: UnsafeRawBufferPointer, maximumFrameSize: Int, into writer: inout WireWriter) async {
+    override nonisolated(nonsending) func perform(codec rawCodec: UInt8, payload: UnsafeRawBufferPointer, maximumFrameSize: Int, into writer: inout WireWriter) async {
         guard let codec = PayloadCodec(rawValue: rawCodec) else {
             WireOutcome.inputDecodingFailed("unknown payload codec \(rawCodec)").write(to: &writer)
             return

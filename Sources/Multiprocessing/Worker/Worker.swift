@@ -94,7 +94,7 @@ final class WorkerLoop: @unchecked Sendable {
     }
 
     /// Serves until the coordinator goes away; ends the process rather than return.
-    func run() async {
+    nonisolated(nonsending) func run() async {
         StreamedOutput.install { [self] stream, bytes in sendOutput(stream: stream, bytes: bytes) }
         writer.writePreamble()
         WorkerHello(processID: Int(WorkerProcess.processID), jobNames: registry.names).write(to: &writer)
@@ -164,7 +164,7 @@ final class WorkerLoop: @unchecked Sendable {
         }
     }
 
-    private func runBatch(byteCount: Int) async throws {
+    private nonisolated(nonsending) func runBatch(byteCount: Int) async throws {
         var jobs = try JobsFrameReader(body: UnsafeRawBufferPointer(rebasing: batch[0..<byteCount]))
         let clock = ContinuousClock()
         var firstPosition = 0
