@@ -78,9 +78,11 @@ extension EventLoop {
         stdoutPipe.writeEnd.trySetPipeBufferSize(1 << 20)
 
         let process: ChildProcess
+        let environmentBlock = CStringArray(environment)
+        defer { environmentBlock.deallocate() }
         do {
             process = try spawnProcess(
-                executable: executable, arguments: arguments, environment: environment,
+                executable: executable, arguments: arguments, environment: environmentBlock,
                 standardInput: stdinPipe.readEnd, standardOutput: stdoutPipe.writeEnd, standardError: stderrPipe.writeEnd)
         } catch {
             for descriptor in created { descriptor.close() }

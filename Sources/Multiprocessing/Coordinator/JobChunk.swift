@@ -133,47 +133,5 @@ struct ChunkBuilder {
     }
 }
 
-/// A FIFO of slices that can also take work back at its front (jobs rescued from a dead worker).
-struct SliceQueue {
-    private var items: [ChunkSlice] = []
-    private var head = 0
-
-    var isEmpty: Bool { head == items.count }
-
-    mutating func append(_ slice: ChunkSlice) { items.append(slice) }
-
-    mutating func prepend(_ slices: [ChunkSlice]) {
-        if head >= slices.count {
-            head -= slices.count
-            for (offset, slice) in slices.enumerated() { items[head + offset] = slice }
-        } else {
-            items.replaceSubrange(0..<head, with: slices)
-            head = 0
-        }
-    }
-
-    var first: ChunkSlice? { isEmpty ? nil : items[head] }
-
-    mutating func replaceFirst(_ slice: ChunkSlice) { items[head] = slice }
-
-    mutating func removeFirst() -> ChunkSlice {
-        let slice = items[head]
-        head += 1
-        if head == items.count {
-            items.removeAll(keepingCapacity: true)
-            head = 0
-        } else if head >= 1024 && head * 2 >= items.count {
-            items.removeSubrange(0..<head)
-            head = 0
-        }
-        return slice
-    }
-
-    mutating func removeAll() -> [ChunkSlice] {
-        defer {
-            items.removeAll()
-            head = 0
-        }
-        return Array(items[head...])
-    }
-}
+/// The scheduler's queue of slices; work rescued from a dead worker goes back at its front.
+typealias SliceQueue = FIFOQueue<ChunkSlice>

@@ -3,8 +3,7 @@ import Synchronization
 /// Buffers a `mapUnordered` call's results until its consumer takes them.
 final class UnorderedSink<Output: Decodable & Sendable>: ResultSink {
     private struct State {
-        var buffer: [(index: Int, output: Output)] = []
-        var bufferHead = 0
+        var buffer = FIFOQueue<(index: Int, output: Output)>()
         var submitted = 0
         var consumed = 0
         var allSubmitted = false
@@ -13,22 +12,9 @@ final class UnorderedSink<Output: Decodable & Sendable>: ResultSink {
         var waiter: CheckedContinuation<(index: Int, output: Output)?, any Error>?
         var isFinished = false
 
-        var bufferedCount: Int { buffer.count - bufferHead }
-
         mutating func takeNext() -> (index: Int, output: Output)? {
-            guard bufferHead < buffer.count else { return nil }
-            let element = buffer[bufferHead]
-            bufferHead += 1
+            guard let element = buffer.popFirst() else { return nil }
             consumed += 1
-            if bufferHead == buffer.count {
-                buffer.removeAll(keepingCapacity: true)
-                bufferHead = 0
-            } else if bufferHead >= 1024 && bufferHead * 2 >= buffer.count {
-                // A consumer that never quite catches up never empties the buffer: drop the
-                // taken front now and then, or the array keeps every result ever delivered.
-                buffer.removeSubrange(0..<bufferHead)
-                bufferHead = 0
-            }
             return element
         }
     }
@@ -39,7 +25,7 @@ final class UnorderedSink<Output: Decodable & Sendable>: ResultSink {
     var isAcceptingResults: Bool { state.withLock { !$0.isFinished } }
 
     /// Results held, taken or not (for tests: it must stay bounded).
-    var storedCount: Int { state.withLock { $0.buffer.count } }
+    var storedCount: Int { state.withLock { $0.buffer.storageCount } }
 
     /// Jobs submitted whose results the consumer has not taken yet.
     var outstanding: Int { state.withLock { $0.submitted - $0.consumed } }
@@ -70,8 +56,7 @@ final class UnorderedSink<Output: Decodable & Sendable>: ResultSink {
             guard !state.isFinished else { return nil }
             state.isFinished = true
             state.failure = error
-            state.buffer = []
-            state.bufferHead = 0
+            state.buffer = FIFOQueue()
             guard let waiter = state.waiter else { return nil }
             state.waiter = nil
             state.failureReported = true
@@ -84,8 +69,7 @@ final class UnorderedSink<Output: Decodable & Sendable>: ResultSink {
     func abandon() {
         state.withLock { state in
             state.isFinished = true
-            state.buffer = []
-            state.bufferHead = 0
+            state.buffer = FIFOQueue()
         }
     }
 

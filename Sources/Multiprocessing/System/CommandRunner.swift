@@ -91,7 +91,7 @@ enum CommandRunner {
         let child: ChildProcess
         do {
             child = try spawnProcess(
-                executable: executable, arguments: Array(arguments.dropFirst()), environment: [], environmentBlock: environmentBlock,
+                executable: executable, arguments: Array(arguments.dropFirst()), environment: environmentBlock,
                 standardInput: input, standardOutput: output.writeEnd, standardError: errors.writeEnd,
                 newProcessGroup: false)
         } catch {

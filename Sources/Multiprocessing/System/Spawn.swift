@@ -23,8 +23,7 @@ struct SpawnFailure: Error {
 func spawnProcess(
     executable: String,
     arguments: [String],
-    environment: [String],
-    environmentBlock: CStringArray? = nil,
+    environment: CStringArray,
     standardInput: FileDescriptor,
     standardOutput: FileDescriptor,
     standardError: FileDescriptor,
@@ -75,15 +74,11 @@ func spawnProcess(
     guard code == 0 else { throw failure("posix_spawnattr_setsigdefault", code) }
 
     let argv = CStringArray([executable] + arguments)
-    let envp = environmentBlock ?? CStringArray(environment)
-    defer {
-        argv.deallocate()
-        if environmentBlock == nil { envp.deallocate() }
-    }
+    defer { argv.deallocate() }
 
     var pid: pid_t = 0
     // glibc reports a failed exec (ENOENT, EACCES, ENOEXEC) as posix_spawn's own result.
-    code = posix_spawn(&pid, executable, &actions, &attributes, argv.pointers, envp.pointers)
+    code = posix_spawn(&pid, executable, &actions, &attributes, argv.pointers, environment.pointers)
     guard code == 0 else { throw failure("posix_spawn", code) }
 
     // The child is ours and not yet reaped, so its pid cannot have been reused.
