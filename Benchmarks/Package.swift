@@ -22,6 +22,11 @@ let package = Package(
             dependencies: [.product(name: "Multiprocessing", package: mainPackage)],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        .executableTarget(
+            name: "payload-figures",
+            dependencies: [.product(name: "Multiprocessing", package: mainPackage)],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .executableTarget(name: "trivial", swiftSettings: [.swiftLanguageMode(.v6)]),
         .executableTarget(
             name: "reliability-figures",

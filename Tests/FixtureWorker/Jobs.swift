@@ -174,6 +174,21 @@ struct Checksum: Job {
     func run(_ bytes: [UInt8]) -> UInt64 { fnv1a(bytes) }
 }
 
+/// `count` bytes from SplitMix64 seeded with `seed`: an output whose every byte can be checked.
+struct RandomBytes: Job {
+    static let name = "random-bytes"
+    struct Request: Codable, Sendable {
+        var seed: UInt64
+        var count: Int
+    }
+    func run(_ request: Request) -> [UInt8] { randomBytes(seed: request.seed, count: request.count) }
+}
+
+func randomBytes(seed: UInt64, count: Int) -> [UInt8] {
+    var generator = SplitMix64(seed: seed)
+    return (0..<count).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+}
+
 func fnv1a(_ bytes: [UInt8]) -> UInt64 {
     var hash: UInt64 = 0xcbf2_9ce4_8422_2325
     for byte in bytes {
@@ -183,4 +198,4 @@ func fnv1a(_ bytes: [UInt8]) -> UInt64 {
     return hash
 }
 
-var fixtureJobs: [any Job.Type] { [Square.self, Misbehave.self, SleepThenReportProcessID.self, CountCalls.self, TransformRecord.self, MakeBytes.self, CountBytes.self, Spin.self, Checksum.self] }
+var fixtureJobs: [any Job.Type] { [Square.self, Misbehave.self, SleepThenReportProcessID.self, CountCalls.self, TransformRecord.self, MakeBytes.self, CountBytes.self, Spin.self, Checksum.self, RandomBytes.self] }

@@ -117,6 +117,19 @@ struct EndToEndTests {
         }
     }
 
+    @Test("outputs of every length class arrive intact, byte for byte, mixed in batches")
+    func largeOutputsArriveIntact() async throws {
+        // The worker encodes each output in place behind a five-byte room for its length: short
+        // outputs move up to the shortest length, those of 64 KiB and more keep a padded one.
+        // Cover each boundary of the varint, and the padding threshold, in one batch.
+        let sizes = [0, 1, 127, 128, 16_383, 16_384, 65_535, 65_536, 65_537, 300_000, 2_097_151, 2_097_152, 17]
+        let requests = sizes.enumerated().map { RandomBytes.Request(seed: UInt64($0.offset), count: $0.element) }
+        try await withFixturePool { pool in
+            let outputs = try await pool.map(RandomBytes.self, requests + requests.reversed())
+            #expect(outputs == (requests + requests.reversed()).map { randomBytes(seed: $0.seed, count: $0.count) })
+        }
+    }
+
     @Test("an output that does not decode as the caller's type fails map and mapUnordered, naming the input")
     func undecodableOutputs() async throws {
         try await withFixturePool { pool in

@@ -39,6 +39,7 @@ for _ in 0..<repetitions {
 
 var poolRates: [Double] = []
 var startTimes: [Double] = []
+var roundTrips: [Double] = []
 try await withProcessPool(workers: workers, arguments: []) { pool in
     let start = clock.now
     _ = try await pool.run(Increment.self, 0)
@@ -51,9 +52,18 @@ try await withProcessPool(workers: workers, arguments: []) { pool in
         precondition(results.count == jobCount && results[jobCount - 1] == jobCount)
         poolRates.append(Double(jobCount) / seconds(elapsed))
     }
+    // One job at a time: the round trip of `run`.
+    for input in 0..<2_100 {
+        let start = clock.now
+        let output = try await pool.run(Increment.self, input)
+        if input >= 100 { roundTrips.append(seconds(clock.now - start)) }
+        precondition(output == input + 1)
+    }
 }
 
 func format(_ rate: Double) -> String { String(format: "%.2fM jobs/s", rate / 1e6) }
 print("in-process loop (baseline):   \(format(median(loopRates)))")
 print("pool.map:                     \(format(median(poolRates)))  (runs: \(poolRates.map { String(format: "%.2fM", $0 / 1e6) }.joined(separator: ", ")))")
 print(String(format: "pool start to first result:   %.1f ms", startTimes[0] * 1000))
+let sortedTrips = roundTrips.sorted()
+print(String(format: "run round trip:               p50 %.1f µs, p99 %.1f µs", sortedTrips[sortedTrips.count / 2] * 1e6, sortedTrips[sortedTrips.count * 99 / 100] * 1e6))

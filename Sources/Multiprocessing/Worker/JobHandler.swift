@@ -14,8 +14,6 @@ class AnyJobHandler {
 final class JobHandler<J: Job>: AnyJobHandler {
     /// Created on first use and kept for the life of the worker process.
     private var instance: J?
-    /// Reused for every output, so encoding does not allocate once it has grown.
-    private var scratch: [UInt8] = []
 
     init() { super.init(name: J.name) }
 
@@ -45,21 +43,63 @@ final class JobHandler<J: Job>: AnyJobHandler {
             WireOutcome.threw(typeName: String(reflecting: type(of: error)), description: String(describing: error)).write(to: &writer)
             return
         }
-        scratch.removeAll(keepingCapacity: true)
+        // Encode straight into the results frame, behind room for the longest length this
+        // frame could need, rather than into a buffer of its own and copy: for a large output
+        // that copy costs as much as sending it.
+        let resultStart = writer.bytes.count
+        writer.writeByte(ResultStatus.succeeded.rawValue)
+        writer.writeByte(rawCodec)
+        let lengthAt = writer.bytes.count
+        writer.bytes.append(contentsOf: repeatElement(0, count: InPlaceOutputLength.room))
         do {
-            try PayloadCoding.encode(output, codec: codec, into: &scratch)
+            try PayloadCoding.encode(output, codec: codec, into: &writer.bytes)
         } catch {
+            writer.bytes.removeSubrange(resultStart...)
             WireOutcome.outputEncodingFailed("cannot encode \(J.Output.self): " + PayloadCoding.describe(error)).write(to: &writer)
             return
         }
+        let length = writer.bytes.count - lengthAt - InPlaceOutputLength.room
         // Leave room for the frame and result headers within the frame limit.
         let limit = WireProtocol.maximumPayloadSize(inFramesOf: maximumFrameSize)
-        guard scratch.count <= limit else {
-            WireOutcome.outputEncodingFailed("the output is \(scratch.count) bytes; frames of at most \(maximumFrameSize) bytes carry outputs of up to \(limit) bytes").write(to: &writer)
+        guard length <= limit else {
+            writer.bytes.removeSubrange(resultStart...)
+            WireOutcome.outputEncodingFailed("the output is \(length) bytes; frames of at most \(maximumFrameSize) bytes carry outputs of up to \(limit) bytes").write(to: &writer)
             return
         }
-        scratch.withUnsafeBytes { WireOutcome.succeeded(codec: rawCodec, payload: $0).write(to: &writer) }
-        if scratch.count > 16 << 20 { scratch = [] }  // do not pin a huge buffer between jobs
+        let unused = writer.bytes.withUnsafeMutableBufferPointer { buffer in
+            InPlaceOutputLength.write(length, at: buffer.baseAddress! + lengthAt)
+        }
+        if unused > 0 { writer.bytes.removeLast(unused) }
+    }
+}
+
+/// The length field of an output encoded in place, in a results frame.
+enum InPlaceOutputLength {
+    /// Room for a payload length: five varint bytes hold 35 bits, more than a frame's 32.
+    static let room = 5
+    /// Outputs from this size up keep their place, behind a length padded to five bytes;
+    /// smaller ones move up to meet the shortest form of their length.
+    static let paddedThreshold = 64 << 10
+
+    /// Writes `length` into the room at `destination`, followed by its payload, and returns how
+    /// many bytes at the end are no longer used.
+    static func write(_ length: Int, at destination: UnsafeMutablePointer<UInt8>) -> Int {
+        if length >= paddedThreshold {
+            // A varint with continuation bits on its leading groups: valid, if not the shortest.
+            var remaining = UInt64(length)
+            for index in 0..<(room - 1) {
+                destination[index] = UInt8(truncatingIfNeeded: remaining) | 0x80
+                remaining &>>= 7
+            }
+            destination[room - 1] = UInt8(truncatingIfNeeded: remaining)
+            return 0
+        }
+        let written = Varint.write(UInt64(length), to: destination)
+        let unused = room - written
+        if unused > 0 {
+            UnsafeMutableRawPointer(destination + written).copyMemory(from: destination + room, byteCount: length)
+        }
+        return unused
     }
 }
 

@@ -1,0 +1,48 @@
+import Multiprocessing
+
+/// Returns `count` bytes: the payload travels worker → coordinator.
+struct Emit: Job {
+    static let name = "emit"
+    func run(_ count: Int) -> [UInt8] { [UInt8](repeating: 7, count: count) }
+}
+
+/// Takes a large input, returns its size: the payload travels coordinator → worker.
+struct Ingest: Job {
+    static let name = "ingest"
+    func run(_ bytes: [UInt8]) -> Int { bytes.count }
+}
+
+// The pool re-executes this program as its workers.
+try await Worker.serveIfSpawned(jobs: [Emit.self, Ingest.self])
+
+// payload-figures [in|out|out-stream] [jobs] [MiB]: MiB/s of each of 5 runs on a warm pool.
+let arguments = Array(CommandLine.arguments.dropFirst())
+let mode = arguments.first ?? "out"
+let jobs = arguments.count > 1 ? Int(arguments[1]) ?? 64 : 64
+let size = (arguments.count > 2 ? Int(arguments[2]) ?? 8 : 8) << 20
+let clock = ContinuousClock()
+
+try await withProcessPool(workers: 2, arguments: []) { pool in
+    _ = try await pool.run(Emit.self, 1)
+    for _ in 0..<5 {
+        let start = clock.now
+        switch mode {
+        case "in":
+            let payload = [UInt8](repeating: 3, count: size)
+            let counts = try await pool.map(Ingest.self, Array(repeating: payload, count: jobs))
+            precondition(counts.allSatisfy { $0 == size })
+        case "out-stream":
+            var received = 0
+            for try await (_, output) in pool.mapUnordered(Emit.self, Array(repeating: size, count: jobs)) {
+                received += output.count
+            }
+            precondition(received == jobs * size)
+        default:
+            let outputs = try await pool.map(Emit.self, Array(repeating: size, count: jobs))
+            precondition(outputs.allSatisfy { $0.count == size })
+        }
+        let elapsed = clock.now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        print(mode, Int(Double(jobs * size) / 1_048_576 / seconds), "MiB/s")
+    }
+}
