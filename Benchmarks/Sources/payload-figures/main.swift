@@ -1,4 +1,5 @@
 import Multiprocessing
+import Glibc
 
 /// Returns `count` bytes: the payload travels worker → coordinator.
 struct Emit: Job {
@@ -21,6 +22,23 @@ let mode = arguments.first ?? "out"
 let jobs = arguments.count > 1 ? Int(arguments[1]) ?? 64 : 64
 let size = (arguments.count > 2 ? Int(arguments[2]) ?? 8 : 8) << 20
 let clock = ContinuousClock()
+
+if mode == "latency" {
+    // One job at a time, from a task off the main actor: the round trip of `run`.
+    try await Task.detached {
+        try await withProcessPool(workers: 2, arguments: []) { pool in
+            var trips: [Duration] = []
+            for input in 0..<(jobs * 100 + 100) {
+                let start = clock.now
+                _ = try await pool.run(Emit.self, input & 7)
+                if input >= 100 { trips.append(clock.now - start) }
+            }
+            trips.sort()
+            print("round trip p50", trips[trips.count / 2], "p99", trips[trips.count * 99 / 100])
+        }
+    }.value
+    exit(0)
+}
 
 try await withProcessPool(workers: 2, arguments: []) { pool in
     _ = try await pool.run(Emit.self, 1)

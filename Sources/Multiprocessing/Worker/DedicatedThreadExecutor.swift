@@ -1,11 +1,13 @@
 import CMultiprocessingShims
 
-/// A task executor backed by one thread the worker owns.
+/// A serial executor backed by one thread the worker owns.
 ///
-/// The worker's serve loop runs with this executor as its preference, so the blocking reads and
-/// writes on the protocol pipes happen on this thread rather than on Swift's cooperative pool,
-/// and a job's `run` is called without hopping between threads.
-final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
+/// The worker's serve loop is isolated to ``WorkerIsolation``, whose executor this is, so the
+/// blocking reads and writes on the protocol pipes happen on this thread rather than on Swift's
+/// cooperative pool, and a job's `run` is called without hopping between threads. Being the
+/// loop's actor executor, not a task-executor preference, matters for tiny jobs: the runtime
+/// takes a task's status lock on every executor check while a preference is set.
+final class DedicatedThreadExecutor: SerialExecutor, @unchecked Sendable {
     // @unchecked: `pending` is only touched with `condition` locked.
     private let condition = ThreadCondition()
     private var pending: [UnownedJob] = []
@@ -34,8 +36,23 @@ final class DedicatedThreadExecutor: TaskExecutor, @unchecked Sendable {
             while pending.isEmpty { condition.wait() }
             swap(&batch, &pending)
             condition.unlock()
-            for job in batch { job.runSynchronously(on: asUnownedTaskExecutor()) }
+            for job in batch { job.runSynchronously(on: asUnownedSerialExecutor()) }
             batch.removeAll(keepingCapacity: true)
         }
+    }
+}
+
+/// The isolation of a worker's serve loop: an actor whose executor is the worker's own thread.
+actor WorkerIsolation {
+    private let executor: DedicatedThreadExecutor
+
+    init(executor: DedicatedThreadExecutor) { self.executor = executor }
+
+    nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    /// Runs `loop` on the worker's thread; it and the `nonisolated(nonsending)` jobs it calls
+    /// inherit this isolation.
+    func serve(_ loop: WorkerLoop) async {
+        await loop.run()
     }
 }

@@ -55,9 +55,7 @@ public enum Worker {
         WorkerProcess.exitWhenClosed(streams.input)
         let executor = DedicatedThreadExecutor(name: "mp-worker-jobs")
         let loop = WorkerLoop(registry: registry, input: streams.input, output: streams.output)
-        await withTaskExecutorPreference(executor) {
-            await loop.run()
-        }
+        await WorkerIsolation(executor: executor).serve(loop)
         WorkerProcess.exitProcess(0)
     }
 }
