@@ -78,7 +78,7 @@ extension ProcessPool {
         // bound to it); a closure handed to withTaskCancellationHandler would lose that.
         var producer = InputProducer(
             core: core, jobName: J.name, options: ResolvedJobOptions(options, defaults: core.configuration),
-            inputs: inputs.makeIterator(), sink: sink)
+            inputs: InputIterator(inputs), sink: sink)
         do {
             while sink.isAcceptingResults, let chunk = producer.nextChunk(limit: Int.max, onEncodingFailure: encodingFailure) {
                 try Task.checkCancellation()

@@ -11,12 +11,12 @@ public struct UnorderedResults<Output: Decodable & Sendable, Inputs: Sequence>: 
 
     /// Starts the call: inputs are read and jobs queued as the iterator is advanced.
     public func makeAsyncIterator() -> Iterator {
-        Iterator(run: UnorderedRun(core: core, jobName: jobName, options: options, inputs: inputs.makeIterator()))
+        Iterator(run: UnorderedRun(core: core, jobName: jobName, options: options, inputs: InputIterator(inputs)))
     }
 
     /// Yields results as they arrive and keeps the workers fed.
     public struct Iterator: AsyncIteratorProtocol {
-        let run: UnorderedRun<Output, Inputs.Iterator>
+        let run: UnorderedRun<Output, InputIterator<Inputs>>
 
         /// The next finished job's index and output, or nil when every input has been yielded.
         ///
