@@ -6,7 +6,9 @@ import Foundation
 
 /// Encodes and decodes payloads in either codec, so the rest of the library names a codec tag
 /// rather than an encoder type.
+@usableFromInline
 enum PayloadCoding {
+    @usableFromInline
     static func encode<Value: Encodable>(_ value: Value, codec: PayloadCodec, into bytes: inout [UInt8]) throws {
         switch codec {
         case .binary:
@@ -18,6 +20,7 @@ enum PayloadCoding {
         }
     }
 
+    @usableFromInline
     static func decode<Value: Decodable>(_ type: Value.Type, codec: PayloadCodec, from payload: UnsafeRawBufferPointer) throws -> Value {
         switch codec {
         case .binary:
@@ -29,6 +32,7 @@ enum PayloadCoding {
     }
 
     /// A one-line account of a coding error, with the coding path where there is one.
+    @usableFromInline
     static func describe(_ error: any Error) -> String {
         func path(_ codingPath: [any CodingKey]) -> String {
             codingPath.isEmpty ? "the top level" : codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()

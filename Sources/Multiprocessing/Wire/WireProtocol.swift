@@ -60,6 +60,7 @@ enum FrameType: UInt8, CaseIterable, Sendable {
 }
 
 /// How a payload's bytes encode its value.
+@usableFromInline
 enum PayloadCodec: UInt8, Sendable {
     /// The compact binary format of ``BinaryPayloadEncoder``.
     case binary = 0

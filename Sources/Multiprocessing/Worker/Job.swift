@@ -30,14 +30,84 @@ public protocol Job {
 
     /// Runs one job.
     ///
-    /// It is called on the worker's job thread and, being `nonisolated(nonsending)`, an async
-    /// implementation starts there too, without a hop to Swift's global executor per job.
+    /// It is called on the worker's job thread. A synchronous implementation runs there as a
+    /// plain call, the cheapest kind; so does an `async` one declared `nonisolated(nonsending)`.
+    /// A plain `async` implementation runs on Swift's global executor in the worker process,
+    /// as any nonisolated `async` function does.
     ///
     /// - Parameter input: The job's input, decoded in the worker.
     /// - Returns: The output, encoded and sent back to the coordinator.
     /// - Throws: Any error; the caller receives a ``ProcessPoolError`` with code
     ///   ``ProcessPoolError/Code/jobThrew`` carrying its type and description.
     nonisolated(nonsending) func run(_ input: Input) async throws -> Output
+
+    /// How a worker runs this job: an implementation detail of the library. Do not implement
+    /// it; the default, compiled in the module that declares the job, calls ``run(_:)``
+    /// directly rather than through generic code.
+    static func _workerEntryPoint() -> _JobEntryPoint
+}
+
+extension Job {
+    /// The default entry point: decodes the input, calls ``run(_:)`` and encodes the output,
+    /// specialised for this job's types where the job is declared. A synchronous `run` is then
+    /// a plain call, not an asynchronous one with its frame on the task's allocator.
+    @inlinable
+    public static func _workerEntryPoint() -> _JobEntryPoint {
+        var instance: Self?
+        return _JobEntryPoint(name: name) { codec, payload, output in
+            let input: Input
+            do {
+                input = try PayloadCoding.decode(Input.self, codec: codec, from: payload)
+            } catch {
+                return .inputDecodingFailed("cannot decode \(Input.self): " + PayloadCoding.describe(error))
+            }
+            let job: Self
+            if let instance {
+                job = instance
+            } else {
+                job = Self()
+                instance = job
+            }
+            let result: Output
+            do {
+                result = try await job.run(input)
+            } catch {
+                return .threw(typeName: String(reflecting: type(of: error)), description: String(describing: error))
+            }
+            do {
+                try PayloadCoding.encode(result, codec: codec, into: &output)
+            } catch {
+                return .outputEncodingFailed("cannot encode \(Output.self): " + PayloadCoding.describe(error))
+            }
+            return .succeeded
+        }
+    }
+}
+
+/// How a worker runs one job type; made by ``Job/_workerEntryPoint()``. An implementation
+/// detail of the library.
+public struct _JobEntryPoint {
+    @usableFromInline let name: String
+    @usableFromInline let perform: Perform
+
+    /// Decodes a payload, runs the job and appends the encoded output to `output`.
+    @usableFromInline
+    typealias Perform = nonisolated(nonsending) (_ codec: PayloadCodec, _ payload: UnsafeRawBufferPointer, _ output: inout [UInt8]) async -> _JobRunStatus
+
+    @inlinable
+    init(name: String, perform: @escaping Perform) {
+        self.name = name
+        self.perform = perform
+    }
+}
+
+/// How one job ended in the worker, before it is written to a results frame. An
+/// implementation detail of the library.
+public enum _JobRunStatus {
+    case succeeded
+    case threw(typeName: String, description: String)
+    case inputDecodingFailed(String)
+    case outputEncodingFailed(String)
 }
 
 extension Job {

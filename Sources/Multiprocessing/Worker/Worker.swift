@@ -189,8 +189,10 @@ final class WorkerLoop: @unchecked Sendable {
             runningPosition = position
             let resultStart = writer.bytes.count
             if job.jobIndex < registry.handlers.count {
-                await registry.handlers[job.jobIndex].perform(
-                    codec: job.codec, payload: job.payload, maximumFrameSize: maximumFrameSize, into: &writer)
+                if let started = ResultWriting.begin(codec: job.codec, into: &writer) {
+                    let status = await registry.handlers[job.jobIndex].perform(started.codec, job.payload, &writer.bytes)
+                    ResultWriting.finish(status, resultStart: started.resultStart, lengthAt: started.lengthAt, maximumFrameSize: maximumFrameSize, into: &writer)
+                }
             } else {
                 WireOutcome.unknownJob(index: job.jobIndex).write(to: &writer)
             }
