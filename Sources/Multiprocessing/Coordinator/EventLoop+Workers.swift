@@ -204,55 +204,24 @@ extension EventLoop {
         }
         // Read the whole frame before acting on any of it: a frame that turns out malformed
         // half way must leave every one of its jobs unanswered, to be rescued with the rest.
-        var wireOutcomes: [WireOutcome] = []
-        wireOutcomes.reserveCapacity(header.count)
-        while let outcome = try results.next() { wireOutcomes.append(outcome) }
-
-        var lastName: String?
-        // Consecutive results of one chunk go to its sink as one run.
-        var run: (slice: ChunkSlice, start: Int)?
         var outcomes: [JobOutcome] = []
         outcomes.reserveCapacity(header.count)
-        func flush() {
-            guard let (slice, start) = run else { return }
-            slice.chunk.sink.deliver(ResultRun(
-                firstIndex: slice.inputIndex(at: start), firstJobID: slice.jobID(at: start),
-                jobName: slice.chunk.jobName, outcomes: outcomes))
-            run = nil
-            outcomes.removeAll(keepingCapacity: true)
-        }
-        for outcome in wireOutcomes {
+        while let outcome = try results.next() { outcomes.append(jobOutcome(outcome, from: worker)) }
+
+        // The results of each slice go to its call's sink as one run.
+        var lastName: String?
+        var offset = 0
+        while offset < outcomes.count {
             let (slice, position) = batch.nextUnresolved()
-            batch.markNextResolved()
+            let count = min(outcomes.count - offset, batch.unresolvedInCurrentSlice)
+            batch.markResolved(count)
             lastName = slice.chunk.jobName
-            let jobOutcome: JobOutcome
-            switch outcome {
-            case .succeeded(let rawCodec, let payload):
-                if let codec = PayloadCodec(rawValue: rawCodec) {
-                    jobOutcome = .succeeded(codec: codec, payload: payload)
-                } else {
-                    jobOutcome = .failed(workerError(.protocolViolation, "the worker answered with unknown codec \(rawCodec)", worker))
-                }
-            case .threw(let typeName, let description):
-                var error = workerError(.jobThrew, description, worker)
-                error.remoteErrorType = typeName
-                jobOutcome = .failed(error)
-            case .inputDecodingFailed(let description):
-                jobOutcome = .failed(workerError(.decodingFailed, "the worker could not decode the input: \(description)", worker))
-            case .outputEncodingFailed(let description):
-                jobOutcome = .failed(workerError(.encodingFailed, "the worker could not encode the output: \(description)", worker))
-            case .unknownJob(let index):
-                jobOutcome = .failed(workerError(.unknownJob, "the worker does not serve job index \(index)", worker))
-            }
-            if let current = run, current.slice.chunk === slice.chunk, current.start + outcomes.count == position {
-                outcomes.append(jobOutcome)
-            } else {
-                flush()
-                run = (slice, position)
-                outcomes.append(jobOutcome)
-            }
+            slice.chunk.sink.deliver(ResultRun(
+                firstIndex: slice.inputIndex(at: position), firstJobID: slice.jobID(at: position),
+                jobName: slice.chunk.jobName,
+                outcomes: count == outcomes.count ? outcomes : Array(outcomes[offset..<(offset + count)])))
+            offset += count
         }
-        flush()
         if let lastName { recordCost(jobName: lastName, count: header.count, elapsedNanoseconds: header.elapsedNanoseconds, resultBytes: body.count) }
         if batch.resolvedCount == batch.count {
             worker.inFlight.removeFirst()
@@ -263,6 +232,26 @@ extension EventLoop {
         // The next job (or batch) starts now.
         worker.runningSince = worker.inFlight.isEmpty ? nil : clock.now
         if worker.inFlight.isEmpty { worker.idleSince = clock.now }
+    }
+
+    private func jobOutcome(_ outcome: WireOutcome, from worker: WorkerConnection) -> JobOutcome {
+        switch outcome {
+        case .succeeded(let rawCodec, let payload):
+            guard let codec = PayloadCodec(rawValue: rawCodec) else {
+                return .failed(workerError(.protocolViolation, "the worker answered with unknown codec \(rawCodec)", worker))
+            }
+            return .succeeded(codec: codec, payload: payload)
+        case .threw(let typeName, let description):
+            var error = workerError(.jobThrew, description, worker)
+            error.remoteErrorType = typeName
+            return .failed(error)
+        case .inputDecodingFailed(let description):
+            return .failed(workerError(.decodingFailed, "the worker could not decode the input: \(description)", worker))
+        case .outputEncodingFailed(let description):
+            return .failed(workerError(.encodingFailed, "the worker could not encode the output: \(description)", worker))
+        case .unknownJob(let index):
+            return .failed(workerError(.unknownJob, "the worker does not serve job index \(index)", worker))
+        }
     }
 
     private func workerError(_ code: ProcessPoolError.Code, _ message: String, _ worker: WorkerConnection) -> ProcessPoolError {

@@ -35,7 +35,18 @@ final class InFlightBatch {
         return nil
     }
 
-    func markNextResolved() {
+    /// How many jobs of the slice at the cursor have no result yet.
+    var unresolvedInCurrentSlice: Int { slices[cursorSlice].positions.upperBound - cursorPosition }
+
+    /// Marks the next `count` jobs resolved; they must all be in the slice at the cursor.
+    func markResolved(_ count: Int) {
+        precondition(count > 0 && count <= unresolvedInCurrentSlice, "results beyond the current slice")
+        resolvedCount += count - 1
+        cursorPosition += count - 1
+        markNextResolved()
+    }
+
+    private func markNextResolved() {
         resolvedCount += 1
         cursorPosition += 1
         if cursorPosition == slices[cursorSlice].positions.upperBound && cursorSlice + 1 < slices.count {
