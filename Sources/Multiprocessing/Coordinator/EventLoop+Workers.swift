@@ -219,7 +219,7 @@ extension EventLoop {
             slice.chunk.sink.deliver(ResultRun(
                 firstIndex: slice.inputIndex(at: position), firstJobID: slice.jobID(at: position),
                 jobName: slice.chunk.jobName,
-                outcomes: count == outcomes.count ? outcomes : Array(outcomes[offset..<(offset + count)])))
+                outcomes: outcomes[offset..<(offset + count)]))
             offset += count
         }
         if let lastName { recordCost(jobName: lastName, count: header.count, elapsedNanoseconds: header.elapsedNanoseconds, resultBytes: body.count) }

@@ -20,7 +20,7 @@ extension ProcessPool {
         }
         let id = core.reserveJobIDs(1)
         let sink = FutureSink<[UInt8]> { run in
-            switch run.outcomes[0] {
+            switch run.firstOutcome {
             case .succeeded(_, let payload):
                 return .success(Array(payload))
             case .failed(var error):

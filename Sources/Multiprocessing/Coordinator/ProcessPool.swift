@@ -102,7 +102,7 @@ public final class ProcessPool: Sendable {
         }
         let id = core.reserveJobIDs(1)
         let sink = FutureSink<J.Output>(decode: { run in
-            run.outcomes[0].decoded(J.Output.self, index: nil, jobID: run.firstJobID, jobName: run.jobName)
+            run.firstOutcome.decoded(J.Output.self, index: nil, jobID: run.firstJobID, jobName: run.jobName)
         }, onOutput: onOutput)
         let resolved = ResolvedJobOptions(options, defaults: core.configuration)
         try await core.enqueue(builder.build(sink: sink, jobName: J.name, firstIndex: 0, firstJobID: id, options: resolved))

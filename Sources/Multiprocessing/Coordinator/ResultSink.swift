@@ -13,21 +13,36 @@ struct ResultRun {
     let firstIndex: Int
     let firstJobID: UInt64
     let jobName: String
-    /// Successful outputs point into the frame being read: valid only during delivery.
-    var outcomes: [JobOutcome]
+    /// Successful outputs point into the frame being read: valid only during delivery. A
+    /// slice, so that a frame answering several calls is not copied out per call.
+    let outcomes: ArraySlice<JobOutcome>
+
+    init(firstIndex: Int, firstJobID: UInt64, jobName: String, outcomes: ArraySlice<JobOutcome>) {
+        self.firstIndex = firstIndex
+        self.firstJobID = firstJobID
+        self.jobName = jobName
+        self.outcomes = outcomes
+    }
+
+    init(firstIndex: Int, firstJobID: UInt64, jobName: String, outcomes: [JobOutcome]) {
+        self.init(firstIndex: firstIndex, firstJobID: firstJobID, jobName: jobName, outcomes: outcomes[...])
+    }
+
+    /// The first job's outcome: the only one, for a run of a single job.
+    var firstOutcome: JobOutcome { outcomes[outcomes.startIndex] }
 
     /// Decodes every output, in order, straight into one array; the first failure instead.
     /// For `map`, which needs all or nothing: no `Result` per job on the way.
     func decodedOutputs<Output: Decodable>(_ type: Output.Type) -> Result<[Output], ProcessPoolError> {
         var outputs: [Output] = []
         outputs.reserveCapacity(outcomes.count)
-        for offset in outcomes.indices {
-            if case .succeeded(let codec, let payload) = outcomes[offset], let output = try? PayloadCoding.decode(type, codec: codec, from: payload) {
+        for (offset, outcome) in outcomes.enumerated() {
+            if case .succeeded(let codec, let payload) = outcome, let output = try? PayloadCoding.decode(type, codec: codec, from: payload) {
                 outputs.append(output)
                 continue
             }
             // A failure, or an output that does not decode: let the general path describe it.
-            let failure = outcomes[offset].decoded(type, index: firstIndex + offset, jobID: firstJobID + UInt64(offset), jobName: jobName)
+            let failure = outcome.decoded(type, index: firstIndex + offset, jobID: firstJobID + UInt64(offset), jobName: jobName)
             if case .failure(let error) = failure { return .failure(error) }
         }
         return .success(outputs)
@@ -35,8 +50,8 @@ struct ResultRun {
 
     /// Decodes every outcome, in order.
     func decoded<Output: Decodable>(_ type: Output.Type, reportingIndex: Bool) -> [Result<Output, ProcessPoolError>] {
-        outcomes.indices.map { offset in
-            outcomes[offset].decoded(
+        outcomes.enumerated().map { offset, outcome in
+            outcome.decoded(
                 type, index: reportingIndex ? firstIndex + offset : nil,
                 jobID: firstJobID + UInt64(offset), jobName: jobName)
         }
