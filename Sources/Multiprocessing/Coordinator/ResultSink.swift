@@ -2,7 +2,8 @@
 enum JobOutcome {
     /// The job ran; its output's bytes are valid only during the delivery call.
     case succeeded(codec: PayloadCodec, payload: UnsafeRawBufferPointer)
-    case failed(ProcessPoolError)
+    /// Boxed: an error is large, and a tiny job's outcome is copied in its frame's array.
+    indirect case failed(ProcessPoolError)
 }
 
 /// The outcomes of consecutive jobs of one call: inputs `firstIndex`, `firstIndex + 1`, …
