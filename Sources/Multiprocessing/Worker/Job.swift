@@ -48,38 +48,44 @@ public protocol Job {
 }
 
 extension Job {
-    /// The default entry point: decodes the input, calls ``run(_:)`` and encodes the output,
-    /// specialised for this job's types where the job is declared. A synchronous `run` is then
-    /// a plain call, not an asynchronous one with its frame on the task's allocator.
+    /// The default entry point: decodes each input, calls ``run(_:)`` and encodes the output,
+    /// for a run of consecutive jobs of this type, specialised for its types where the job is
+    /// declared. A synchronous `run` is then a plain call in a loop, with no asynchronous call
+    /// (and no frame on the task's allocator) per job.
     @inlinable
     public static func _workerEntryPoint() -> _JobEntryPoint {
         var instance: Self?
-        return _JobEntryPoint(name: name) { codec, payload, output in
-            let input: Input
-            do {
-                input = try PayloadCoding.decode(Input.self, codec: codec, from: payload)
-            } catch {
-                return .inputDecodingFailed("cannot decode \(Input.self): " + PayloadCoding.describe(error))
+        return _JobEntryPoint(name: name) { run in
+            while let (codec, payload) = run.nextInput() {
+                let input: Input
+                do {
+                    input = try PayloadCoding.decode(Input.self, codec: codec, from: payload)
+                } catch {
+                    run.finish(.inputDecodingFailed("cannot decode \(Input.self): " + PayloadCoding.describe(error)))
+                    continue
+                }
+                let job: Self
+                if let instance {
+                    job = instance
+                } else {
+                    job = Self()
+                    instance = job
+                }
+                let result: Output
+                do {
+                    result = try await job.run(input)
+                } catch {
+                    run.finish(.threw(typeName: String(reflecting: type(of: error)), description: String(describing: error)))
+                    continue
+                }
+                do {
+                    try run.appendOutput(result, codec: codec)
+                } catch {
+                    run.finish(.outputEncodingFailed("cannot encode \(Output.self): " + PayloadCoding.describe(error)))
+                    continue
+                }
+                run.finish(.succeeded)
             }
-            let job: Self
-            if let instance {
-                job = instance
-            } else {
-                job = Self()
-                instance = job
-            }
-            let result: Output
-            do {
-                result = try await job.run(input)
-            } catch {
-                return .threw(typeName: String(reflecting: type(of: error)), description: String(describing: error))
-            }
-            do {
-                try PayloadCoding.encode(result, codec: codec, into: &output)
-            } catch {
-                return .outputEncodingFailed("cannot encode \(Output.self): " + PayloadCoding.describe(error))
-            }
-            return .succeeded
         }
     }
 }
@@ -90,9 +96,9 @@ public struct _JobEntryPoint {
     @usableFromInline let name: String
     @usableFromInline let perform: Perform
 
-    /// Decodes a payload, runs the job and appends the encoded output to `output`.
+    /// Runs the jobs `run` hands out, and reports each one's end to it.
     @usableFromInline
-    typealias Perform = nonisolated(nonsending) (_ codec: PayloadCodec, _ payload: UnsafeRawBufferPointer, _ output: inout [UInt8]) async -> _JobRunStatus
+    typealias Perform = nonisolated(nonsending) (_ run: inout _JobRun) async -> Void
 
     @inlinable
     init(name: String, perform: @escaping Perform) {

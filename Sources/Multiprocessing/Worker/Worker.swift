@@ -80,6 +80,13 @@ final class WorkerLoop: @unchecked Sendable {
     private var runningBatchID: UInt64 = 0
     private var runningPosition = 0
 
+    /// Moves a value out, leaving an empty one, so the run can own the buffer uniquely.
+    private func take(_ writer: inout WireWriter) -> WireWriter {
+        var taken = WireWriter()
+        swap(&taken, &writer)
+        return taken
+    }
+
     /// Results are sent when a batch ends, or sooner once this much time has passed since the
     /// last send, so the coordinator learns of finished work (and of where a crash happened)
     /// without a write per tiny job.
@@ -185,25 +192,40 @@ final class WorkerLoop: @unchecked Sendable {
         }
 
         runningBatchID = jobs.batchID
-        while let job = try jobs.next() {
-            runningPosition = position
-            let resultStart = writer.bytes.count
+        var current = try jobs.next()
+        while let job = current {
+            let resultStart: Int
             if job.jobIndex < registry.handlers.count {
-                if let started = ResultWriting.begin(codec: job.codec, into: &writer) {
-                    let status = await registry.handlers[job.jobIndex].perform(started.codec, job.payload, &writer.bytes)
-                    ResultWriting.finish(status, resultStart: started.resultStart, lengthAt: started.lengthAt, maximumFrameSize: maximumFrameSize, into: &writer)
-                }
+                // Consecutive jobs of one type run in one call to its entry point, up to the
+                // next look at the clock (or one, when each result is reported at once).
+                let limit = jobs.flags.contains(.reportEachResult) ? 1 : checkClockEvery - position % checkClockEvery
+                var run = _JobRun(
+                    first: job, jobs: jobs, writer: take(&writer), position: position, limit: limit,
+                    frameStart: frameStart, frameLimit: frameLimit, maximumFrameSize: maximumFrameSize,
+                    starting: { [unowned self] in runningPosition = $0 })
+                await registry.handlers[job.jobIndex].perform(&run)
+                writer = take(&run.writer)
+                jobs = run.jobs
+                if let error = run.error { throw error }
+                position += run.finished
+                resultStart = run.lastResultStart
+                current = run.next
             } else {
+                runningPosition = position
+                resultStart = writer.bytes.count
                 WireOutcome.unknownJob(index: job.jobIndex).write(to: &writer)
+                position += 1
+                current = try jobs.next()
             }
-            if writer.bytes.count - frameStart > frameLimit && position > firstPosition {
-                // This result would overflow the frame: send the ones before it, and start the
+            if writer.bytes.count - frameStart > frameLimit && position - 1 > firstPosition {
+                // The last result overflowed the frame: send the ones before it, and start the
                 // next frame with it.
                 let carried = Array(writer.bytes[resultStart...])
                 writer.bytes.removeSubrange(resultStart...)
+                position -= 1
                 try endSection(at: clock.now, keeping: carried)
+                position += 1
             }
-            position += 1
             if jobs.flags.contains(.reportEachResult) && position < jobs.count {
                 try endSection(at: clock.now)
             } else if position % checkClockEvery == 0 && position < jobs.count {
