@@ -14,19 +14,25 @@ final class OrderedSink<Element: Sendable>: ResultSink {
         var waiter: CheckedContinuation<[Element], any Error>?
         var isFinished = false
 
-        /// Adds a run; returns the waiter to resume if this completed the call.
-        mutating func insert(_ elements: [Element], at firstIndex: Int) -> CheckedContinuation<[Element], any Error>? {
-            guard !isFinished else { return nil }
+        /// Adds a run, appending it straight to the ordered prefix when it continues it;
+        /// returns the waiter to resume if this completed the call, or the run's failure.
+        mutating func insert(
+            _ run: ResultRun, appending append: (ResultRun, inout [Element]) -> ProcessPoolError?
+        ) -> (waiter: CheckedContinuation<[Element], any Error>?, failure: ProcessPoolError?) {
+            guard !isFinished else { return (nil, nil) }
+            let firstIndex = run.firstIndex
             assert(firstIndex >= ordered.count && waitingRuns[firstIndex] == nil, "result for input \(firstIndex) delivered twice")
             if firstIndex == ordered.count {
-                ordered.append(contentsOf: elements)
+                if let failure = append(run, &ordered) { return (nil, failure) }
                 while let next = waitingRuns.removeValue(forKey: ordered.count) {
                     ordered.append(contentsOf: next)
                 }
             } else {
+                var elements: [Element] = []
+                if let failure = append(run, &elements) { return (nil, failure) }
                 waitingRuns[firstIndex] = elements
             }
-            return completeIfDone()
+            return (completeIfDone(), nil)
         }
 
         /// When every result is in, marks the call finished and returns its waiter, if any.
@@ -39,23 +45,35 @@ final class OrderedSink<Element: Sendable>: ResultSink {
     }
 
     private let state = Mutex(State())
-    /// Turns a run's outcomes into elements, or into the error that fails the whole call.
-    private let elements: @Sendable (ResultRun) -> Result<[Element], ProcessPoolError>
+    /// Appends a run's elements to an array, or returns the error that fails the whole call.
+    /// Called with the sink's lock held, so results go straight into the final array.
+    private let append: @Sendable (ResultRun, inout [Element]) -> ProcessPoolError?
 
-    init(elements: @escaping @Sendable (ResultRun) -> Result<[Element], ProcessPoolError>) {
-        self.elements = elements
+    init(appending append: @escaping @Sendable (ResultRun, inout [Element]) -> ProcessPoolError?) {
+        self.append = append
+    }
+
+    /// A sink that turns each run into an array of elements, or into the call's failure.
+    convenience init(elements: @escaping @Sendable (ResultRun) -> Result<[Element], ProcessPoolError>) {
+        self.init(appending: { run, array in
+            switch elements(run) {
+            case .success(let values):
+                array.append(contentsOf: values)
+                return nil
+            case .failure(let error):
+                return error
+            }
+        })
     }
 
     var isAcceptingResults: Bool { state.withLock { !$0.isFinished } }
 
     func deliver(_ run: ResultRun) {
-        switch elements(run) {
-        case .success(let values):
-            if let waiter = state.withLock({ $0.insert(values, at: run.firstIndex) }) {
-                resume(waiter)
-            }
-        case .failure(let error):
-            fail(error)
+        let (waiter, failure) = state.withLock { $0.insert(run, appending: append) }
+        if let failure {
+            fail(failure)
+        } else if let waiter {
+            resume(waiter)
         }
     }
 

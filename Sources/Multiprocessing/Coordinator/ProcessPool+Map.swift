@@ -19,7 +19,7 @@ extension ProcessPool {
         _ job: J.Type, _ inputs: Inputs, options: JobOptions = JobOptions(), isolation: isolated (any Actor)? = #isolation
     ) async throws -> [J.Output]
     where Inputs.Element == J.Input {
-        let sink = OrderedSink<J.Output> { run in run.decodedOutputs(J.Output.self) }
+        let sink = OrderedSink<J.Output>(appending: { run, outputs in run.appendDecodedOutputs(J.Output.self, to: &outputs) })
         return try await collect(job, inputs, options: options, isolation: isolation, into: sink, encodingFailure: { sink.fail($1) })
     }
 

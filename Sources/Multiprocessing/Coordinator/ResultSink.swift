@@ -36,7 +36,16 @@ struct ResultRun {
     /// For `map`, which needs all or nothing: no `Result` per job on the way.
     func decodedOutputs<Output: Decodable>(_ type: Output.Type) -> Result<[Output], ProcessPoolError> {
         var outputs: [Output] = []
-        outputs.reserveCapacity(outcomes.count)
+        if let failure = appendDecodedOutputs(type, to: &outputs) { return .failure(failure) }
+        return .success(outputs)
+    }
+
+    /// Decodes every output, in order, onto the end of `outputs`; returns the first failure
+    /// instead, leaving `outputs` partly appended to.
+    func appendDecodedOutputs<Output: Decodable>(_ type: Output.Type, to outputs: inout [Output]) -> ProcessPoolError? {
+        // Only into an empty array: reserving room in a growing one would defeat its
+        // geometric growth and copy it on every run.
+        if outputs.isEmpty { outputs.reserveCapacity(outcomes.count) }
         for (offset, outcome) in outcomes.enumerated() {
             if case .succeeded(let codec, let payload) = outcome, let output = try? PayloadCoding.decode(type, codec: codec, from: payload) {
                 outputs.append(output)
@@ -44,9 +53,9 @@ struct ResultRun {
             }
             // A failure, or an output that does not decode: let the general path describe it.
             let failure = outcome.decoded(type, index: firstIndex + offset, jobID: firstJobID + UInt64(offset), jobName: jobName)
-            if case .failure(let error) = failure { return .failure(error) }
+            if case .failure(let error) = failure { return error }
         }
-        return .success(outputs)
+        return nil
     }
 
     /// Decodes every outcome, in order.

@@ -27,14 +27,14 @@ public struct _JobRun {
     private let frameStart: Int
     private let frameLimit: Int
     private let maximumFrameSize: Int
-    /// Called with each job's position in the batch as it starts.
-    private let starting: (Int) -> Void
+    /// Where each job's position in the batch goes as it starts, for output frames to name it.
+    private let runningPosition: UnsafeMutablePointer<Int>
     private let firstPosition: Int
     private var started: (codec: PayloadCodec, resultStart: Int, lengthAt: Int)?
 
     init(
         first: WireJob, jobs: JobsFrameReader, writer: consuming WireWriter, position: Int, limit: Int,
-        frameStart: Int, frameLimit: Int, maximumFrameSize: Int, starting: @escaping (Int) -> Void
+        frameStart: Int, frameLimit: Int, maximumFrameSize: Int, runningPosition: UnsafeMutablePointer<Int>
     ) {
         self.jobs = jobs
         self.writer = writer
@@ -46,7 +46,7 @@ public struct _JobRun {
         self.frameStart = frameStart
         self.frameLimit = frameLimit
         self.maximumFrameSize = maximumFrameSize
-        self.starting = starting
+        self.runningPosition = runningPosition
     }
 
     /// The next job's codec and input, with its result begun in the frame; nil when the run
@@ -56,7 +56,7 @@ public struct _JobRun {
         while error == nil, finished < limit, nextIsOurs, let job = next {
             // A frame past its limit ends the run; the worker loop moves the last result on.
             if finished > 0 && writer.bytes.count - frameStart > frameLimit { return nil }
-            starting(firstPosition + finished)
+            runningPosition.pointee = firstPosition + finished
             lastResultStart = writer.bytes.count
             if let begun = ResultWriting.begin(codec: job.codec, into: &writer) {
                 started = begun

@@ -78,7 +78,16 @@ final class WorkerLoop: @unchecked Sendable {
 
     /// The job running now, as output frames name it.
     private var runningBatchID: UInt64 = 0
-    private var runningPosition = 0
+    /// Written by `_JobRun` as each job starts; lives as long as the process.
+    private let runningPositionStorage: UnsafeMutablePointer<Int> = {
+        let storage = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+        storage.initialize(to: 0)
+        return storage
+    }()
+    private var runningPosition: Int {
+        get { runningPositionStorage.pointee }
+        set { runningPositionStorage.pointee = newValue }
+    }
 
     /// Moves a value out, leaving an empty one, so the run can own the buffer uniquely.
     private func take(_ writer: inout WireWriter) -> WireWriter {
@@ -202,7 +211,7 @@ final class WorkerLoop: @unchecked Sendable {
                 var run = _JobRun(
                     first: job, jobs: jobs, writer: take(&writer), position: position, limit: limit,
                     frameStart: frameStart, frameLimit: frameLimit, maximumFrameSize: maximumFrameSize,
-                    starting: { [unowned self] in runningPosition = $0 })
+                    runningPosition: runningPositionStorage)
                 await registry.handlers[job.jobIndex].perform(&run)
                 writer = take(&run.writer)
                 jobs = run.jobs
