@@ -15,6 +15,24 @@ struct EndToEndTests {
         #expect(results == (0..<100_000).map { $0 * $0 })
     }
 
+    @Test("integer ranges of every kind are read exactly: negative, closed, empty, ending at Int.max")
+    func integerRangesAreReadExactly() async throws {
+        // Ranges of Int take a path of their own (encoded a chunk at a time); a closed range
+        // that ends at Int.max cannot, and goes through its iterator.
+        try await withFixturePool { pool in
+            #expect(try await pool.map(Square.self, -3_000..<3_001) == (-3_000..<3_001).map { $0 &* $0 })
+            #expect(try await pool.map(Square.self, -5...5) == (-5...5).map { $0 &* $0 })
+            #expect(try await pool.map(Square.self, 7..<7) == [])
+            #expect(try await pool.map(Square.self, (Int.max - 2)...Int.max) == ((Int.max - 2)...Int.max).map { $0 &* $0 })
+            var seen = Set<Int>()
+            for try await (index, output) in pool.mapUnordered(Square.self, 100..<2_100) {
+                #expect(output == (100 + index) * (100 + index))
+                #expect(seen.insert(index).inserted)
+            }
+            #expect(seen == Set(0..<2_000))
+        }
+    }
+
     @Test("map reads a non-Sendable lazy sequence on the caller's actor")
     @MainActor
     func mapFromTheMainActor() async throws {

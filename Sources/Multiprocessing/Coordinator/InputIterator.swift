@@ -44,6 +44,15 @@ struct InputIterator<Base: Sequence>: IteratorProtocol {
         }
     }
 
+    /// For a range of integers, the next at most `count` of them, taken; nil for any other
+    /// sequence (and once the range is exhausted).
+    mutating func nextIntegers(upTo count: Int) -> Range<Int>? {
+        guard mode == .integers, nextInteger < endInteger else { return nil }
+        let end = nextInteger + min(count, endInteger - nextInteger)
+        defer { nextInteger = end }
+        return nextInteger..<end
+    }
+
     mutating func next() -> Base.Element? {
         switch mode {
         case .integers:

@@ -102,11 +102,11 @@ extension ProcessPool {
 }
 
 /// Reads inputs and encodes them into chunks, from the task that consumes the call.
-struct InputProducer<Inputs: IteratorProtocol> where Inputs.Element: Encodable {
+struct InputProducer<Base: Sequence> where Base.Element: Encodable {
     let core: PoolCore
     let jobName: String
     let options: ResolvedJobOptions
-    var inputs: Inputs
+    var inputs: InputIterator<Base>
     let sink: any ResultSink
     /// How many inputs have been read.
     private(set) var count = 0
@@ -114,7 +114,7 @@ struct InputProducer<Inputs: IteratorProtocol> where Inputs.Element: Encodable {
     /// The first chunks are small so workers start early; later ones amortise the queue lock.
     private var chunkSize = 16
 
-    init(core: PoolCore, jobName: String, options: ResolvedJobOptions, inputs: Inputs, sink: any ResultSink) {
+    init(core: PoolCore, jobName: String, options: ResolvedJobOptions, inputs: InputIterator<Base>, sink: any ResultSink) {
         self.core = core
         self.jobName = jobName
         self.options = options
@@ -131,7 +131,13 @@ struct InputProducer<Inputs: IteratorProtocol> where Inputs.Element: Encodable {
             chunkSize = min(chunkSize * 2, 1024)
             var builder = ChunkBuilder(codec: .binary, maximumFrameSize: core.configuration.maximumFrameSize, expectedCount: size)
             let firstIndex = count
-            while builder.count < size && builder.byteCount < 1 << 20 {
+            if let integers = inputs.nextIntegers(upTo: size) {
+                // A range of Int: encoded in one loop, without a generic call per input.
+                builder.appendIntegers(integers)
+                count += integers.count
+                if integers.count < size { isExhausted = true }
+            }
+            while builder.count < size && builder.byteCount < 1 << 20 && !isExhausted {
                 guard let input = inputs.next() else {
                     isExhausted = true
                     break

@@ -16,7 +16,7 @@ public struct UnorderedResults<Output: Decodable & Sendable, Inputs: Sequence>: 
 
     /// Yields results as they arrive and keeps the workers fed.
     public struct Iterator: AsyncIteratorProtocol {
-        let run: UnorderedRun<Output, InputIterator<Inputs>>
+        let run: UnorderedRun<Output, Inputs>
 
         /// The next finished job's index and output, or nil when every input has been yielded.
         ///
@@ -29,14 +29,14 @@ public struct UnorderedResults<Output: Decodable & Sendable, Inputs: Sequence>: 
 }
 
 /// One `mapUnordered` call in progress. Cancels its queued jobs when the iterator is dropped.
-final class UnorderedRun<Output: Decodable & Sendable, Inputs: IteratorProtocol> where Inputs.Element: Encodable {
+final class UnorderedRun<Output: Decodable & Sendable, Inputs: Sequence> where Inputs.Element: Encodable {
     private let core: PoolCore
     private let sink: UnorderedSink<Output>
     private var producer: InputProducer<Inputs>
     /// How many jobs may be outstanding (queued, running, or finished but not yet taken).
     private let window: Int
 
-    init(core: PoolCore, jobName: String, options: ResolvedJobOptions, inputs: Inputs) {
+    init(core: PoolCore, jobName: String, options: ResolvedJobOptions, inputs: InputIterator<Inputs>) {
         self.core = core
         let sink = UnorderedSink<Output>()
         self.sink = sink

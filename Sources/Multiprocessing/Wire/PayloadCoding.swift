@@ -31,6 +31,23 @@ enum PayloadCoding {
         }
     }
 
+    /// ``decode(_:codec:from:)``, with `Int` decoded by a direct call when the caller is
+    /// specialised (a job's entry point): the commonest input of tiny jobs skips the generic
+    /// scalar dispatch.
+    @inlinable
+    static func decodeSpecialised<Value: Decodable>(_ type: Value.Type, codec: PayloadCodec, from payload: UnsafeRawBufferPointer) throws -> Value {
+        if Value.self == Int.self && codec == .binary {
+            return unsafeBitCast(try decodeBinaryInt(from: payload), to: Value.self)
+        }
+        return try decode(type, codec: codec, from: payload)
+    }
+
+    /// An `Int` in the binary codec: exactly what `decode(Int.self, codec: .binary, from:)` does.
+    @usableFromInline
+    static func decodeBinaryInt(from payload: UnsafeRawBufferPointer) throws -> Int {
+        try BinaryPayloadDecoder().decode(Int.self, from: payload)
+    }
+
     /// A one-line account of a coding error, with the coding path where there is one.
     @usableFromInline
     static func describe(_ error: any Error) -> String {

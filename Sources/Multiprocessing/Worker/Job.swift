@@ -59,7 +59,7 @@ extension Job {
             while let (codec, payload) = run.nextInput() {
                 let input: Input
                 do {
-                    input = try PayloadCoding.decode(Input.self, codec: codec, from: payload)
+                    input = try PayloadCoding.decodeSpecialised(Input.self, codec: codec, from: payload)
                 } catch {
                     run.finish(.inputDecodingFailed("cannot decode \(Input.self): " + PayloadCoding.describe(error)))
                     continue

@@ -69,10 +69,26 @@ public struct _JobRun {
         return nil
     }
 
-    /// Appends the encoding of the current job's output to its result.
-    @usableFromInline
+    /// Appends the encoding of the current job's output to its result. Inlined into the
+    /// job's specialised entry point, so an `Int` output takes a direct call.
+    @inlinable
     mutating func appendOutput<Output: Encodable>(_ output: Output, codec: PayloadCodec) throws {
+        if Output.self == Int.self && codec == .binary {
+            appendBinaryInt(unsafeBitCast(output, to: Int.self))
+        } else {
+            try appendEncoded(output, codec: codec)
+        }
+    }
+
+    @usableFromInline
+    mutating func appendEncoded<Output: Encodable>(_ output: Output, codec: PayloadCodec) throws {
         try PayloadCoding.encode(output, codec: codec, into: &writer.bytes)
+    }
+
+    /// An `Int` in the binary codec, as `BinaryPayloadEncoder` writes it.
+    @usableFromInline
+    mutating func appendBinaryInt(_ value: Int) {
+        Varint.appendSigned(Int64(value), to: &writer.bytes)
     }
 
     /// Completes the current job's result.
