@@ -434,6 +434,9 @@ final class EventLoop: @unchecked Sendable {
         var externalBytes = 0
         for slice in sendable {
             let jobIndex = worker.jobIndexByName[slice.chunk.jobName]!
+            if slice.chunk.appendWireJobs(slice.positions, jobIndex: jobIndex, largeThreshold: Self.sharedPayloadThreshold, to: &worker.outgoing.bytes) {
+                continue  // small payloads only: copied in one pass
+            }
             for position in slice.positions {
                 let range = slice.chunk.payloadRange(at: position)
                 if range.count >= Self.sharedPayloadThreshold {

@@ -50,6 +50,49 @@ final class JobChunk: Sendable {
         (position == 0 ? 0 : ends[position - 1])..<ends[position]
     }
 
+    /// Appends the jobs at `positions` to `bytes` as a jobs frame lists them (job index,
+    /// codec, payload length, payload), in one pass with no call per job; returns false, having
+    /// appended nothing, if any payload is `largeThreshold` bytes or more (those are sent from
+    /// the chunk instead).
+    func appendWireJobs(_ positions: Range<Int>, jobIndex: Int, largeThreshold: Int, to bytes: inout [UInt8]) -> Bool {
+        guard !positions.isEmpty else { return true }
+        let indexLength = Varint.encodedLength(of: UInt64(jobIndex))
+        let firstStart = positions.lowerBound == 0 ? 0 : ends[positions.lowerBound - 1]
+        var total = 0
+        var previous = firstStart
+        for position in positions {
+            let size = ends[position] - previous
+            if size >= largeThreshold { return false }
+            total += indexLength + 1 + Varint.encodedLength(of: UInt64(size)) + size
+            previous = ends[position]
+        }
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: total))
+        let codecByte = codec.rawValue
+        bytes.withUnsafeMutableBufferPointer { output in
+            self.bytes.withUnsafeBytes { source in
+                let out = output.baseAddress!
+                var cursor = start
+                var previous = firstStart
+                for position in positions {
+                    let end = ends[position]
+                    let size = end - previous
+                    cursor += Varint.write(UInt64(jobIndex), to: out + cursor)
+                    out[cursor] = codecByte
+                    cursor += 1
+                    cursor += Varint.write(UInt64(size), to: out + cursor)
+                    if size > 0 {
+                        UnsafeMutableRawPointer(out + cursor).copyMemory(from: source.baseAddress! + previous, byteCount: size)
+                    }
+                    cursor += size
+                    previous = end
+                }
+                assert(cursor == start + total)
+            }
+        }
+        return true
+    }
+
     /// All the chunk's bytes, valid during the call.
     func withBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
         try bytes.withUnsafeBytes(body)

@@ -14,11 +14,11 @@ enum ResultWriting {
             return nil
         }
         let resultStart = writer.bytes.count
-        writer.writeByte(ResultStatus.succeeded.rawValue)
-        writer.writeByte(rawCodec)
-        let lengthAt = writer.bytes.count
-        writer.bytes.append(contentsOf: repeatElement(0, count: InPlaceOutputLength.room))
-        return (codec, resultStart, lengthAt)
+        // Status, codec, and the room for the length, in one append.
+        let start: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (ResultStatus.succeeded.rawValue, rawCodec, 0, 0, 0, 0, 0)
+        assert(InPlaceOutputLength.room == 5)
+        withUnsafeBytes(of: start) { writer.bytes.append(contentsOf: $0) }
+        return (codec, resultStart, resultStart + 2)
     }
 
     /// Completes the result `begin` started: fills in the output's length, or replaces the
