@@ -44,7 +44,7 @@ final class PoolCore: Sendable {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let resumeNow = state.withLock { state -> Bool in
-                    if state.hasSpace || state.refusal != nil || Task.isCancelled { return true }
+                    if (state.hasSpace && !state.hasSpaceWaiters) || state.refusal != nil || Task.isCancelled { return true }
                     state.addSpaceWaiter(id: id, continuation)
                     return false
                 }

@@ -40,6 +40,10 @@ struct SchedulerState {
 
     var hasSpace: Bool { queuedJobs < maximumQueuedJobs && queuedBytes < maximumQueuedBytes }
 
+    /// Whether callers waiting for room may go on: once the queue has drained to half its
+    /// limits, so a producer that filled it goes on for many chunks, not one chunk per wake-up.
+    var hasRoomForWaiters: Bool { queuedJobs <= maximumQueuedJobs / 2 && queuedBytes <= maximumQueuedBytes / 2 }
+
     /// Why new work is refused, if it is.
     var refusal: ProcessPoolError? {
         if let brokenError { return brokenError }
@@ -57,12 +61,15 @@ struct SchedulerState {
     /// Queues `slice` if there is room (or if `force`, for work that must not wait).
     mutating func enqueue(_ slice: ChunkSlice, force: Bool = false) -> EnqueueAction {
         if let refusal { return .refused(refusal) }
-        guard force || hasSpace else { return .mustWait }
+        // Behind callers already waiting for room, a new one waits too: first come, first served.
+        guard force || (hasSpace && !hasSpaceWaiters) else { return .mustWait }
         queue.append(slice)
         queuedJobs += slice.count
         queuedBytes += slice.byteCount
         return .enqueued(wakeLoop: !loopWillCheckQueue)
     }
+
+    var hasSpaceWaiters: Bool { !spaceWaiters.isEmpty }
 
     mutating func addSpaceWaiter(id: UInt64, _ continuation: CheckedContinuation<Void, any Error>) {
         spaceWaiters.append((id, continuation))
@@ -76,7 +83,7 @@ struct SchedulerState {
     /// The waiters to resume now that there is room (or the pool refuses work: they then see
     /// the refusal when they retry).
     mutating func takeSpaceWaitersIfReady() -> [CheckedContinuation<Void, any Error>] {
-        guard !spaceWaiters.isEmpty, hasSpace || refusal != nil else { return [] }
+        guard !spaceWaiters.isEmpty, hasRoomForWaiters || refusal != nil else { return [] }
         defer { spaceWaiters.removeAll() }
         return spaceWaiters.map(\.continuation)
     }
