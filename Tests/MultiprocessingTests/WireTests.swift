@@ -177,6 +177,45 @@ struct WireTests {
         }
     }
 
+    @Test("a results body of successes is scanned in place; anything else is left to the full reader")
+    func succeededResultsScan() {
+        func body(_ write: (inout WireWriter) -> Void) -> [UInt8] {
+            var writer = WireWriter()
+            write(&writer)
+            return writer.bytes
+        }
+        let payloads: [[UInt8]] = [[], [7], [UInt8](repeating: 9, count: 300)]
+        let good = body { writer in
+            for payload in payloads { payload.withUnsafeBytes { WireOutcome.succeeded(codec: 0, payload: $0).write(to: &writer) } }
+        }
+        var offsets: [Int] = []
+        good.withUnsafeBytes { bytes in
+            #expect(SucceededResults.scan(bytes, count: 3, offsets: &offsets))
+            #expect(offsets == [0, 3, 7, good.count])
+            var seen: [[UInt8]] = []
+            SucceededResults(bytes: bytes, count: 3).forEach { codec, payload in
+                #expect(codec == .binary)
+                seen.append(Array(payload))
+            }
+            #expect(seen == payloads)
+            // Too few results claimed (trailing bytes), too many (truncated).
+            #expect(!SucceededResults.scan(bytes, count: 2, offsets: &offsets))
+            #expect(!SucceededResults.scan(bytes, count: 4, offsets: &offsets))
+            #expect(!SucceededResults.scan(UnsafeRawBufferPointer(rebasing: bytes.dropLast()), count: 3, offsets: &offsets))
+        }
+        let withFailure = body { writer in
+            [UInt8]([1]).withUnsafeBytes { WireOutcome.succeeded(codec: 0, payload: $0).write(to: &writer) }
+            WireOutcome.threw(typeName: "E", description: "no").write(to: &writer)
+        }
+        let unknownCodec = body { writer in [UInt8]([1]).withUnsafeBytes { WireOutcome.succeeded(codec: 9, payload: $0).write(to: &writer) } }
+        let overlong = body { writer in writer.bytes += [0, 0] + [UInt8](repeating: 0xFF, count: 11) }
+        for bad in [withFailure, unknownCodec, overlong] {
+            bad.withUnsafeBytes { bytes in
+                #expect(!SucceededResults.scan(bytes, count: bad == withFailure ? 2 : 1, offsets: &offsets))
+            }
+        }
+    }
+
     @Test("varints round-trip at every width and reject overlong encodings")
     func varints() throws {
         let values: [UInt64] = [0, 1, 127, 128, 300, 16_383, 16_384, UInt64(UInt32.max), UInt64.max - 1, UInt64.max]

@@ -204,6 +204,25 @@ extension EventLoop {
         }
         // Read the whole frame before acting on any of it: a frame that turns out malformed
         // half way must leave every one of its jobs unanswered, to be rescued with the rest.
+        // The usual frame, all successes, is only checked here, and decoded by its calls.
+        let resultBytes = results.remainingBytes
+        if SucceededResults.scan(resultBytes, count: header.count, offsets: &resultOffsets) {
+            var lastName: String?
+            var offset = 0
+            while offset < header.count {
+                let (slice, position) = batch.nextUnresolved()
+                let count = min(header.count - offset, batch.unresolvedInCurrentSlice)
+                batch.markResolved(count)
+                lastName = slice.chunk.jobName
+                let bytes = UnsafeRawBufferPointer(rebasing: resultBytes[resultOffsets[offset]..<resultOffsets[offset + count]])
+                slice.chunk.sink.deliver(ResultRun(
+                    firstIndex: slice.inputIndex(at: position), firstJobID: slice.jobID(at: position),
+                    jobName: slice.chunk.jobName, succeeded: SucceededResults(bytes: bytes, count: count)))
+                offset += count
+            }
+            finishDelivery(of: batch, header: header, lastName: lastName, bodyCount: body.count, worker: worker)
+            return
+        }
         var outcomes: [JobOutcome] = []
         outcomes.reserveCapacity(header.count)
         while let outcome = try results.next() { outcomes.append(jobOutcome(outcome, from: worker)) }
@@ -222,7 +241,12 @@ extension EventLoop {
                 outcomes: outcomes[offset..<(offset + count)]))
             offset += count
         }
-        if let lastName { recordCost(jobName: lastName, count: header.count, elapsedNanoseconds: header.elapsedNanoseconds, resultBytes: body.count) }
+        finishDelivery(of: batch, header: header, lastName: lastName, bodyCount: body.count, worker: worker)
+    }
+
+    /// Notes a delivered frame's cost, and retires its batch once every job is answered.
+    private func finishDelivery(of batch: InFlightBatch, header: ResultsHeader, lastName: String?, bodyCount: Int, worker: WorkerConnection) {
+        if let lastName { recordCost(jobName: lastName, count: header.count, elapsedNanoseconds: header.elapsedNanoseconds, resultBytes: bodyCount) }
         if batch.resolvedCount == batch.count {
             worker.inFlight.removeFirst()
             if let limit = core.configuration.maximumResidentMemory, let resident = residentMemory(of: worker.pid), resident > limit {

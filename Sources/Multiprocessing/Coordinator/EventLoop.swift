@@ -24,6 +24,8 @@ final class EventLoop: @unchecked Sendable {
     private var nextBatchID: UInt64 = 1
     /// Measured nanoseconds per job, by job name (an exponentially weighted average).
     private var costPerJob: [String: Double] = [:]
+    /// Where each result of the frame being delivered starts; kept to avoid an allocation per frame.
+    var resultOffsets: [Int] = []
     /// The bytes of a job's result, on average, by job name: large outputs take time to send
     /// back, which a waiting batch can overlap.
     private var outputBytesPerJob: [String: Double] = [:]

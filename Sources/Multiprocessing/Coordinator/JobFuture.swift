@@ -81,7 +81,7 @@ final class FutureSink<Output: Sendable>: ResultSink {
     var currentResult: Result<Output, any Error>? { state.withLock { $0.result } }
 
     func deliver(_ run: ResultRun) {
-        guard isAcceptingResults, !run.outcomes.isEmpty else { return }
+        guard isAcceptingResults, run.count > 0 else { return }
         complete(with: decode(run).mapError { $0 })
     }
 

@@ -14,23 +14,62 @@ struct ResultRun {
     let firstIndex: Int
     let firstJobID: UInt64
     let jobName: String
-    /// Successful outputs point into the frame being read: valid only during delivery. A
-    /// slice, so that a frame answering several calls is not copied out per call.
-    let outcomes: ArraySlice<JobOutcome>
+    private let storage: Storage
+
+    private enum Storage {
+        /// Outcomes of any kind. A slice, so that a frame answering several calls is not
+        /// copied out per call.
+        case outcomes(ArraySlice<JobOutcome>)
+        /// Results that all succeeded, as the results frame holds them (status, known codec,
+        /// length-prefixed output), already checked: decoded straight from the frame.
+        case succeeded(SucceededResults)
+    }
 
     init(firstIndex: Int, firstJobID: UInt64, jobName: String, outcomes: ArraySlice<JobOutcome>) {
         self.firstIndex = firstIndex
         self.firstJobID = firstJobID
         self.jobName = jobName
-        self.outcomes = outcomes
+        storage = .outcomes(outcomes)
     }
 
     init(firstIndex: Int, firstJobID: UInt64, jobName: String, outcomes: [JobOutcome]) {
         self.init(firstIndex: firstIndex, firstJobID: firstJobID, jobName: jobName, outcomes: outcomes[...])
     }
 
+    init(firstIndex: Int, firstJobID: UInt64, jobName: String, succeeded: SucceededResults) {
+        self.firstIndex = firstIndex
+        self.firstJobID = firstJobID
+        self.jobName = jobName
+        storage = .succeeded(succeeded)
+    }
+
+    /// How many jobs the run answers.
+    var count: Int {
+        switch storage {
+        case .outcomes(let outcomes): outcomes.count
+        case .succeeded(let results): results.count
+        }
+    }
+
+    /// Each job's outcome, in order. Successful outputs point into the frame being read: valid
+    /// only during delivery.
+    var outcomes: ArraySlice<JobOutcome> {
+        switch storage {
+        case .outcomes(let outcomes):
+            return outcomes
+        case .succeeded(let results):
+            var outcomes: [JobOutcome] = []
+            outcomes.reserveCapacity(results.count)
+            results.forEach { codec, payload in outcomes.append(.succeeded(codec: codec, payload: payload)) }
+            return outcomes[...]
+        }
+    }
+
     /// The first job's outcome: the only one, for a run of a single job.
-    var firstOutcome: JobOutcome { outcomes[outcomes.startIndex] }
+    var firstOutcome: JobOutcome {
+        let outcomes = outcomes
+        return outcomes[outcomes.startIndex]
+    }
 
     /// Decodes every output, in order, straight into one array; the first failure instead.
     /// For `map`, which needs all or nothing: no `Result` per job on the way.
@@ -48,7 +87,21 @@ struct ResultRun {
     func appendDecodedOutputs<Output: Decodable>(_ type: Output.Type, to outputs: inout [Output]) -> ProcessPoolError? {
         // Only into an empty array: reserving room in a growing one would defeat its
         // geometric growth and copy it on every run.
-        if outputs.isEmpty { outputs.reserveCapacity(outcomes.count) }
+        if outputs.isEmpty { outputs.reserveCapacity(count) }
+        if case .succeeded(let results) = storage {
+            // Straight from the frame, with no outcome per job on the way.
+            var cursor = results.makeCursor()
+            for offset in 0..<results.count {
+                let (codec, payload) = cursor.next()
+                if let output = try? PayloadCoding.decode(type, codec: codec, from: payload) {
+                    outputs.append(output)
+                } else if case .failure(let error) = JobOutcome.succeeded(codec: codec, payload: payload).decoded(
+                    type, index: firstIndex + offset, jobID: firstJobID + UInt64(offset), jobName: jobName) {
+                    return error
+                }
+            }
+            return nil
+        }
         for (offset, outcome) in outcomes.enumerated() {
             if case .succeeded(let codec, let payload) = outcome, let output = try? PayloadCoding.decode(type, codec: codec, from: payload) {
                 outputs.append(output)
@@ -67,6 +120,57 @@ struct ResultRun {
             outcome.decoded(
                 type, index: reportingIndex ? firstIndex + offset : nil,
                 jobID: firstJobID + UInt64(offset), jobName: jobName)
+        }
+    }
+}
+
+/// Results of a frame that all succeeded in a known codec, in the frame's own form: for each,
+/// a status byte, a codec byte and a length-prefixed output. Valid only during delivery.
+struct SucceededResults {
+    let bytes: UnsafeRawBufferPointer
+    let count: Int
+
+    /// Checks that `bytes` holds exactly `count` successful results in a known codec, noting
+    /// where each starts (and where the last ends) in `offsets`; false if it does not (a
+    /// failure among them, or a malformed frame), for the caller to read it the slow way.
+    static func scan(_ bytes: UnsafeRawBufferPointer, count: Int, offsets: inout [Int]) -> Bool {
+        offsets.removeAll(keepingCapacity: true)
+        var position = 0
+        let end = bytes.count
+        for _ in 0..<count {
+            offsets.append(position)
+            guard position + 2 <= end, bytes[position] == ResultStatus.succeeded.rawValue,
+                  PayloadCodec(rawValue: bytes[position + 1]) != nil else { return false }
+            let (length, next) = Varint.decode(from: bytes, at: position + 2, end: end)
+            guard next > 0, length <= UInt64(end - next) else { return false }
+            position = next + Int(length)
+        }
+        offsets.append(position)
+        return position == end
+    }
+
+    /// Calls `body` with each result's codec and output, in order.
+    func forEach(_ body: (PayloadCodec, UnsafeRawBufferPointer) -> Void) {
+        var cursor = makeCursor()
+        for _ in 0..<count {
+            let (codec, payload) = cursor.next()
+            body(codec, payload)
+        }
+    }
+
+    func makeCursor() -> Cursor { Cursor(bytes: bytes) }
+
+    /// Reads the results one after another; `next()` must be called at most `count` times.
+    struct Cursor {
+        let bytes: UnsafeRawBufferPointer
+        var position = 0
+
+        @inline(__always)
+        mutating func next() -> (codec: PayloadCodec, payload: UnsafeRawBufferPointer) {
+            let codec = PayloadCodec(rawValue: bytes[position + 1])!
+            let (length, start) = Varint.decode(from: bytes, at: position + 2, end: bytes.count)
+            position = start + Int(length)
+            return (codec, UnsafeRawBufferPointer(rebasing: bytes[start..<position]))
         }
     }
 }

@@ -253,6 +253,9 @@ struct ResultsFrameReader {
         header = ResultsHeader(batchID: batchID, firstPosition: firstPosition, count: count, elapsedNanoseconds: elapsed)
     }
 
+    /// The frame's results, not yet read: all of them, before the first `next()`.
+    var remainingBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: reader.bytes[reader.offset...]) }
+
     mutating func next() throws(WireError) -> WireOutcome? {
         guard readCount < header.count else {
             try reader.expectEnd("the results frame's \(header.count) results")

@@ -34,7 +34,8 @@ enum ResultWriting {
                 let unused = writer.bytes.withUnsafeMutableBufferPointer { buffer in
                     InPlaceOutputLength.write(length, at: buffer.baseAddress! + lengthAt)
                 }
-                if unused > 0 { writer.bytes.removeLast(unused) }
+                // One at a time: removeLast(_:) goes through replaceSubrange, dearer for 1–4 bytes.
+                for _ in 0..<unused { writer.bytes.removeLast() }
                 return
             }
             failure = .outputEncodingFailed("the output is \(length) bytes; frames of at most \(maximumFrameSize) bytes carry outputs of up to \(limit) bytes")
