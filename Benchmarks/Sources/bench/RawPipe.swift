@@ -84,6 +84,61 @@ enum RawPipe {
         return samples
     }
 
+    /// One-byte round trips as an async API must make them: a task hands each request to an
+    /// I/O thread (through a pipe it blocks on) and awaits; the I/O thread ping-pongs with the
+    /// peer and resumes the task. Four hand-offs between threads, like a pool's round trip,
+    /// with nothing else: the floor for any pool with an async interface on this machine.
+    static func asyncPingPong(roundTrips: Int, warmUp: Int = 200) async throws -> [Double] {
+        let peer = try Peer(mode: .echo)
+        defer { peer.finish() }
+        let handOff = AsyncHandOff(toPeer: peer.toPeer, fromPeer: peer.fromPeer)
+        defer { handOff.stop() }
+        var samples: [Double] = []
+        samples.reserveCapacity(roundTrips)
+        let clock = ContinuousClock()
+        for index in 0..<(warmUp + roundTrips) {
+            let start = clock.now
+            guard await handOff.roundTrip() else { throw BenchmarkError("the pipe peer stopped answering") }
+            if index >= warmUp { samples.append(seconds(clock.now - start)) }
+        }
+        return samples
+    }
+
+    /// The I/O thread of `asyncPingPong`.
+    private final class AsyncHandOff: @unchecked Sendable {
+        // @unchecked: `waiter` is handed over through the request pipe, one at a time.
+        private var waiter: CheckedContinuation<Bool, Never>?
+        private let requests: (read: Int32, write: Int32)
+
+        init(toPeer: Int32, fromPeer: Int32) {
+            var fds: [Int32] = [0, 0]
+            precondition(pipe(&fds) == 0)
+            requests = (fds[0], fds[1])
+            let thread = Thread { [self] in
+                var byte: UInt8 = 0
+                while read(requests.read, &byte, 1) == 1 {
+                    var ping: UInt8 = 1
+                    let ok = write(toPeer, &ping, 1) == 1 && read(fromPeer, &ping, 1) == 1
+                    let waiter = self.waiter
+                    self.waiter = nil
+                    waiter?.resume(returning: ok)
+                }
+                close(requests.read)
+            }
+            thread.start()
+        }
+
+        func roundTrip() async -> Bool {
+            await withCheckedContinuation { continuation in
+                waiter = continuation
+                var byte: UInt8 = 1
+                _ = write(requests.write, &byte, 1)
+            }
+        }
+
+        func stop() { close(requests.write) }
+    }
+
     /// Sends `count` messages of `size` bytes through a pipe; returns MiB/s.
     static func bandwidth(count: Int, size: Int) throws -> Double {
         let peer = try Peer(mode: .sink)

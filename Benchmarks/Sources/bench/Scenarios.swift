@@ -208,6 +208,9 @@ func scenarios(workers: Int, sizes: Sizes, paths: Paths) async throws -> [Scenar
                 Contender("raw pipe ping-pong p50", unit: "µs") {
                     percentile(try RawPipe.pingPong(roundTrips: sizes.roundTrips), 0.5) * 1e6
                 },
+                Contender("raw ping-pong from a task p50", unit: "µs") {
+                    percentile(try await RawPipe.asyncPingPong(roundTrips: sizes.roundTrips), 0.5) * 1e6
+                },
             ],
             bars: [
                 .ratio("pool.run p50", "PPE p50", atMost: 1.0 / 3, "p50 vs PPE"),
