@@ -13,7 +13,7 @@ public enum Worker {
     ///
     /// - Parameter jobs: The job types this process serves.
     /// - Throws: ``ProcessPoolError`` if two jobs share a name or the protocol streams cannot be set up.
-    public static func serveIfSpawned(jobs: [any Job.Type]) async throws {
+    public nonisolated(nonsending) static func serveIfSpawned(jobs: [any Job.Type]) async throws {
         guard isSpawnedByPool else { return }
         try await serve(jobs: jobs)
     }
@@ -29,7 +29,7 @@ public enum Worker {
     /// - Parameter jobs: The job types this process serves.
     /// - Throws: ``ProcessPoolError`` if two jobs share a name or the protocol streams cannot
     ///   be set up; once serving, it never returns.
-    public static func serve(jobs: [any Job.Type]) async throws -> Never {
+    public nonisolated(nonsending) static func serve(jobs: [any Job.Type]) async throws -> Never {
         let registry = try JobRegistry(jobs)
         if let parent = WorkerProcess.environmentValue(WireProtocol.parentEnvironmentKey), let parentID = Int32(parent) {
             WorkerProcess.dieWithParent(expectedParent: parentID)
