@@ -18,9 +18,13 @@ private func runChaos(jobs: Int, workers: Int, retries: Int, seed: Int) async th
 
 @Suite("Chaos: workers SIGKILLed every 20–50 ms during a map", .serialized, .timeLimit(.minutes(2)))
 struct ChaosTests {
-    @Test("with 3 retries every result is correct and delivered exactly once")
+    @Test("with 6 retries every result is correct and delivered exactly once")
     func chaosWithRetries() async throws {
-        let report = try await runChaos(jobs: 20_000, workers: 3, retries: 3, seed: 11)
+        // Six, not three: on a loaded machine a job can wait long enough in a worker's pipe to
+        // be charged for four kills in a row (seen once in about fifteen full runs: the pool then
+        // rightly failed it with workerCrashed). What this test checks is that no result is
+        // lost, doubled or wrong, not how lucky a job is.
+        let report = try await runChaos(jobs: 20_000, workers: 3, retries: 6, seed: 11)
         #expect(Int(report["kills"] ?? "") ?? 0 > 10, "\(report)")
         #expect(report["succeeded"] == "20000", "\(report)")
         #expect(report["lost"] == "0")
