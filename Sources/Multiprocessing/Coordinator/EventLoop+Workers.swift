@@ -206,47 +206,33 @@ extension EventLoop {
         // half way must leave every one of its jobs unanswered, to be rescued with the rest.
         // The usual frame, all successes, is only checked here, and decoded by its calls.
         let resultBytes = results.remainingBytes
-        if SucceededResults.scan(resultBytes, count: header.count, offsets: &resultOffsets) {
-            var lastName: String?
-            var offset = 0
-            while offset < header.count {
-                let (slice, position) = batch.nextUnresolved()
-                let count = min(header.count - offset, batch.unresolvedInCurrentSlice)
-                batch.markResolved(count)
-                lastName = slice.chunk.jobName
-                let bytes = UnsafeRawBufferPointer(rebasing: resultBytes[resultOffsets[offset]..<resultOffsets[offset + count]])
-                slice.chunk.sink.deliver(ResultRun(
-                    firstIndex: slice.inputIndex(at: position), firstJobID: slice.jobID(at: position),
-                    jobName: slice.chunk.jobName, succeeded: SucceededResults(bytes: bytes, count: count)))
-                offset += count
-            }
-            finishDelivery(of: batch, header: header, lastName: lastName, bodyCount: body.count, worker: worker)
-            return
-        }
+        let allSucceeded = SucceededResults.scan(resultBytes, count: header.count, offsets: &resultOffsets)
         var outcomes: [JobOutcome] = []
-        outcomes.reserveCapacity(header.count)
-        while let outcome = try results.next() { outcomes.append(jobOutcome(outcome, from: worker)) }
+        if !allSucceeded {
+            outcomes.reserveCapacity(header.count)
+            while let outcome = try results.next() { outcomes.append(jobOutcome(outcome, from: worker)) }
+        }
 
         // The results of each slice go to its call's sink as one run.
         var lastName: String?
         var offset = 0
-        while offset < outcomes.count {
+        while offset < header.count {
             let (slice, position) = batch.nextUnresolved()
-            let count = min(outcomes.count - offset, batch.unresolvedInCurrentSlice)
+            let count = min(header.count - offset, batch.unresolvedInCurrentSlice)
             batch.markResolved(count)
             lastName = slice.chunk.jobName
-            slice.chunk.sink.deliver(ResultRun(
-                firstIndex: slice.inputIndex(at: position), firstJobID: slice.jobID(at: position),
-                jobName: slice.chunk.jobName,
-                outcomes: outcomes[offset..<(offset + count)]))
+            let (firstIndex, firstJobID) = (slice.inputIndex(at: position), slice.jobID(at: position))
+            let run = if allSucceeded {
+                ResultRun(
+                    firstIndex: firstIndex, firstJobID: firstJobID, jobName: slice.chunk.jobName,
+                    succeeded: SucceededResults(bytes: UnsafeRawBufferPointer(rebasing: resultBytes[resultOffsets[offset]..<resultOffsets[offset + count]]), count: count))
+            } else {
+                ResultRun(firstIndex: firstIndex, firstJobID: firstJobID, jobName: slice.chunk.jobName, outcomes: outcomes[offset..<(offset + count)])
+            }
+            slice.chunk.sink.deliver(run)
             offset += count
         }
-        finishDelivery(of: batch, header: header, lastName: lastName, bodyCount: body.count, worker: worker)
-    }
-
-    /// Notes a delivered frame's cost, and retires its batch once every job is answered.
-    private func finishDelivery(of batch: InFlightBatch, header: ResultsHeader, lastName: String?, bodyCount: Int, worker: WorkerConnection) {
-        if let lastName { recordCost(jobName: lastName, count: header.count, elapsedNanoseconds: header.elapsedNanoseconds, resultBytes: bodyCount) }
+        if let lastName { recordCost(jobName: lastName, count: header.count, elapsedNanoseconds: header.elapsedNanoseconds, resultBytes: body.count) }
         if batch.resolvedCount == batch.count {
             worker.inFlight.removeFirst()
             if let limit = core.configuration.maximumResidentMemory, let resident = residentMemory(of: worker.pid), resident > limit {
