@@ -30,6 +30,17 @@ struct EndToEndTests {
                 #expect(seen.insert(index).inserted)
             }
             #expect(seen == Set(0..<2_000))
+            // Ranges of more than Int.max values, read only until the caller stops.
+            for range in [-1..<Int.max, Int.min..<0] {
+                var taken = 0
+                for try await (index, output) in pool.mapUnordered(Square.self, range) {
+                    #expect(output == (range.lowerBound + index) &* (range.lowerBound + index))
+                    taken += 1
+                    if taken == 100 { break }
+                }
+                #expect(taken == 100)
+            }
+            #expect(try await pool.map(Square.self, (Int.min...(Int.min + 3))) == (Int.min...(Int.min + 3)).map { $0 &* $0 })
         }
     }
 

@@ -48,7 +48,9 @@ struct InputIterator<Base: Sequence>: IteratorProtocol {
     /// sequence (and once the range is exhausted).
     mutating func nextIntegers(upTo count: Int) -> Range<Int>? {
         guard mode == .integers, nextInteger < endInteger else { return nil }
-        let end = nextInteger + min(count, endInteger - nextInteger)
+        // A range may hold more than Int.max values (-1..<Int.max, read until the caller stops).
+        let (remaining, overflow) = endInteger.subtractingReportingOverflow(nextInteger)
+        let end = nextInteger + (overflow ? count : min(count, remaining))
         defer { nextInteger = end }
         return nextInteger..<end
     }

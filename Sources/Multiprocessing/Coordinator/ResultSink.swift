@@ -95,9 +95,14 @@ struct ResultRun {
                 let (codec, payload) = cursor.next()
                 if let output = try? PayloadCoding.decode(type, codec: codec, from: payload) {
                     outputs.append(output)
-                } else if case .failure(let error) = JobOutcome.succeeded(codec: codec, payload: payload).decoded(
-                    type, index: firstIndex + offset, jobID: firstJobID + UInt64(offset), jobName: jobName) {
-                    return error
+                } else {
+                    // Let the general path describe the failure (or, for a type whose decoding
+                    // is not deterministic, produce the output after all).
+                    switch JobOutcome.succeeded(codec: codec, payload: payload).decoded(
+                        type, index: firstIndex + offset, jobID: firstJobID + UInt64(offset), jobName: jobName) {
+                    case .success(let output): outputs.append(output)
+                    case .failure(let error): return error
+                    }
                 }
             }
             return nil
@@ -107,9 +112,12 @@ struct ResultRun {
                 outputs.append(output)
                 continue
             }
-            // A failure, or an output that does not decode: let the general path describe it.
-            let failure = outcome.decoded(type, index: firstIndex + offset, jobID: firstJobID + UInt64(offset), jobName: jobName)
-            if case .failure(let error) = failure { return error }
+            // A failure, or an output that does not decode: let the general path describe it
+            // (or, for a type whose decoding is not deterministic, produce the output after all).
+            switch outcome.decoded(type, index: firstIndex + offset, jobID: firstJobID + UInt64(offset), jobName: jobName) {
+            case .success(let output): outputs.append(output)
+            case .failure(let error): return error
+            }
         }
         return nil
     }

@@ -61,7 +61,8 @@ struct SchedulerState {
     /// Queues `slice` if there is room (or if `force`, for work that must not wait).
     mutating func enqueue(_ slice: ChunkSlice, force: Bool = false) -> EnqueueAction {
         if let refusal { return .refused(refusal) }
-        // Behind callers already waiting for room, a new one waits too: first come, first served.
+        // Behind callers already waiting for room, a new one waits too, rather than take the
+        // room they are waiting for.
         guard force || (hasSpace && !hasSpaceWaiters) else { return .mustWait }
         queue.append(slice)
         queuedJobs += slice.count

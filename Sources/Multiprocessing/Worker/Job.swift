@@ -30,10 +30,9 @@ public protocol Job {
 
     /// Runs one job.
     ///
-    /// It is called on the worker's job thread. A synchronous implementation runs there as a
-    /// plain call, the cheapest kind; so does an `async` one declared `nonisolated(nonsending)`.
-    /// A plain `async` implementation runs on Swift's global executor in the worker process,
-    /// as any nonisolated `async` function does.
+    /// It is called on the worker's job thread, one job at a time. A synchronous
+    /// implementation is the cheapest kind: the worker calls it directly, in a loop over a run
+    /// of jobs.
     ///
     /// - Parameter input: The job's input, decoded in the worker.
     /// - Returns: The output, encoded and sent back to the coordinator.

@@ -213,6 +213,7 @@ final class WorkerLoop: @unchecked Sendable {
                     frameStart: frameStart, frameLimit: frameLimit, maximumFrameSize: maximumFrameSize,
                     runningPosition: runningPositionStorage)
                 await registry.handlers[job.jobIndex].perform(&run)
+                precondition(run.finished > 0 || run.error != nil, "the entry point of job \"\(registry.handlers[job.jobIndex].name)\" returned without running its job")
                 writer = take(&run.writer)
                 jobs = run.jobs
                 if let error = run.error { throw error }
