@@ -109,9 +109,13 @@ public struct _JobEntryPoint {
 /// How one job ended in the worker, before it is written to a results frame. An
 /// implementation detail of the library.
 public enum _JobRunStatus {
+    /// The output was appended to the result.
     case succeeded
+    /// `run` threw: the error's type and description.
     case threw(typeName: String, description: String)
+    /// The input did not decode as the job's `Input`: why.
     case inputDecodingFailed(String)
+    /// The output did not encode: why.
     case outputEncodingFailed(String)
 }
 
