@@ -436,21 +436,18 @@ final class EventLoop: @unchecked Sendable {
         var externalBytes = 0
         for slice in sendable {
             let jobIndex = worker.jobIndexByName[slice.chunk.jobName]!
-            if slice.chunk.appendWireJobs(slice.positions, jobIndex: jobIndex, largeThreshold: Self.sharedPayloadThreshold, to: &worker.outgoing.bytes) {
-                continue  // small payloads only: copied in one pass
-            }
-            for position in slice.positions {
+            // Runs of small payloads are copied into the frame in one pass each; a large one
+            // is sent from the chunk itself (writev), not copied into the buffer.
+            var position = slice.positions.lowerBound
+            while position < slice.positions.upperBound {
+                position = slice.chunk.appendWireJobs(
+                    position..<slice.positions.upperBound, jobIndex: jobIndex, largeThreshold: Self.sharedPayloadThreshold, to: &worker.outgoing.bytes)
+                guard position < slice.positions.upperBound else { break }
                 let range = slice.chunk.payloadRange(at: position)
-                if range.count >= Self.sharedPayloadThreshold {
-                    // Large: sent from the chunk itself (writev), not copied into the buffer.
-                    frame.appendHeader(jobIndex: jobIndex, codec: slice.chunk.codec.rawValue, payloadSize: range.count, into: &worker.outgoing)
-                    worker.queueShared(slice.chunk, range)
-                    externalBytes += range.count
-                } else {
-                    slice.chunk.withPayload(at: position) { payload in
-                        frame.append(jobIndex: jobIndex, codec: slice.chunk.codec.rawValue, payload: payload, into: &worker.outgoing)
-                    }
-                }
+                frame.appendHeader(jobIndex: jobIndex, codec: slice.chunk.codec.rawValue, payloadSize: range.count, into: &worker.outgoing)
+                worker.queueShared(slice.chunk, range)
+                externalBytes += range.count
+                position += 1
             }
         }
         do {

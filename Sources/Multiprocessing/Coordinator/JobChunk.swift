@@ -50,22 +50,27 @@ final class JobChunk: Sendable {
         (position == 0 ? 0 : ends[position - 1])..<ends[position]
     }
 
-    /// Appends the jobs at `positions` to `bytes` as a jobs frame lists them (job index,
-    /// codec, payload length, payload), in one pass with no call per job; returns false, having
-    /// appended nothing, if any payload is `largeThreshold` bytes or more (those are sent from
-    /// the chunk instead).
-    func appendWireJobs(_ positions: Range<Int>, jobIndex: Int, largeThreshold: Int, to bytes: inout [UInt8]) -> Bool {
-        guard !positions.isEmpty else { return true }
+    /// Appends jobs from the start of `positions` to `bytes` as a jobs frame lists them (job
+    /// index, codec, payload length, payload), in one pass with no call per job, stopping
+    /// before the first payload of `largeThreshold` bytes or more (those are sent from the
+    /// chunk instead). Returns the position it stopped at: `positions.upperBound` if it
+    /// appended them all.
+    func appendWireJobs(_ positions: Range<Int>, jobIndex: Int, largeThreshold: Int, to bytes: inout [UInt8]) -> Int {
         let indexLength = Varint.encodedLength(of: UInt64(jobIndex))
         let firstStart = positions.lowerBound == 0 ? 0 : ends[positions.lowerBound - 1]
         var total = 0
         var previous = firstStart
+        var stop = positions.upperBound
         for position in positions {
             let size = ends[position] - previous
-            if size >= largeThreshold { return false }
+            if size >= largeThreshold {
+                stop = position
+                break
+            }
             total += indexLength + 1 + Varint.encodedLength(of: UInt64(size)) + size
             previous = ends[position]
         }
+        guard stop > positions.lowerBound else { return stop }
         let start = bytes.count
         bytes.append(contentsOf: repeatElement(0, count: total))
         let codecByte = codec.rawValue
@@ -74,7 +79,7 @@ final class JobChunk: Sendable {
                 let out = output.baseAddress!
                 var cursor = start
                 var previous = firstStart
-                for position in positions {
+                for position in positions.lowerBound..<stop {
                     let end = ends[position]
                     let size = end - previous
                     cursor += Varint.write(UInt64(jobIndex), to: out + cursor)
@@ -90,17 +95,12 @@ final class JobChunk: Sendable {
                 assert(cursor == start + total)
             }
         }
-        return true
+        return stop
     }
 
     /// All the chunk's bytes, valid during the call.
     func withBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
         try bytes.withUnsafeBytes(body)
-    }
-
-    func withPayload<Result>(at position: Int, _ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
-        let start = position == 0 ? 0 : ends[position - 1]
-        return try bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start..<ends[position]])) }
     }
 }
 
@@ -167,7 +167,7 @@ struct ChunkBuilder {
         precondition(codec == .binary, "integer runs are encoded in the binary codec")
         bytes.reserveCapacity(bytes.count + values.count * 3)
         for value in values {
-            Varint.appendSigned(Int64(value), to: &bytes)
+            PayloadWriter.appendInt(value, to: &bytes)
             ends.append(bytes.count)
         }
     }

@@ -67,8 +67,15 @@ struct ResultRun {
 
     /// The first job's outcome: the only one, for a run of a single job.
     var firstOutcome: JobOutcome {
-        let outcomes = outcomes
-        return outcomes[outcomes.startIndex]
+        switch storage {
+        case .outcomes(let outcomes):
+            return outcomes[outcomes.startIndex]
+        case .succeeded(let results):
+            // A future's run: read its one result without building an array.
+            var cursor = results.makeCursor()
+            let (codec, payload) = cursor.next()
+            return .succeeded(codec: codec, payload: payload)
+        }
     }
 
     /// Decodes every output, in order, straight into one array; the first failure instead.

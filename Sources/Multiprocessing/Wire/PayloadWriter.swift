@@ -41,6 +41,14 @@ enum PayloadWriter {
         return Varint.encodedLength(of: UInt64(count)) &+ count
     }
 
+    /// An `Int` in the binary codec: a zigzag varint. The one definition, for the paths that
+    /// encode integers without going through `appendScalar` (integer ranges, a job's `Int`
+    /// output).
+    @inline(__always)
+    static func appendInt(_ value: Int, to bytes: inout [UInt8]) {
+        Varint.appendSigned(Int64(value), to: &bytes)
+    }
+
     /// Appends `value` if `T` is one of the scalar types of the format.
     ///
     /// The checks compare metatypes, which costs a few pointer compares in unspecialized code and
@@ -50,7 +58,7 @@ enum PayloadWriter {
     @inline(__always)
     static func appendScalar<T>(_ value: T, to bytes: inout [UInt8]) -> Bool {
         if T.self == Int.self {
-            Varint.appendSigned(Int64(unsafeBitCast(value, to: Int.self)), to: &bytes)
+            appendInt(unsafeBitCast(value, to: Int.self), to: &bytes)
         } else if T.self == String.self {
             appendString(unsafeBitCast(value, to: String.self), to: &bytes)
         } else if T.self == Double.self {

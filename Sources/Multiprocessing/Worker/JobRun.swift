@@ -88,7 +88,7 @@ public struct _JobRun {
     /// An `Int` in the binary codec, as `BinaryPayloadEncoder` writes it.
     @usableFromInline
     mutating func appendBinaryInt(_ value: Int) {
-        Varint.appendSigned(Int64(value), to: &writer.bytes)
+        PayloadWriter.appendInt(value, to: &writer.bytes)
     }
 
     /// Completes the current job's result.
