@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -133,4 +134,57 @@ void mp_set_current_thread_name(const char *name) {
 #elif defined(__APPLE__)
     pthread_setname_np(name);
 #endif
+}
+
+#if defined(__linux__)
+#include <sched.h>
+
+/// The CPU limit of the cgroup (v2 `cpu.max`, else v1 `cpu.cfs_quota_us`), rounded up, or 0
+/// if there is none.
+static int cgroup_cpu_limit(void) {
+    char path[4096] = "/sys/fs/cgroup/cpu.max";
+    FILE *membership = fopen("/proc/self/cgroup", "re");
+    if (membership) {
+        char line[4096];
+        while (fgets(line, sizeof line, membership)) {
+            if (strncmp(line, "0::", 3) == 0) {
+                line[strcspn(line, "\n")] = 0;
+                if (strcmp(line + 3, "/") != 0) snprintf(path, sizeof path, "/sys/fs/cgroup%s/cpu.max", line + 3);
+                break;
+            }
+        }
+        fclose(membership);
+    }
+    long long quota = -1, period = 0;
+    FILE *file = fopen(path, "re");
+    if (!file) file = fopen("/sys/fs/cgroup/cpu.max", "re");
+    if (file) {
+        char max[32];
+        if (fscanf(file, "%31s %lld", max, &period) == 2 && strcmp(max, "max") != 0) quota = atoll(max);
+        fclose(file);
+    } else if ((file = fopen("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "re"))) {
+        if (fscanf(file, "%lld", &quota) != 1) quota = -1;
+        fclose(file);
+        if ((file = fopen("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "re"))) {
+            if (fscanf(file, "%lld", &period) != 1) period = 0;
+            fclose(file);
+        }
+    }
+    if (quota <= 0 || period <= 0) return 0;
+    return (int)((quota + period - 1) / period);
+}
+#endif
+
+int mp_available_cpu_count(void) {
+    int count = 0;
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) count = CPU_COUNT(&set);
+    int limit = cgroup_cpu_limit();
+    if (count <= 0) count = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (limit > 0 && limit < count) count = limit;
+#else
+    count = (int)sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+    return count > 0 ? count : 1;
 }

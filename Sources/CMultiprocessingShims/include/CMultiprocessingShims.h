@@ -23,6 +23,11 @@ int mp_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int 
 /// fcntl(fd, F_SETPIPE_SZ, size) on Linux; -1 with errno ENOSYS elsewhere.
 int mp_set_pipe_size(int fd, int size);
 
+/// The processors this process may run on: the affinity mask's count, lowered to the cgroup's
+/// CPU quota (rounded up) where one is set, as in Python's `os.process_cpu_count()` plus the
+/// container limit. At least 1.
+int mp_available_cpu_count(void);
+
 /// fcntl(fd, F_DUPFD_CLOEXEC, minimum).
 int mp_dup_cloexec(int fd, int minimum);
 

@@ -1,9 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -48,7 +42,7 @@ extension EventLoop {
         let slot = (1...(workers.count + 1)).first { !taken.contains($0) } ?? workers.count + 1
         environment.append("\(WireProtocol.slotEnvironmentKey)=\(slot)")
         environment.append("\(WireProtocol.workerEnvironmentKey)=\(WireProtocol.version)")
-        environment.append("\(WireProtocol.parentEnvironmentKey)=\(ProcessInfo.processInfo.processIdentifier)")
+        environment.append("\(WireProtocol.parentEnvironmentKey)=\(getpid())")
 
         var created: [FileDescriptor] = []
         func fail(_ message: String, _ error: SystemCallError) -> ProcessPoolError {

@@ -1,8 +1,4 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
+import CMultiprocessingShims
 
 /// How a ``ProcessPool`` starts and feeds its workers.
 public struct ProcessPoolConfiguration: Sendable {
@@ -82,6 +78,7 @@ public struct ProcessPoolConfiguration: Sendable {
         self.arguments = arguments
     }
 
-    /// The number of active processor cores.
-    public static var defaultWorkerCount: Int { ProcessInfo.processInfo.activeProcessorCount }
+    /// The number of processor cores this process may use: those its CPU affinity allows,
+    /// fewer if a container (cgroup) CPU quota is lower.
+    public static var defaultWorkerCount: Int { Int(mp_available_cpu_count()) }
 }
