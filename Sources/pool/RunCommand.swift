@@ -124,8 +124,8 @@ struct RunCommand {
             if log != nil || results != nil {
                 var result = result
                 if let output = streamed.removeValue(forKey: sequence), case .success(var whole) = result {
-                    whole.standardOutput = output[0]
-                    whole.standardError = output[1]
+                    whole.standardOutput = Array(output[0])
+                    whole.standardError = Array(output[1])
                     result = .success(whole)
                 }
                 let display = template.display(for: input, sequence: sequence + 1)
@@ -303,8 +303,8 @@ final class ResultPrinter {
     private func emit(_ input: String, _ result: Result<CommandJob.Output, ProcessPoolError>) {
         switch result {
         case .success(let output):
-            Output.write(tagged(output.standardOutput, input), to: .standardOutput)
-            Output.write(tagged(output.standardError, input), to: .standardError)
+            Output.write(tagged(Data(output.standardOutput), input), to: .standardOutput)
+            Output.write(tagged(Data(output.standardError), input), to: .standardError)
         case .failure(let error):
             Output.write(Data("pool: \(input): \(error)\n".utf8), to: .standardError)
         }

@@ -54,8 +54,8 @@ struct ResultsDirectory {
         var exitValue: Int32 = -1
         switch result {
         case .success(let output):
-            stdout = output.standardOutput
-            stderr = output.standardError
+            stdout = Data(output.standardOutput)
+            stderr = Data(output.standardError)
             exitValue = output.exitCode ?? (128 + (output.signal ?? 0))
         case .failure(let error):
             stderr = Data("pool: \(error)\n".utf8)

@@ -377,6 +377,23 @@ struct EndToEndTests {
         }
         #expect(reply == "héllo, wörld")
     }
+
+    #if os(Linux)
+    /// Loading FoundationEssentials would cost every worker about 2 MiB of resident memory, so
+    /// the library does without it; this keeps a dependency from creeping back in.
+    @Test("the standalone pool-worker does not load Foundation")
+    func poolWorkerWithoutFoundation() async throws {
+        let libraries = try await withProcessPool(workers: 1, executable: Binaries.poolWorker) { pool in
+            _ = try await pool.run(Echo.self, "warm")
+            let pid = try #require(pool.workerProcessIDs.first)
+            // Read to the end: /proc files claim a size of 0, and one read returns a page.
+            let maps = try #require(FileHandle(forReadingAtPath: "/proc/\(pid)/maps")).readDataToEndOfFile()
+            return Set(String(decoding: maps, as: UTF8.self).split(separator: "\n").compactMap { $0.split(separator: "/").last.map(String.init) })
+        }
+        #expect(libraries.contains { $0.hasPrefix("libswiftCore") }, "\(libraries)")
+        #expect(!libraries.contains { $0.contains("Foundation") }, "\(libraries.sorted())")
+    }
+    #endif
 }
 
 extension Sequence {

@@ -1,7 +1,7 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// Runs a command in the worker and returns its exit status and output: the job behind
@@ -40,10 +40,11 @@ public struct CommandJob: Job {
         public var exitCode: Int32?
         /// The signal that ended it, if one did.
         public var signal: Int32?
-        /// Everything it wrote to standard output.
-        public var standardOutput: Data
+        /// Everything it wrote to standard output. (Bytes rather than `Data`: the library,
+        /// and so every worker, does without Foundation.)
+        public var standardOutput: [UInt8]
         /// Everything it wrote to standard error.
-        public var standardError: Data
+        public var standardError: [UInt8]
         /// When it started, in seconds since 1970.
         public var startTime: Double
         /// How long it ran, in seconds.
@@ -62,7 +63,8 @@ public struct CommandJob: Job {
     public func run(_ input: Input) throws -> Output {
         let slot = WorkerProcess.environmentValue(WireProtocol.slotEnvironmentKey) ?? "1"
         let arguments = input.arguments.map { $0.replacing(Self.slotPlaceholder, with: slot) }
-        let start = Date()
+        var start = timespec()
+        clock_gettime(CLOCK_REALTIME, &start)
         let clock = ContinuousClock()
         let began = clock.now
         let outcome: CommandRunner.Outcome
@@ -74,8 +76,8 @@ public struct CommandJob: Job {
         }
         let elapsed = clock.now - began
         var output = Output(
-            exitCode: nil, signal: nil, standardOutput: Data(outcome.standardOutput), standardError: Data(outcome.standardError),
-            startTime: start.timeIntervalSince1970,
+            exitCode: nil, signal: nil, standardOutput: outcome.standardOutput, standardError: outcome.standardError,
+            startTime: Double(start.tv_sec) + Double(start.tv_nsec) / 1e9,
             runtime: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
         switch outcome.status {
         case .exited(let code): output.exitCode = code

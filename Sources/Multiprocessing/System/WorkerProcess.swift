@@ -1,9 +1,4 @@
 import CMultiprocessingShims
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import Synchronization
 
 #if canImport(Glibc)

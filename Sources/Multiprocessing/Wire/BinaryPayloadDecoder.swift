@@ -1,9 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// Decodes values from the compact binary payload format written by ``BinaryPayloadEncoder``.
 ///
 /// Decoding is defensive: on any input, however truncated or hostile, it throws a

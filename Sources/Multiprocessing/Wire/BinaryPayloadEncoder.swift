@@ -1,9 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// Encodes `Encodable` values in the pool's compact binary payload format.
 ///
 /// The format is not self-describing: it stores no type information, and integers are varints,

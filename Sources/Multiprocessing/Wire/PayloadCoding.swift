@@ -1,9 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// Encodes and decodes payloads in either codec, so the rest of the library names a codec tag
 /// rather than an encoder type.
 @usableFromInline
@@ -14,9 +8,7 @@ enum PayloadCoding {
         case .binary:
             try BinaryPayloadEncoder().encode(value, into: &bytes)
         case .json:
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            bytes.append(contentsOf: try encoder.encode(value))
+            try JSONPayloadEncoder.encode(value, into: &bytes)
         }
     }
 
@@ -26,8 +18,7 @@ enum PayloadCoding {
         case .binary:
             return try BinaryPayloadDecoder().decode(type, from: payload)
         case .json:
-            let data = payload.isEmpty ? Data() : Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: payload.baseAddress!), count: payload.count, deallocator: .none)
-            return try JSONDecoder().decode(type, from: data)
+            return try JSONPayloadDecoder.decode(type, from: payload)
         }
     }
 

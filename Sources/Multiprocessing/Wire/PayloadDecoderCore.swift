@@ -1,9 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// Where an interned key's UTF-8 bytes are in the payload.
 struct PayloadKeyRange {
     var start: Int

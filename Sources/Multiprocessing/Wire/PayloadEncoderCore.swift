@@ -1,9 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// A container or reserved prefix of the payload being written, whose header is patched when it
 /// is closed.
 struct PayloadEncodingNode {

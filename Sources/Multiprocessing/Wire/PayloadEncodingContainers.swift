@@ -1,9 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 extension PayloadEncoderCore {
     /// Returns the keyed root container of the value `frame` describes, opening it on first use.
     ///

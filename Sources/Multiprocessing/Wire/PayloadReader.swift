@@ -1,9 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -192,11 +186,12 @@ struct PayloadReader {
         return result
     }
 
-    func readData(
-        _ offset: inout Int, _ end: Int, _ path: @autoclosure () -> [any CodingKey]
-    ) throws -> Data {
+    /// Reads a `Data` (``FoundationTypes/data``) as `T`.
+    func readData<T>(
+        as type: T.Type, _ offset: inout Int, _ end: Int, _ path: @autoclosure () -> [any CodingKey]
+    ) throws -> T {
         let count = try readLength(&offset, end, "Data length", path())
-        let data = count == 0 ? Data() : Data(bytes: base.baseAddress! + offset, count: count)
+        let data = FoundationTypes.makeBytes(T.self, copying: UnsafeRawBufferPointer(rebasing: base[offset..<(offset &+ count)]))
         offset &+= count
         return data
     }
@@ -222,7 +217,7 @@ struct PayloadReader {
         if T.self == UInt32.self { return .uint32 }
         if T.self == UInt16.self { return .uint16 }
         if T.self == Float.self { return .float }
-        if T.self == Data.self { return .data }
+        if FoundationTypes.isData(T.self) { return .data }
         return nil
     }
 
@@ -265,7 +260,7 @@ struct PayloadReader {
             let bits = try readLittleEndian32(&offset, end, "Float", path())
             return unsafeBitCast(Float(bitPattern: bits), to: T.self)
         case .data:
-            return unsafeBitCast(try readData(&offset, end, path()), to: T.self)
+            return try readData(as: T.self, &offset, end, path())
         }
     }
 

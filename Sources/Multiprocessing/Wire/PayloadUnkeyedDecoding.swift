@@ -1,9 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// Reads the elements of an unkeyed container in order.
 ///
 /// Elements carry no length, so each one must be decoded (or read past by its own container)

@@ -1,9 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// Writes elements back to back after a count that is patched when the container closes.
 struct PayloadUnkeyedEncodingContainer: UnkeyedEncodingContainer {
     let core: PayloadEncoderCore

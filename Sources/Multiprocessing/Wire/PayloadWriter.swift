@@ -1,9 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// Byte-level writers for the scalar encodings of the payload format.
 ///
 /// They work on a plain `inout [UInt8]` so the top-level fast path of ``BinaryPayloadEncoder``
@@ -28,9 +22,11 @@ enum PayloadWriter {
     }
 
     @inline(__always)
-    static func appendData(_ value: Data, to bytes: inout [UInt8]) {
-        Varint.append(UInt64(value.count), to: &bytes)
-        value.withUnsafeBytes { bytes.append(contentsOf: $0) }
+    static func appendData(_ value: Any, to bytes: inout [UInt8]) {
+        FoundationTypes.withBytes(of: value) { data in
+            Varint.append(UInt64(data.count), to: &bytes)
+            bytes.append(contentsOf: data)
+        }
     }
 
     /// Number of bytes ``appendString(_:to:)`` writes, so keyed entries can write their
@@ -85,8 +81,8 @@ enum PayloadWriter {
             Varint.append(UInt64(unsafeBitCast(value, to: UInt16.self)), to: &bytes)
         } else if T.self == Float.self {
             appendLittleEndian(unsafeBitCast(value, to: Float.self).bitPattern, to: &bytes)
-        } else if T.self == Data.self {
-            appendData(unsafeBitCast(value, to: Data.self), to: &bytes)
+        } else if FoundationTypes.isData(T.self) {
+            appendData(value, to: &bytes)
         } else {
             return false
         }

@@ -64,7 +64,7 @@ enum FrameType: UInt8, CaseIterable, Sendable {
 enum PayloadCodec: UInt8, Sendable {
     /// The compact binary format of ``BinaryPayloadEncoder``.
     case binary = 0
-    /// UTF-8 JSON, as `JSONEncoder` writes it.
+    /// UTF-8 JSON, as `JSONEncoder` writes it (``JSONPayloadEncoder``).
     case json = 1
 }
 
