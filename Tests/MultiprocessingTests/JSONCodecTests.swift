@@ -181,6 +181,131 @@ private func describedError(_ body: () throws -> Void) -> String? {
     }
 }
 
+/// Asks for the same nested containers twice, and for a container after a value: the
+/// contents add up, as with JSONEncoder.
+private struct NestedTwice: Encodable {
+    enum Keys: String, CodingKey { case a, b, c, x, y }
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Keys.self)
+        var first = container.nestedContainer(keyedBy: Keys.self, forKey: .a)
+        try first.encode(1, forKey: .x)
+        var second = container.nestedContainer(keyedBy: Keys.self, forKey: .a)
+        try second.encode(2, forKey: .y)
+        var list = container.nestedUnkeyedContainer(forKey: .b)
+        try list.encode(1)
+        var more = container.nestedUnkeyedContainer(forKey: .b)
+        try more.encode(2)
+        try container.encode(["x": 0], forKey: .c)
+        var after = container.nestedContainer(keyedBy: Keys.self, forKey: .c)
+        try after.encode(3, forKey: .y)
+    }
+}
+
+/// A subclass that takes a keyed container and a superclass that takes a single value from
+/// the same encoder: a misuse of Codable that must not bring a worker down.
+private class SingleValueBase: Encodable {
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(42)
+    }
+}
+
+private final class KeyedSubclass: SingleValueBase {
+    enum Keys: String, CodingKey { case a, b }
+    override func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Keys.self)
+        try container.encode(1, forKey: .a)
+        try super.encode(to: encoder)
+        try container.encode(2, forKey: .b)
+    }
+}
+
+private struct EncodesNothing: Encodable {
+    func encode(to encoder: any Encoder) throws {}
+}
+
+/// Arrays nested `depth` deep.
+private struct Nested: Encodable {
+    var depth: Int
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.unkeyedContainer()
+        if depth > 1 { try container.encode(Nested(depth: depth - 1)) }
+    }
+}
+
+@Suite struct JSONCodecEdgeTests {
+    private func expectSameText<T: Encodable>(_ value: T, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let expected = String(decoding: try foundationEncoder().encode(value), as: UTF8.self)
+        #expect(try ours(value) == expected, sourceLocation: sourceLocation)
+    }
+
+    @Test("Integers written with a fraction or an exponent are read exactly")
+    func exactIntegers() throws {
+        #expect(try decodeOurs(Int64.self, "9007199254740993.0") == 9_007_199_254_740_993)
+        #expect(try decodeOurs(UInt64.self, "9223372036854775807e0") == 9_223_372_036_854_775_807)
+        #expect(try decodeOurs(UInt64.self, "18446744073709551615.000") == UInt64.max)
+        #expect(try decodeOurs(Int64.self, "-9223372036854775808.0") == Int64.min)
+        #expect(try decodeOurs(Int.self, "123456789012345678.0") == 123_456_789_012_345_678)
+        #expect(try decodeOurs(Int.self, "12.50e1") == 125)
+        #expect(try decodeOurs(Int.self, "100e-2") == 1)
+        #expect(try decodeOurs(Int.self, "-0.0e7") == 0)
+        #expect(try decodeOurs(Int128.self, "170141183460469231731687303715884105727") == Int128.max)
+        #expect(try decodeOurs(Int128.self, "-1.70141183460469231731687303715884105728e38") == Int128.min)
+        for bad in ["1e40", "1.05", "9223372036854775808.0"] {
+            #expect(throws: DecodingError.self, "\(bad)") { _ = try decodeOurs(Int64.self, bad) }
+        }
+        #expect(throws: DecodingError.self) { _ = try decodeOurs(UInt.self, "-1.0e0") }
+    }
+
+    @Test("Int128 and UInt128 are written and read as JSONEncoder does")
+    func wideIntegers() throws {
+        let values: [Int128] = [.min, -1, 0, .max]
+        try expectSameText(values)
+        try expectSameText([UInt128.max])
+        #expect(try decodeOurs([Int128].self, try ours(values)) == values)
+        #expect(try decodeOurs([UInt128].self, try ours([UInt128.max])) == [UInt128.max])
+    }
+
+    @Test("Nested containers asked for twice add up; Codable misuse writes what JSONEncoder writes")
+    func containers() throws {
+        try expectSameText(NestedTwice())
+        try expectSameText(KeyedSubclass())
+        #expect(throws: EncodingError.self) { _ = try ours(EncodesNothing()) }
+        #expect(throws: EncodingError.self) { _ = try foundationEncoder().encode(EncodesNothing()) }
+        #expect(try ours([EncodesNothing()]) == "[{}]")
+        // Deeper than a decoder accepts: refused, not written.
+        #expect(throws: Never.self) { _ = try decodeOurs(JSONAny.self, try ours(Nested(depth: 512))) }
+        #expect(throws: EncodingError.self) { _ = try ours(Nested(depth: 513)) }
+    }
+
+    @Test("Keys sort by their UTF-8 bytes; a repeated key keeps its first value")
+    func keys() throws {
+        try expectSameText(["\u{212B}": 1, "\u{00D0}": 2, "e\u{301}": 3, "Z": 5])
+        let text = #"{"a":1,"a":2}"#
+        #expect(try decodeOurs([String: Int].self, text) == JSONDecoder().decode([String: Int].self, from: Data(text.utf8)))
+        #expect(try decodeOurs([String: Int].self, text) == ["a": 1])
+    }
+
+    @Test("URLs made relative to a base are written as their absolute string")
+    func relativeURLs() throws {
+        let base = URL(string: "http://x.org/a/b/c?q#f")!
+        for reference in ["d?q=1", "../d", "../../../../g", "/g", "//other.org/p", "?y", "#s", ".", "g/./h/../i", "https://elsewhere.net/x"] {
+            try expectSameText([URL(string: reference, relativeTo: base)!])
+        }
+        try expectSameText(URL(fileURLWithPath: "file.txt"))
+        try expectSameText(URL(fileURLWithPath: "/tmp/dir", isDirectory: true))
+    }
+
+    @Test("A byte order mark is skipped; numbers too small for the type are errors")
+    func inputEdges() throws {
+        #expect(try ([0xEF, 0xBB, 0xBF] + Array("[1]".utf8)).withUnsafeBytes { try JSONPayloadDecoder.decode([Int].self, from: $0) } == [1])
+        #expect(throws: DecodingError.self) { _ = try decodeOurs(Double.self, "1e-400") }
+        #expect(throws: DecodingError.self) { _ = try decodeOurs(Float.self, "1e-50") }
+        #expect(try decodeOurs(Double.self, "0.000e99") == 0)
+        #expect(try decodeOurs(Double.self, "-0") == 0)
+    }
+}
+
 /// Any JSON value: for syntax tests, which must parse the whole text whatever its shape.
 private struct JSONAny: Decodable {
     init(from decoder: any Decoder) throws {

@@ -56,8 +56,8 @@ extension JSONScalar where Self: FixedWidthInteger {
         guard case .number(let text) = value else { throw jsonMismatch(Self.self, found: value, codingPath: codingPath) }
         if let exact = Self(text) {
             self = exact
-        } else if let double = Double(text), let exact = Self(exactly: double) {
-            self = exact  // 2.0, 1e3: integral, written as floating point
+        } else if let exact = JSONNumber.exactInteger(text, as: Self.self) {
+            self = exact  // 2.0, 1e3: integral, written with a fraction or an exponent
         } else {
             throw DecodingError.dataCorrupted(DecodingError.Context(
                 codingPath: codingPath, debugDescription: "Parsed JSON number <\(text)> does not fit in \(Self.self)."))
@@ -70,7 +70,8 @@ extension JSONScalar where Self: FixedWidthInteger {
 extension JSONScalar where Self: BinaryFloatingPoint & LosslessStringConvertible {
     init(json value: JSONValue, codingPath: [any CodingKey]) throws {
         guard case .number(let text) = value else { throw jsonMismatch(Self.self, found: value, codingPath: codingPath) }
-        guard let number = Self(text), number.isFinite else {
+        // Too large (infinite) or too small (a nonzero number that reads as zero) to hold.
+        guard let number = Self(text), number.isFinite, number != 0 || !JSONNumber.hasNonzeroDigit(text) else {
             throw DecodingError.dataCorrupted(DecodingError.Context(
                 codingPath: codingPath, debugDescription: "Parsed JSON number <\(text)> does not fit in \(Self.self)."))
         }
@@ -99,8 +100,75 @@ extension UInt8: JSONScalar {}
 extension UInt16: JSONScalar {}
 extension UInt32: JSONScalar {}
 extension UInt64: JSONScalar {}
+extension Int128: JSONScalar {}
+extension UInt128: JSONScalar {}
 extension Double: JSONScalar {}
 extension Float: JSONScalar {}
+
+/// Exact readings of JSON number text.
+enum JSONNumber {
+    /// The integer `text` denotes if it is one and fits `T`, however it is written (`2.0`,
+    /// `1e3`, `12.50e1`), computed exactly rather than through `Double`.
+    static func exactInteger<T: FixedWidthInteger>(_ text: String, as: T.Type) -> T? {
+        var digits: [UInt8] = []
+        var fractionDigits = 0
+        var exponent = 0
+        var negative = false
+        var inFraction = false
+        var utf8 = text.utf8[...]
+        if utf8.first == UInt8(ascii: "-") {
+            negative = true
+            utf8 = utf8.dropFirst()
+        }
+        while let byte = utf8.first {
+            utf8 = utf8.dropFirst()
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                digits.append(byte - UInt8(ascii: "0"))
+                if inFraction { fractionDigits += 1 }
+            case UInt8(ascii: "."):
+                inFraction = true
+            case UInt8(ascii: "e"), UInt8(ascii: "E"):
+                // The parser checked the grammar; an exponent too long for Int is absurd.
+                guard let value = Int(String(decoding: utf8, as: UTF8.self)), abs(value) < 10_000 else { return nil }
+                exponent = value
+                utf8 = utf8.dropFirst(utf8.count)
+            default:
+                return nil
+            }
+        }
+        // The value is digits × 10^scale; drop trailing zeros while scale < 0.
+        var scale = exponent - fractionDigits
+        while scale < 0, digits.last == 0 {
+            digits.removeLast()
+            scale += 1
+        }
+        let leadingZeros = digits.prefix { $0 == 0 }.count
+        digits.removeFirst(leadingZeros)
+        if digits.isEmpty { return 0 }
+        guard scale >= 0, digits.count + scale <= 40 else { return nil }
+        var magnitude: UInt128 = 0
+        for digit in digits + Array(repeating: 0, count: scale) {
+            let (times10, overflow) = magnitude.multipliedReportingOverflow(by: 10)
+            let (sum, carry) = times10.addingReportingOverflow(UInt128(digit))
+            guard !overflow, !carry else { return nil }
+            magnitude = sum
+        }
+        if !negative { return T(exactly: magnitude) }
+        if magnitude == UInt128(1) << 127 { return T(exactly: Int128.min) }
+        guard let positive = Int128(exactly: magnitude) else { return nil }
+        return T(exactly: -positive)
+    }
+
+    /// Whether the significand of `text` has a digit other than 0.
+    static func hasNonzeroDigit(_ text: String) -> Bool {
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E") { return false }
+            if byte >= UInt8(ascii: "1") && byte <= UInt8(ascii: "9") { return true }
+        }
+        return false
+    }
+}
 
 /// A decoder positioned at one parsed value; it is also that value's single-value container.
 struct JSONValueDecoder: Decoder, SingleValueDecodingContainer {
@@ -163,6 +231,8 @@ struct JSONValueDecoder: Decoder, SingleValueDecodingContainer {
     func decode(_: UInt16.Type) throws -> UInt16 { try scalar(UInt16.self) }
     func decode(_: UInt32.Type) throws -> UInt32 { try scalar(UInt32.self) }
     func decode(_: UInt64.Type) throws -> UInt64 { try scalar(UInt64.self) }
+    func decode(_: Int128.Type) throws -> Int128 { try scalar(Int128.self) }
+    func decode(_: UInt128.Type) throws -> UInt128 { try scalar(UInt128.self) }
 }
 
 struct JSONKeyedDecodingContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
@@ -196,6 +266,8 @@ struct JSONKeyedDecodingContainer<Key: CodingKey>: KeyedDecodingContainerProtoco
     func decode(_: UInt16.Type, forKey key: Key) throws -> UInt16 { try decoder(for: key).scalar(UInt16.self) }
     func decode(_: UInt32.Type, forKey key: Key) throws -> UInt32 { try decoder(for: key).scalar(UInt32.self) }
     func decode(_: UInt64.Type, forKey key: Key) throws -> UInt64 { try decoder(for: key).scalar(UInt64.self) }
+    func decode(_: Int128.Type, forKey key: Key) throws -> Int128 { try decoder(for: key).scalar(Int128.self) }
+    func decode(_: UInt128.Type, forKey key: Key) throws -> UInt128 { try decoder(for: key).scalar(UInt128.self) }
     func decode<T: Decodable>(_: T.Type, forKey key: Key) throws -> T { try decoder(for: key).decode(T.self) }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
@@ -267,6 +339,8 @@ struct JSONUnkeyedDecodingContainer: UnkeyedDecodingContainer {
     mutating func decode(_: UInt16.Type) throws -> UInt16 { try next(UInt16.self) { try $0.scalar(UInt16.self) } }
     mutating func decode(_: UInt32.Type) throws -> UInt32 { try next(UInt32.self) { try $0.scalar(UInt32.self) } }
     mutating func decode(_: UInt64.Type) throws -> UInt64 { try next(UInt64.self) { try $0.scalar(UInt64.self) } }
+    mutating func decode(_: Int128.Type) throws -> Int128 { try next(Int128.self) { try $0.scalar(Int128.self) } }
+    mutating func decode(_: UInt128.Type) throws -> UInt128 { try next(UInt128.self) { try $0.scalar(UInt128.self) } }
     mutating func decode<T: Decodable>(_: T.Type) throws -> T { try next(T.self) { try $0.decode(T.self) } }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> {

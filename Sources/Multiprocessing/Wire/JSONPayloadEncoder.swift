@@ -8,7 +8,14 @@ enum JSONPayloadEncoder {
     static func encode<T: Encodable>(_ value: T, into bytes: inout [UInt8]) throws {
         let root = JSONNode()
         try JSONValueEncoder(node: root, codingPath: []).encode(value)
-        root.write(to: &bytes)
+        guard !root.isEmpty else {
+            throw EncodingError.invalidValue(value, EncodingError.Context(
+                codingPath: [], debugDescription: "Top-level \(T.self) did not encode any values."))
+        }
+        guard root.write(to: &bytes, depth: 0) else {
+            throw EncodingError.invalidValue(value, EncodingError.Context(
+                codingPath: [], debugDescription: "Too many nested arrays or dictionaries: more than \(payloadMaxDepth) levels."))
+        }
     }
 }
 
@@ -25,29 +32,38 @@ final class JSONNode {
 
     init(scalar: String) { self.scalar = scalar }
 
-    func write(to bytes: inout [UInt8]) {
+    var isEmpty: Bool { scalar == nil && array == nil && object == nil }
+
+    /// Writes the node's JSON text; false if containers nest deeper than ``payloadMaxDepth``
+    /// (more than a decoder accepts).
+    func write(to bytes: inout [UInt8], depth: Int) -> Bool {
         if let scalar {
             bytes.append(contentsOf: scalar.utf8)
         } else if let array {
+            guard depth < payloadMaxDepth else { return false }
             bytes.append(UInt8(ascii: "["))
             for (index, element) in array.enumerated() {
                 if index > 0 { bytes.append(UInt8(ascii: ",")) }
-                element.write(to: &bytes)
+                guard element.write(to: &bytes, depth: depth + 1) else { return false }
             }
             bytes.append(UInt8(ascii: "]"))
         } else if let object {
+            guard depth < payloadMaxDepth else { return false }
             bytes.append(UInt8(ascii: "{"))
-            for (index, key) in object.keys.sorted().enumerated() {
+            // In order of their UTF-8 bytes, as JSONEncoder sorts (not Swift's String order,
+            // which compares canonical forms).
+            for (index, key) in object.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }).enumerated() {
                 if index > 0 { bytes.append(UInt8(ascii: ",")) }
                 Self.appendQuoted(key, to: &bytes)
                 bytes.append(UInt8(ascii: ":"))
-                object[key]!.write(to: &bytes)
+                guard object[key]!.write(to: &bytes, depth: depth + 1) else { return false }
             }
             bytes.append(UInt8(ascii: "}"))
         } else {
-            // A value that encoded nothing: JSONEncoder writes an empty object.
+            // A nested value that encoded nothing: JSONEncoder writes an empty object.
             bytes.append(contentsOf: "{}".utf8)
         }
+        return true
     }
 
     /// Appends `string` in quotes, escaping what JSON requires (quote, backslash and control
@@ -74,25 +90,27 @@ final class JSONNode {
         bytes.append(UInt8(ascii: "\""))
     }
 
-    /// Makes this node an object, if it is not one already.
+    // A node keeps the first container asked of it. A type that asks one encoder for two
+    // kinds (a subclass keyed, its superclass single-valued) misuses Codable; what the second
+    // writes is dropped then, as far as JSONEncoder's output shows, rather than trapping.
+
+    /// Makes this node an object, unless it is already a container.
     func makeObject() {
-        guard object == nil else { return }
+        guard object == nil && array == nil else { return }
         scalar = nil
-        array = nil
         object = [:]
     }
 
-    /// Makes this node an array, if it is not one already.
+    /// Makes this node an array, unless it is already a container.
     func makeArray() {
-        guard array == nil else { return }
+        guard array == nil && object == nil else { return }
         scalar = nil
-        object = nil
         array = []
     }
 
+    /// Makes this node a scalar, unless it is already a container.
     func setScalar(_ text: String) {
-        array = nil
-        object = nil
+        guard array == nil && object == nil else { return }
         scalar = text
     }
 }
@@ -110,11 +128,13 @@ struct JSONValueEncoder: Encoder, SingleValueEncodingContainer {
             return
         }
         try value.encode(to: self)
-        if FoundationTypes.isURL(T.self), let object = node.object, object.count == 1,
-           let relative = object["relative"]?.scalar {
-            // URL's Codable form is {"relative": …} (with "base" for a relative URL); JSONEncoder
-            // writes an absolute URL as its string.
-            node.setScalar(relative)
+        if FoundationTypes.isURL(T.self), let object = node.object,
+           let relative = object["relative"]?.scalar.flatMap(JSONNode.unquoted) {
+            // URL's Codable form is {"relative": …, "base": …}; JSONEncoder writes the URL's
+            // absolute string, the relative reference resolved against the base.
+            let base = object["base"]?.scalar.flatMap(JSONNode.unquoted)
+            node.object = nil
+            node.setScalar(String(quotedJSON: base.map { URIReference.resolve(relative, against: $0) } ?? relative))
         }
     }
 
@@ -147,6 +167,18 @@ struct JSONValueEncoder: Encoder, SingleValueEncodingContainer {
     func encode(_ value: UInt16) throws { try scalar(value) }
     func encode(_ value: UInt32) throws { try scalar(value) }
     func encode(_ value: UInt64) throws { try scalar(value) }
+    func encode(_ value: Int128) throws { try scalar(value) }
+    func encode(_ value: UInt128) throws { try scalar(value) }
+}
+
+extension JSONNode {
+    /// The string a scalar's JSON text holds, or nil if it is not a string.
+    static func unquoted(_ text: String) -> String? {
+        var text = text
+        let value = text.withUTF8 { try? JSONParser.parse(UnsafeRawBufferPointer($0)) }
+        guard case .string(let string)? = value else { return nil }
+        return string
+    }
 }
 
 extension String {
@@ -164,8 +196,15 @@ struct JSONKeyedEncodingContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
     /// A new node for `key`, replacing any value encoded for it before (as in JSONEncoder).
     private func child(for key: some CodingKey) -> JSONValueEncoder {
         let child = JSONNode()
-        node.object![key.stringValue] = child
+        node.object?[key.stringValue] = child
         return JSONValueEncoder(node: child, codingPath: codingPath + [key])
+    }
+
+    /// The node already at `key`, or a new one: a nested container asked for twice, or after
+    /// a value, adds to what is there, as in JSONEncoder.
+    private func existingChild(for key: some CodingKey) -> JSONValueEncoder {
+        guard let existing = node.object?[key.stringValue] else { return child(for: key) }
+        return JSONValueEncoder(node: existing, codingPath: codingPath + [key])
     }
 
     mutating func encodeNil(forKey key: Key) { child(for: key).encodeNil() }
@@ -183,31 +222,33 @@ struct JSONKeyedEncodingContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
     mutating func encode(_ value: UInt16, forKey key: Key) throws { try child(for: key).scalar(value) }
     mutating func encode(_ value: UInt32, forKey key: Key) throws { try child(for: key).scalar(value) }
     mutating func encode(_ value: UInt64, forKey key: Key) throws { try child(for: key).scalar(value) }
+    mutating func encode(_ value: Int128, forKey key: Key) throws { try child(for: key).scalar(value) }
+    mutating func encode(_ value: UInt128, forKey key: Key) throws { try child(for: key).scalar(value) }
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws { try child(for: key).encode(value) }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type, forKey key: Key) -> KeyedEncodingContainer<NestedKey> {
-        child(for: key).container(keyedBy: NestedKey.self)
+        existingChild(for: key).container(keyedBy: NestedKey.self)
     }
 
     mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
-        child(for: key).unkeyedContainer()
+        existingChild(for: key).unkeyedContainer()
     }
 
-    mutating func superEncoder() -> any Encoder { child(for: PayloadCodingKey.superKey) }
+    mutating func superEncoder() -> any Encoder { existingChild(for: PayloadCodingKey.superKey) }
 
-    mutating func superEncoder(forKey key: Key) -> any Encoder { child(for: key) }
+    mutating func superEncoder(forKey key: Key) -> any Encoder { existingChild(for: key) }
 }
 
 struct JSONUnkeyedEncodingContainer: UnkeyedEncodingContainer {
     let node: JSONNode
     let codingPath: [any CodingKey]
 
-    var count: Int { node.array!.count }
+    var count: Int { node.array?.count ?? 0 }
 
     private func next() -> JSONValueEncoder {
         let child = JSONNode()
-        let path = codingPath + [PayloadCodingKey(index: node.array!.count)]
-        node.array!.append(child)
+        let path = codingPath + [PayloadCodingKey(index: count)]
+        node.array?.append(child)
         return JSONValueEncoder(node: child, codingPath: path)
     }
 
@@ -226,6 +267,8 @@ struct JSONUnkeyedEncodingContainer: UnkeyedEncodingContainer {
     mutating func encode(_ value: UInt16) throws { try next().scalar(value) }
     mutating func encode(_ value: UInt32) throws { try next().scalar(value) }
     mutating func encode(_ value: UInt64) throws { try next().scalar(value) }
+    mutating func encode(_ value: Int128) throws { try next().scalar(value) }
+    mutating func encode(_ value: UInt128) throws { try next().scalar(value) }
     mutating func encode<T: Encodable>(_ value: T) throws { try next().encode(value) }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {

@@ -46,6 +46,8 @@ struct JSONParser {
     /// Parses `bytes`, which must hold exactly one JSON value.
     static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) -> JSONValue {
         var parser = JSONParser(bytes)
+        // A UTF-8 byte order mark (a file saved on Windows), which JSONDecoder skips too.
+        if bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF { parser.offset = 3 }
         parser.skipWhitespace()
         let value = try parser.parseValue()
         parser.skipWhitespace()
@@ -123,7 +125,9 @@ struct JSONParser {
             }
             offset += 1
             skipWhitespace()
-            object[key] = try parseValue()  // A repeated key: the last one wins, as in JSONDecoder.
+            let value = try parseValue()
+            // A repeated key: the first one wins, as in JSONDecoder.
+            if object[key] == nil { object[key] = value }
             skipWhitespace()
             guard offset < bytes.count else { throw error("unexpected end of input, expected ',' or '}'") }
             switch bytes[offset] {
