@@ -136,6 +136,12 @@ void mp_set_current_thread_name(const char *name) {
 #endif
 }
 
+void mp_current_thread_name(char *buffer, size_t size) {
+    if (size == 0) return;
+    buffer[0] = 0;
+    pthread_getname_np(pthread_self(), buffer, size);
+}
+
 #if defined(__linux__)
 #include <sched.h>
 
@@ -188,3 +194,9 @@ int mp_available_cpu_count(void) {
 #endif
     return count > 0 ? count : 1;
 }
+
+static __thread const void *current_loop;
+
+void mp_set_current_loop(const void *loop) { current_loop = loop; }
+
+const void *mp_current_loop(void) { return current_loop; }

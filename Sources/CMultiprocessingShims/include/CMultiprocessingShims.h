@@ -28,6 +28,12 @@ int mp_set_pipe_size(int fd, int size);
 /// container limit. At least 1.
 int mp_available_cpu_count(void);
 
+/// Marks the calling thread as the event loop of the pool identified by `loop` (NULL: none).
+void mp_set_current_loop(const void *loop);
+
+/// What mp_set_current_loop last set on the calling thread, or NULL.
+const void *mp_current_loop(void);
+
 /// fcntl(fd, F_DUPFD_CLOEXEC, minimum).
 int mp_dup_cloexec(int fd, int minimum);
 
@@ -58,6 +64,9 @@ void mp_unblock_sigchld_on_this_thread(void);
 
 /// Names the calling thread (visible in ps, top, gdb and crash reports); at most 15 bytes.
 void mp_set_current_thread_name(const char *name);
+
+/// The calling thread's name, NUL-terminated, in `buffer` (empty if it has none).
+void mp_current_thread_name(char *buffer, size_t size);
 
 /// The process's environment block.
 char **mp_environ(void);

@@ -78,10 +78,12 @@ final class EventLoop: @unchecked Sendable {
             // A worker that dies makes our next write to it raise SIGPIPE on this thread;
             // blocked here, the write just fails with EPIPE and the exit is handled as usual.
             blockBrokenPipeSignal()
+            core.loopThread.markCurrent()
             let error = spawnInitialWorkers()
             started(error)
             if error == nil { runLoop() }
             finish()
+            core.executor.close()
         }
     }
 
@@ -123,11 +125,12 @@ final class EventLoop: @unchecked Sendable {
 
     private func runLoop() {
         while true {
+            core.executor.runQueuedJobs()
             spawnDueWorkers()
             maintainWorkerCount()
             dispatchWork()
             if advanceLifecycle() { return }
-            let timeout = pollTimeout()
+            let timeout = core.executor.hasQueuedJobs ? 0 : pollTimeout()
             pollSet.removeAll()
             pollSet.add(core.waker.descriptor, .readable)
             var slots: [(worker: WorkerConnection, output: Int?, error: Int?, input: Int?, exit: Int?)] = []

@@ -6,6 +6,10 @@ final class PoolCore: Sendable {
     let configuration: ProcessPoolConfiguration
     let state: Mutex<SchedulerState>
     let waker: Waker
+    /// Which thread is the loop's.
+    let loopThread: LoopThread
+    /// Runs tasks on the loop's thread.
+    let executor: LoopExecutor
     private let jobIDs = Atomic<UInt64>(1)
     private let waiterIDs = Atomic<UInt64>(1)
 
@@ -13,6 +17,8 @@ final class PoolCore: Sendable {
         self.configuration = configuration
         state = Mutex(SchedulerState(maximumQueuedJobs: configuration.maximumQueuedJobs, maximumQueuedBytes: configuration.maximumQueuedBytes))
         waker = try Waker()
+        loopThread = LoopThread(identifiedBy: waker)
+        executor = LoopExecutor(loopThread: loopThread, waker: waker)
     }
 
     /// Reserves `count` consecutive job ids.
@@ -29,7 +35,9 @@ final class PoolCore: Sendable {
         while true {
             switch state.withLock({ $0.enqueue(slice) }) {
             case .enqueued(let wakeLoop):
-                if wakeLoop { waker.wake() }
+                // On the loop's own thread (a task preferring `executor`), the loop looks at
+                // the queue before it next sleeps.
+                if wakeLoop && !loopThread.isCurrent { waker.wake() }
                 return
             case .refused(let error):
                 throw error

@@ -17,6 +17,21 @@ public final class ProcessPool: Sendable {
     /// replaced when they crash, so the list changes).
     public var workerProcessIDs: [Int32] { core.state.withLock { $0.workerProcessIDs } }
 
+    /// An executor that runs tasks on the pool's I/O thread, for the lowest latency per job.
+    ///
+    /// A task that prefers it, with `withTaskExecutorPreference(pool.eventLoopExecutor) { … }`,
+    /// submits each job on the thread that writes it to a worker, and is resumed on the thread
+    /// that reads the result: a round trip then crosses two threads, the pool's and the
+    /// worker's, instead of four (the caller's, the pool's, the worker's, and the one that
+    /// resumes the caller). On a 2-core machine this takes one job's round trip from about
+    /// 18 µs to about 8 µs.
+    ///
+    /// While such a task runs, the pool reads and writes nothing, so use it only for short,
+    /// non-blocking code between jobs: no blocking calls, no long computations. Code isolated
+    /// to an actor (such as the main actor) runs on that actor instead, as usual. Tasks that
+    /// still prefer it once the pool has stopped run on the global concurrent executor.
+    public var eventLoopExecutor: any TaskExecutor { core.executor }
+
     /// The names of the jobs the pool's workers serve, from the first worker's handshake.
     ///
     /// - Returns: The names, in the order the worker registered them.
