@@ -111,11 +111,15 @@ extension EventLoop {
             reads += 1
             var ended = false
             var wouldBlock = false
+            var drained = false
             worker.reader.readIntoStorage { buffer in
                 let result = Result { () throws(SystemCallError) in try worker.output.read(into: buffer) }
                 switch result {
                 case .success(.transferred(let count)):
                     ended = count == 0
+                    // Less than there was room for: the pipe held no more, so another read
+                    // would only say EAGAIN (a system call per round trip saved).
+                    drained = count < buffer.count
                     return count
                 case .success(.wouldBlock):
                     wouldBlock = true
@@ -130,7 +134,7 @@ extension EventLoop {
                 worker.outputEnded = true
                 return
             }
-            if wouldBlock { return }
+            if wouldBlock || (drained && !untilDrained) { return }
         }
     }
 

@@ -55,7 +55,9 @@ public final class JobFuture<Output: Sendable>: Sendable {
 final class FutureSink<Output: Sendable>: ResultSink {
     private struct State {
         var result: Result<Output, any Error>?
-        var waiters: [CheckedContinuation<Output, any Error>] = []
+        /// The usual single waiter, kept apart so that it needs no array.
+        var waiter: UnsafeContinuation<Output, any Error>?
+        var moreWaiters: [UnsafeContinuation<Output, any Error>] = []
         var callbacks: [@Sendable (Result<Output, any Error>) -> Void] = []
     }
 
@@ -81,7 +83,9 @@ final class FutureSink<Output: Sendable>: ResultSink {
     var currentResult: Result<Output, any Error>? { state.withLock { $0.result } }
 
     func deliver(_ run: ResultRun) {
-        guard isAcceptingResults, run.count > 0 else { return }
+        // A job cancelled meanwhile is decoded for nothing, which is rare; checking first
+        // would cost every job a second turn of the lock.
+        guard run.count > 0 else { return }
         complete(with: decode(run).mapError { $0 })
     }
 
@@ -90,19 +94,23 @@ final class FutureSink<Output: Sendable>: ResultSink {
         complete(with: .failure(CancellationError()))
     }
 
+    /// Records the result and resumes every waiter, once: the lock makes the first call the
+    /// only one that takes the waiters, so no continuation is resumed twice.
     @discardableResult
     private func complete(with result: Result<Output, any Error>) -> Bool {
-        let taken = state.withLock { state -> ([CheckedContinuation<Output, any Error>], [@Sendable (Result<Output, any Error>) -> Void])? in
+        let taken = state.withLock { state -> (UnsafeContinuation<Output, any Error>?, [UnsafeContinuation<Output, any Error>], [@Sendable (Result<Output, any Error>) -> Void])? in
             guard state.result == nil else { return nil }
             state.result = result
             defer {
-                state.waiters.removeAll()
-                state.callbacks.removeAll()
+                state.waiter = nil
+                state.moreWaiters = []
+                state.callbacks = []
             }
-            return (state.waiters, state.callbacks)
+            return (state.waiter, state.moreWaiters, state.callbacks)
         }
-        guard let (waiters, callbacks) = taken else { return false }
-        for waiter in waiters { waiter.resume(with: result) }
+        guard let (waiter, moreWaiters, callbacks) = taken else { return false }
+        waiter?.resume(with: result)
+        for waiter in moreWaiters { waiter.resume(with: result) }
         for callback in callbacks { callback(result) }
         return true
     }
@@ -117,10 +125,16 @@ final class FutureSink<Output: Sendable>: ResultSink {
     }
 
     func wait() async throws -> Output {
-        try await withCheckedThrowingContinuation { continuation in
+        // Unsafe rather than checked: `complete` resumes each continuation exactly once, and a
+        // checked one costs an allocation per wait.
+        try await withUnsafeThrowingContinuation { continuation in
             let result = state.withLock { state -> Result<Output, any Error>? in
                 if let result = state.result { return result }
-                state.waiters.append(continuation)
+                if state.waiter == nil {
+                    state.waiter = continuation
+                } else {
+                    state.moreWaiters.append(continuation)
+                }
                 return nil
             }
             if let result { continuation.resume(with: result) }
