@@ -67,12 +67,38 @@ func runProgram(_ path: String, _ arguments: [String], standardInput: String? = 
 
 /// Runs the Python baseline once and returns the named field of its JSON report.
 func python(_ python: String, _ paths: Paths, _ scenario: String, workers: Int, _ extra: [String] = [], field: String = "value") throws -> Double {
+    try pythonFigures(python, paths, scenario, workers: workers, extra, fields: [field])[0]
+}
+
+/// Several figures from one run of a Python baseline.
+func pythonFigures(_ python: String, _ paths: Paths, _ scenario: String, workers: Int, _ extra: [String] = [], fields: [String]) throws -> [Double] {
     let output = try runProgram(python, [paths.pythonBaselines, scenario, "--workers", String(workers)] + extra)
     guard let line = output.split(separator: "\n").last,
-        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-        let value = object[field] as? Double
-    else { throw BenchmarkError("the Python baseline \(scenario) printed no \(field): \(output.suffix(200))") }
-    return value
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+    else { throw BenchmarkError("the Python baseline \(scenario) printed no JSON: \(output.suffix(200))") }
+    return try fields.map { field in
+        guard let value = object[field] as? Double else { throw BenchmarkError("the Python baseline \(scenario) printed no \(field)") }
+        return value
+    }
+}
+
+/// One job's round trips through `pool.run`, after 100 untimed ones, in seconds.
+func roundTrips(_ pool: ProcessPool, _ count: Int) async throws -> [Double] {
+    var samples: [Double] = []
+    samples.reserveCapacity(count)
+    let clock = ContinuousClock()
+    for input in 0..<(count + 100) {
+        let start = clock.now
+        _ = try await pool.run(Increment.self, input)
+        let (seconds, attoseconds) = (clock.now - start).components
+        if input >= 100 { samples.append(Double(seconds) + Double(attoseconds) / 1e18) }
+    }
+    return samples
+}
+
+/// p50 and p99 of round trips in seconds, in microseconds.
+func percentiles(_ samples: [Double]) -> [Double] {
+    [percentile(samples, 0.5) * 1e6, percentile(samples, 0.99) * 1e6]
 }
 
 func percentile(_ values: [Double], _ fraction: Double) -> Double {
@@ -192,29 +218,30 @@ func scenarios(workers: Int, sizes: Sizes, paths: Paths) async throws -> [Scenar
         Scenario(
             id: "c", title: "latency (one job's round trip)",
             contenders: [
-                Contender("pool.run p50", unit: "µs", ours: true) {
+                Contender(["pool.run p50", "pool.run p99"], unit: "µs", ours: true) {
+                    try await withWarmPool { pool in percentiles(try await roundTrips(pool, sizes.roundTrips)) }
+                },
+                Contender(["pool.run on eventLoopExecutor p50", "pool.run on eventLoopExecutor p99"], unit: "µs", ours: true) {
                     try await withWarmPool { pool in
-                        var samples: [Double] = []
-                        for input in 0..<(sizes.roundTrips + 100) {
-                            let time = try await timed { _ = try await pool.run(Increment.self, input) }
-                            if input >= 100 { samples.append(time) }
+                        try await withTaskExecutorPreference(pool.eventLoopExecutor) {
+                            percentiles(try await roundTrips(pool, sizes.roundTrips))
                         }
-                        return percentile(samples, 0.5) * 1e6
                     }
                 },
-                Contender("PPE p50", unit: "µs", unavailable: noPython) {
-                    try python(py, paths, "c-ppe-latency", workers: workers, ["--jobs", String(sizes.roundTrips)])
+                Contender(["PPE p50", "PPE p99"], unit: "µs", unavailable: noPython) {
+                    try pythonFigures(py, paths, "c-ppe-latency", workers: workers, ["--jobs", String(sizes.roundTrips)], fields: ["value", "p99_us"])
                 },
-                Contender("raw pipe ping-pong p50", unit: "µs") {
-                    percentile(try RawPipe.pingPong(roundTrips: sizes.roundTrips), 0.5) * 1e6
+                Contender(["raw pipe ping-pong p50", "raw pipe ping-pong p99"], unit: "µs") {
+                    percentiles(try RawPipe.pingPong(roundTrips: sizes.roundTrips))
                 },
-                Contender("raw ping-pong from a task p50", unit: "µs") {
-                    percentile(try await RawPipe.asyncPingPong(roundTrips: sizes.roundTrips), 0.5) * 1e6
+                Contender(["raw ping-pong from a task p50", "raw ping-pong from a task p99"], unit: "µs") {
+                    percentiles(try await RawPipe.asyncPingPong(roundTrips: sizes.roundTrips))
                 },
             ],
             bars: [
                 .ratio("pool.run p50", "PPE p50", atMost: 1.0 / 3, "p50 vs PPE"),
                 .ratio("pool.run p50", "raw pipe ping-pong p50", atMost: 2, "p50 vs raw pipe"),
+                .ratio("pool.run on eventLoopExecutor p50", "raw pipe ping-pong p50", atMost: 2, "p50 vs raw pipe, caller on the pool's executor"),
             ]),
         Scenario(
             id: "d", title: "CPU-bound (\(sizes.cpuJobs) jobs of ~5 ms)",

@@ -12,15 +12,22 @@ func seconds(_ duration: Duration) -> Double {
 /// One thing measured in a scenario: ours, or a baseline. Each call of `measure` is one
 /// repetition and returns one value (a rate, a time, a size).
 struct Contender {
-    let name: String
+    /// The figures it measures, each a row of its own: usually one, or a median and a tail
+    /// (p50 and p99) taken from the same samples.
+    let names: [String]
     let unit: String
     let isOurs: Bool
     /// Why it cannot run here (a baseline that is not installed); nil if it can.
     var unavailable: String?
-    let measure: () async throws -> Double
+    /// One value per name.
+    let measure: () async throws -> [Double]
 
     init(_ name: String, unit: String, ours: Bool = false, unavailable: String? = nil, measure: @escaping () async throws -> Double) {
-        self.name = name
+        self.init([name], unit: unit, ours: ours, unavailable: unavailable) { [try await measure()] }
+    }
+
+    init(_ names: [String], unit: String, ours: Bool = false, unavailable: String? = nil, measure: @escaping () async throws -> [Double]) {
+        self.names = names
         self.unit = unit
         isOurs = ours
         self.unavailable = unavailable
@@ -103,18 +110,27 @@ struct SuiteResult: Codable {
 /// Runs each scenario's contenders interleaved (ours, baseline, ours, baseline, …), so that a
 /// change in the machine's state during the run touches all of them alike.
 func run(_ scenario: Scenario, repetitions: Int, log: (String) -> Void) async -> ScenarioResult {
-    var measured = scenario.contenders.map {
-        Measured(contender: $0.name, unit: $0.unit, ours: $0.isOurs, values: [], skipped: $0.unavailable)
+    var measured: [Measured] = []
+    var rows: [Range<Int>] = []  // each contender's rows in `measured`
+    for contender in scenario.contenders {
+        let first = measured.count
+        measured += contender.names.map {
+            Measured(contender: $0, unit: contender.unit, ours: contender.isOurs, values: [], skipped: contender.unavailable)
+        }
+        rows.append(first..<measured.count)
     }
     for repetition in 1...repetitions {
-        for (index, contender) in scenario.contenders.enumerated() where measured[index].skipped == nil {
+        for (index, contender) in scenario.contenders.enumerated() where measured[rows[index].lowerBound].skipped == nil {
             do {
-                let value = try await contender.measure()
-                measured[index].values.append(value)
-                log("  \(scenario.id) #\(repetition) \(contender.name): \(format(value)) \(contender.unit)")
+                let values = try await contender.measure()
+                precondition(values.count == contender.names.count, "\(contender.names) measured \(values.count) values")
+                for (row, value) in zip(rows[index], values) {
+                    measured[row].values.append(value)
+                    log("  \(scenario.id) #\(repetition) \(measured[row].contender): \(format(value)) \(contender.unit)")
+                }
             } catch {
-                measured[index].skipped = "failed: \(error)"
-                log("  \(scenario.id) \(contender.name) failed: \(error)")
+                for row in rows[index] { measured[row].skipped = "failed: \(error)" }
+                log("  \(scenario.id) \(contender.names[0]) failed: \(error)")
             }
         }
     }

@@ -78,7 +78,7 @@ log("bench: \(workers) workers, \(repetitions) repetitions\(quick ? ", quick siz
 for scenario in try await scenarios(workers: workers, sizes: sizes, paths: paths) where only?.contains(scenario.id) ?? true {
     log("\(scenario.id). \(scenario.title)")
     for contender in scenario.contenders where contender.unavailable != nil {
-        log("  skipped \(contender.name): \(contender.unavailable!)")
+        log("  skipped \(contender.names.joined(separator: ", ")): \(contender.unavailable!)")
     }
     result.scenarios.append(await run(scenario, repetitions: repetitions, log: log))
 }
