@@ -99,6 +99,48 @@ struct WireTests {
         #expect(frames == expected)
     }
 
+    @Test("a large frame's body can be taken while partial, and the stream goes on after it")
+    func partialLargeFrame() throws {
+        var writer = WireWriter()
+        writer.writePreamble()
+        let start = writer.beginFrame(.jobs)
+        let body = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        writer.bytes.append(contentsOf: body)
+        try writer.endFrame(startingAt: start, maximumFrameSize: 1 << 20)
+        let frameEnd = writer.bytes.count
+        let fatal = writer.beginFrame(.fatal)
+        writer.bytes.append(contentsOf: Array("after".utf8))
+        try writer.endFrame(startingAt: fatal, maximumFrameSize: 1 << 20)
+        let bytes = writer.bytes
+
+        for split in [WireProtocol.preambleSize + 4, WireProtocol.preambleSize + 5, 70_000, frameEnd - 1] {
+            var reader = FrameReader()
+            reader.append(bytes[0..<split])
+            #expect(try reader.nextFrame { _, _ in 0 } == nil)
+            if split < WireProtocol.preambleSize + WireProtocol.frameHeaderSize {
+                #expect(reader.partialFrameHeader(minimumLength: 1) == nil)
+                continue
+            }
+            // Too small to be worth it, or unknown yet: nothing to take.
+            #expect(reader.partialFrameHeader(minimumLength: body.count + 2) == nil)
+            let header = try #require(reader.partialFrameHeader(minimumLength: 1000))
+            #expect(header.type == FrameType.jobs.rawValue && header.length == body.count + 1)
+            var taken = [UInt8](repeating: 0, count: body.count)
+            let count = taken.withUnsafeMutableBytes { reader.takePartialFrameBody(into: $0) }
+            #expect(count == split - WireProtocol.preambleSize - WireProtocol.frameHeaderSize)
+            // The caller reads the rest itself; the reader then sees only what follows.
+            taken.replaceSubrange(count..., with: bytes[(split)..<frameEnd])
+            #expect(taken == body)
+            reader.append(bytes[frameEnd...])
+            #expect(try drain(&reader) == ["fatal after"])
+        }
+        // A complete frame is no partial one.
+        var complete = FrameReader()
+        complete.append(bytes)
+        _ = try complete.nextFrame { _, _ in 0 }
+        #expect(complete.partialFrameHeader(minimumLength: 1) == nil)
+    }
+
     @Test("a truncated stream yields no partial frame and no error")
     func truncatedStreamWaits() throws {
         let (bytes, frameCount) = sampleWorkerStream()

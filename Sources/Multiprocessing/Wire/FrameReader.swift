@@ -84,6 +84,34 @@ struct FrameReader {
         return result
     }
 
+    /// The type and length of a frame whose body has only partly arrived, if its length is at
+    /// least `minimumLength` (and within the limit): the caller may then read the rest of a large
+    /// body straight to where it wants it, with ``takePartialFrameBody(into:)``.
+    func partialFrameHeader(minimumLength: Int) -> (type: UInt8, length: Int)? {
+        guard preambleChecked, bufferedByteCount >= WireProtocol.frameHeaderSize else { return nil }
+        let length = storage.withUnsafeBytes { bytes in
+            Int(bytes.loadUnaligned(fromByteOffset: readIndex, as: UInt32.self).littleEndian)
+        }
+        guard length >= minimumLength, length <= maximumFrameSize, bufferedByteCount < 4 + length else { return nil }
+        return (storage[readIndex + 4], length)
+    }
+
+    /// Copies the part of the partial frame's body that has arrived (see
+    /// ``partialFrameHeader(minimumLength:)``) to the start of `destination`, and forgets the
+    /// frame: the caller reads the rest of the body itself, and the reader goes on after it.
+    ///
+    /// - Returns: The number of body bytes copied.
+    mutating func takePartialFrameBody(into destination: UnsafeMutableRawBufferPointer) -> Int {
+        let bodyStart = readIndex + WireProtocol.frameHeaderSize
+        let count = writeIndex - bodyStart
+        storage.withUnsafeBytes { bytes in
+            destination.baseAddress!.copyMemory(from: bytes.baseAddress! + bodyStart, byteCount: count)
+        }
+        readIndex = 0
+        writeIndex = 0
+        return count
+    }
+
     private func checkPreamble() throws(WireError) {
         let received = Array(storage[readIndex..<readIndex + WireProtocol.preambleSize])
         guard Array(received[0..<4]) == WireProtocol.magic else {

@@ -164,6 +164,10 @@ final class WorkerLoop: @unchecked Sendable {
                 }
             }
             if let frame { return frame }
+            if let (type, length) = reader.partialFrameHeader(minimumLength: Self.directReadThreshold),
+               FrameType(rawValue: type) == .jobs {
+                return .jobs(byteCount: try readJobsBodyDirectly(length: length))
+            }
             if lastBatchWasShort { _ = input.spinUntilReadable(for: .microseconds(50)) }
             var ended = false
             try reader.readIntoStorage { buffer in
@@ -176,6 +180,28 @@ final class WorkerLoop: @unchecked Sendable {
                 return nil
             }
         }
+    }
+
+    /// A jobs frame at least this long is read straight into the batch buffer once its header
+    /// has arrived, rather than gathered in the frame reader and copied over (for an 8 MiB
+    /// input, the copy took a third of the worker's time).
+    static let directReadThreshold = 256 * 1024
+
+    /// Reads the rest of the partial jobs frame of `length` bytes that the reader holds into
+    /// `batch`; returns the body's size.
+    private func readJobsBodyDirectly(length: Int) throws -> Int {
+        let bodyCount = length - 1
+        if batch.count < bodyCount {
+            batch.deallocate()
+            batch = .allocate(byteCount: max(bodyCount, batch.count * 2), alignment: 16)
+        }
+        var filled = reader.takePartialFrameBody(into: batch)
+        while filled < bodyCount {
+            let count = try input.readWaiting(into: UnsafeMutableRawBufferPointer(rebasing: batch[filled..<bodyCount]))
+            if count == 0 { throw WireError("the coordinator's stream ended inside a frame") }
+            filled += count
+        }
+        return bodyCount
     }
 
     private nonisolated(nonsending) func runBatch(byteCount: Int) async throws {
