@@ -105,8 +105,13 @@ extension EventLoop {
     /// - Parameter untilDrained: Read until the pipe is empty or ended, however much is there
     ///   (for a worker that has exited: everything it sent must be seen before its jobs are
     ///   judged). Otherwise a bounded number of reads keeps one busy worker from starving the rest.
-    func readOutput(of worker: WorkerConnection, untilDrained: Bool = false) {
+    /// Reads and handles what the worker has sent.
+    ///
+    /// - Returns: Whether there was anything (bytes, or the end of the stream).
+    @discardableResult
+    func readOutput(of worker: WorkerConnection, untilDrained: Bool = false) -> Bool {
         var reads = 0
+        var readAnything = false
         while untilDrained || reads < 16 {
             reads += 1
             var ended = false
@@ -129,13 +134,15 @@ extension EventLoop {
                     return 0
                 }
             }
+            if !wouldBlock { readAnything = true }
             if !ended && !wouldBlock { processFrames(of: worker) }
             if ended {
                 worker.outputEnded = true
-                return
+                return readAnything
             }
-            if wouldBlock || (drained && !untilDrained) { return }
+            if wouldBlock || (drained && !untilDrained) { return readAnything }
         }
+        return readAnything
     }
 
     func readErrorOutput(of worker: WorkerConnection) {

@@ -78,6 +78,22 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
         _ = try systemCall("dup2") { dup2(rawValue, target.rawValue) }
     }
 
+    /// A second descriptor for the same pipe, non-blocking, with file status flags of its own:
+    /// Linux opens a pipe again through `/proc/self/fd`, so making it non-blocking does not
+    /// touch the open file others may share with this descriptor. Nil where this is not a pipe
+    /// (a socket under `ssh`, a terminal) or `/proc` is missing.
+    func reopenedNonBlocking() -> FileDescriptor? {
+        #if os(Linux)
+        var info = stat()
+        guard fstat(rawValue, &info) == 0, info.st_mode & S_IFMT == S_IFIFO else { return nil }
+        let fd = open("/proc/self/fd/\(rawValue)", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        return try? FileDescriptor(rawValue: fd).movedAboveStandardStreams()
+        #else
+        return nil
+        #endif
+    }
+
     func setNonBlocking() throws(SystemCallError) {
         _ = try systemCall("fcntl(O_NONBLOCK)") { mp_set_nonblocking(rawValue) }
     }
@@ -143,6 +159,23 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
             sched_yield()  // if the thread we wait for shares this core, let it run
         } while clock.now < end
         return false
+    }
+
+    /// Reads at least one byte, trying for up to `duration` without sleeping first, then
+    /// waiting as ``readWaiting(into:)`` does; 0 at end of file. On a non-blocking descriptor
+    /// each try is the read itself, one system call that brings the bytes when they come.
+    func readSpinning(into buffer: UnsafeMutableRawBufferPointer, for duration: Duration) throws(SystemCallError) -> Int {
+        let clock = ContinuousClock()
+        let end = clock.now + duration
+        var round = 0
+        repeat {
+            if case .transferred(let count) = try read(into: buffer) { return count }
+            // If the thread we wait for shares this core, let it run; now and then only, as
+            // a yield costs more than a read and delays seeing the data.
+            round &+= 1
+            if round & 7 == 0 { sched_yield() }
+        } while clock.now < end
+        return try readWaiting(into: buffer)
     }
 
     /// Writes every byte of `buffer`, blocking as needed. For blocking descriptors owned by

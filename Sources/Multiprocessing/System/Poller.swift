@@ -41,20 +41,6 @@ struct PollSet {
             try systemCall("poll") { poll(buffer.baseAddress, nfds_t(count), timeoutMilliseconds) }
         })
     }
-
-    /// Polls without sleeping for up to `duration` before waiting as `wait` does. Waking a
-    /// sleeping thread costs tens of microseconds here; when an answer is due within that
-    /// time, looking for it is cheaper.
-    mutating func wait(timeoutMilliseconds: Int32, spinningFor duration: Duration) throws(SystemCallError) {
-        let clock = ContinuousClock()
-        let end = clock.now + duration
-        repeat {
-            if try wait(timeoutMilliseconds: 0) > 0 { return }
-            // If the thread we wait for shares this core, let it run.
-            sched_yield()
-        } while clock.now < end
-        try wait(timeoutMilliseconds: timeoutMilliseconds)
-    }
 }
 
 /// Wakes a thread blocked in `PollSet.wait` from any thread: an eventfd on Linux, a pipe elsewhere.

@@ -13,8 +13,18 @@ enum WorkerProcess {
     /// private duplicate of stdin and written to a private duplicate of stdout; then stdin reads
     /// from `/dev/null` and stdout is pointed at stderr, so a `print` in a job cannot corrupt a
     /// frame (the same trick as swift-syntax's plugin message connection).
-    static func takeProtocolStreams() throws(SystemCallError) -> (input: FileDescriptor, output: FileDescriptor) {
-        let input = try FileDescriptor.standardInput.duplicate(minimum: 3)
+    ///
+    /// The input is a non-blocking descriptor of its own where the stream is a pipe (see
+    /// `FileDescriptor.reopenedNonBlocking()`), so that a worker waiting for its next job can
+    /// spin on the read itself.
+    static func takeProtocolStreams() throws(SystemCallError) -> (input: FileDescriptor, output: FileDescriptor, inputIsNonBlocking: Bool) {
+        let reopened = FileDescriptor.standardInput.reopenedNonBlocking()
+        let input: FileDescriptor
+        if let reopened {
+            input = reopened
+        } else {
+            input = try FileDescriptor.standardInput.duplicate(minimum: 3)
+        }
         let output = try FileDescriptor.standardOutput.duplicate(minimum: 3)
         let null = try FileDescriptor.openNullDevice(writable: false)
         try null.duplicate(as: .standardInput)
@@ -22,7 +32,7 @@ enum WorkerProcess {
         try FileDescriptor.standardError.duplicate(as: .standardOutput)
         // stdout is now a pipe or file, which stdio would fully buffer: keep job output timely.
         mp_set_stdout_line_buffered()
-        return (input, output)
+        return (input, output, reopened != nil)
     }
 
     /// Asks the kernel to SIGKILL this process when its parent dies (Linux), then closes the

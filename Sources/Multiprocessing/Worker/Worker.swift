@@ -46,7 +46,7 @@ public enum Worker {
         WorkerProcess.removeEnvironmentValue(WireProtocol.workerEnvironmentKey)
         WorkerProcess.removeEnvironmentValue(WireProtocol.parentEnvironmentKey)
         // The slot number stays: CommandJob reads it for `{%}`.
-        let streams: (input: FileDescriptor, output: FileDescriptor)
+        let streams: (input: FileDescriptor, output: FileDescriptor, inputIsNonBlocking: Bool)
         do {
             streams = try WorkerProcess.takeProtocolStreams()
         } catch {
@@ -54,7 +54,7 @@ public enum Worker {
         }
         WorkerProcess.exitWhenClosed(streams.input)
         let executor = DedicatedThreadExecutor(name: "mp-worker-jobs")
-        let loop = WorkerLoop(registry: registry, input: streams.input, output: streams.output)
+        let loop = WorkerLoop(registry: registry, input: streams.input, output: streams.output, inputIsNonBlocking: streams.inputIsNonBlocking)
         await WorkerIsolation(executor: executor).serve(loop)
         WorkerProcess.exitProcess(0)
     }
@@ -66,6 +66,9 @@ final class WorkerLoop: @unchecked Sendable {
     // @unchecked: used by exactly one task, the serve loop, for the life of the process.
     private let registry: JobRegistry
     private let input: FileDescriptor
+    /// Whether reads of `input` return at once when it is empty: then waiting for a job that is
+    /// due soon spins on the read itself rather than on `poll`.
+    private let inputIsNonBlocking: Bool
     private let output: FileDescriptor
     private var reader = FrameReader()
     private var writer = WireWriter(reservingCapacity: 64 * 1024)
@@ -101,7 +104,8 @@ final class WorkerLoop: @unchecked Sendable {
     /// without a write per tiny job.
     private static let flushInterval: Duration = .milliseconds(2)
 
-    init(registry: JobRegistry, input: FileDescriptor, output: FileDescriptor) {
+    init(registry: JobRegistry, input: FileDescriptor, output: FileDescriptor, inputIsNonBlocking: Bool) {
+        self.inputIsNonBlocking = inputIsNonBlocking
         self.registry = registry
         self.input = input
         self.output = output
@@ -168,10 +172,13 @@ final class WorkerLoop: @unchecked Sendable {
                FrameType(rawValue: type) == .jobs {
                 return .jobs(byteCount: try readJobsBodyDirectly(length: length))
             }
-            if lastBatchWasShort { _ = input.spinUntilReadable(for: .microseconds(50)) }
+            let spins = lastBatchWasShort
+            if spins && !inputIsNonBlocking { _ = input.spinUntilReadable(for: .microseconds(50)) }
             var ended = false
             try reader.readIntoStorage { buffer in
-                let count = try input.readWaiting(into: buffer)
+                let count = try spins && inputIsNonBlocking
+                    ? input.readSpinning(into: buffer, for: .microseconds(50))
+                    : input.readWaiting(into: buffer)
                 ended = count == 0
                 return count
             }
