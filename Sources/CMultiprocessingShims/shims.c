@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -200,3 +201,16 @@ static __thread const void *current_loop;
 void mp_set_current_loop(const void *loop) { current_loop = loop; }
 
 const void *mp_current_loop(void) { return current_loop; }
+
+int mp_reopen_pipe_nonblocking(int fd) {
+#if defined(__linux__)
+    struct stat info;
+    if (fstat(fd, &info) != 0 || !S_ISFIFO(info.st_mode)) return -1;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    return open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+#else
+    (void)fd;
+    return -1;
+#endif
+}

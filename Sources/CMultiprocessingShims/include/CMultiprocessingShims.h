@@ -34,6 +34,11 @@ void mp_set_current_loop(const void *loop);
 /// What mp_set_current_loop last set on the calling thread, or NULL.
 const void *mp_current_loop(void);
 
+/// A new non-blocking, close-on-exec descriptor for the pipe `fd` reads, opened through
+/// /proc/self/fd so that it has file status flags of its own (Linux); -1 if `fd` is not a pipe
+/// or it cannot be reopened.
+int mp_reopen_pipe_nonblocking(int fd);
+
 /// fcntl(fd, F_DUPFD_CLOEXEC, minimum).
 int mp_dup_cloexec(int fd, int minimum);
 

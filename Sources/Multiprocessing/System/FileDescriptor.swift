@@ -83,15 +83,12 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
     /// touch the open file others may share with this descriptor. Nil where this is not a pipe
     /// (a socket under `ssh`, a terminal) or `/proc` is missing.
     func reopenedNonBlocking() -> FileDescriptor? {
-        #if os(Linux)
-        var info = stat()
-        guard fstat(rawValue, &info) == 0, info.st_mode & S_IFMT == S_IFIFO else { return nil }
-        let fd = open("/proc/self/fd/\(rawValue)", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        // In C: building the path with Swift's string interpolation cost every worker about
+        // 0.45 MiB of resident memory (idle pool-worker 10.2 -> 9.7 MiB), the standard
+        // library's code it touches.
+        let fd = mp_reopen_pipe_nonblocking(rawValue)
         guard fd >= 0 else { return nil }
         return try? FileDescriptor(rawValue: fd).movedAboveStandardStreams()
-        #else
-        return nil
-        #endif
     }
 
     func setNonBlocking() throws(SystemCallError) {
