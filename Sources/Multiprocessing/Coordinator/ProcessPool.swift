@@ -23,8 +23,8 @@ public final class ProcessPool: Sendable {
     /// submits each job on the thread that writes it to a worker, and is resumed on the thread
     /// that reads the result: a round trip then crosses two threads, the pool's and the
     /// worker's, instead of four (the caller's, the pool's, the worker's, and the one that
-    /// resumes the caller). On a 2-core machine this takes one job's round trip from about
-    /// 18 µs to about 8 µs.
+    /// resumes the caller). On a 2-core machine this takes one job's round trip (p50) from
+    /// 13–14 µs to 6–8 µs.
     ///
     /// While such a task runs, the pool reads and writes nothing, so use it only for short,
     /// non-blocking code between jobs: no blocking calls, no long computations. Code isolated
