@@ -54,6 +54,42 @@ struct EventLoopExecutorTests {
         }
     }
 
+    @Test("a task that keeps yielding on it does not keep the pool from its pipes")
+    func yieldingTask() async throws {
+        try await withFixturePool(workers: 1) { pool in
+            try await withTaskExecutorPreference(pool.eventLoopExecutor) {
+                let future = try await pool.submit(Square.self, 7)
+                // Polling by yielding: each yield queues the task again at once.
+                let clock = ContinuousClock()
+                let deadline = clock.now + .seconds(20)
+                while future.result == nil && clock.now < deadline { await Task.yield() }
+                #expect(try future.result?.get() == 49)
+            }
+        }
+    }
+
+    @Test("deadlines are kept while the loop spins on another worker's quick answers")
+    func timeoutWhileSpinning() async throws {
+        try await withFixturePool(workers: 2) { pool in
+            try await withTaskExecutorPreference(pool.eventLoopExecutor) {
+                let clock = ContinuousClock()
+                let start = clock.now
+                let slow = try await pool.submit(SleepThenReportProcessID.self, 5_000, options: JobOptions(timeout: .milliseconds(200)))
+                // Tiny jobs one after another on the other worker: the loop spins on their
+                // answers nearly all the time.
+                var n = 0
+                while slow.result == nil && clock.now - start < .seconds(10) {
+                    #expect(try await pool.run(Square.self, n) == n * n)
+                    n += 1
+                }
+                let error = await #expect(throws: ProcessPoolError.self) { try await slow.value }
+                #expect(error?.code == .timedOut)
+                // The 200 ms timeout, give or take a loaded machine: not the job's 5 s.
+                #expect(clock.now - start < .seconds(3))
+            }
+        }
+    }
+
     @Test("the pool's whole body may run on it, shutdown included, and its tasks outlive the pool")
     func outlivesThePool() async throws {
         let (squares, executor) = try await withFixturePool { pool in

@@ -102,11 +102,11 @@ extension EventLoop {
     // MARK: Reading
 
     /// Reads what the worker has written and acts on every complete frame.
+    ///
+    /// A read that returns less than it had room for ends the call: the pipe was empty then.
     /// - Parameter untilDrained: Read until the pipe is empty or ended, however much is there
     ///   (for a worker that has exited: everything it sent must be seen before its jobs are
     ///   judged). Otherwise a bounded number of reads keeps one busy worker from starving the rest.
-    /// Reads and handles what the worker has sent.
-    ///
     /// - Returns: Whether there was anything (bytes, or the end of the stream).
     @discardableResult
     func readOutput(of worker: WorkerConnection, untilDrained: Bool = false) -> Bool {

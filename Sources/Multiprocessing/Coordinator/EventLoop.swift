@@ -142,11 +142,15 @@ final class EventLoop: @unchecked Sendable {
                 slots.append((worker, output, error, input, exit))
             }
             do {
-                if let due = workerWithAnswerDueSoon() {
+                // No spin when something is due now (queued tasks, a deadline).
+                if timeout != 0, let due = workerWithAnswerDueSoon() {
                     switch try readWhileSpinning(from: due) {
-                    case .readFromWorker: continue
-                    case .eventsReady: break
-                    case .spinEnded: try pollSet.wait(timeoutMilliseconds: timeout)
+                    case .readFromWorker, .eventsReady:
+                        // Handled below like any wake-up, deadlines included: the clock's
+                        // duties must not wait for a spin that keeps finding answers.
+                        break
+                    case .spinEnded:
+                        try pollSet.wait(timeoutMilliseconds: timeout)
                     }
                 } else {
                     try pollSet.wait(timeoutMilliseconds: timeout)
@@ -412,7 +416,8 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private enum SpinOutcome {
-        /// It read (and handled) what the worker sent; `pollSet` holds no events.
+        /// It read (and handled) what the worker sent; `pollSet` holds no events (its
+        /// descriptors were added since its last wait, or that wait found none).
         case readFromWorker
         /// `pollSet` has events to handle.
         case eventsReady

@@ -1,7 +1,7 @@
 import CMultiprocessingShims
 import Synchronization
 
-/// Runs tasks on a pool's event-loop thread: ``ProcessPool/loopExecutor``.
+/// Runs tasks on a pool's event-loop thread: ``ProcessPool/eventLoopExecutor``.
 ///
 /// A task that prefers this executor submits its job on the thread that writes it to the
 /// worker, and is resumed with the result on the thread that read it, so a round trip crosses
@@ -40,16 +40,16 @@ final class LoopExecutor: TaskExecutor {
     /// Whether jobs are waiting (on the loop's thread: then the loop must not sleep).
     var hasQueuedJobs: Bool { queue.withLock { !$0.jobs.isEmpty } }
 
-    /// Runs the queued jobs, and those they queue, until none is left. On the loop's thread.
+    /// Runs the jobs queued when it is called, on the loop's thread. Jobs those queue (a task
+    /// that yields, tasks that wake each other) wait for the next turn of the loop, so that
+    /// such tasks cannot keep the loop from its pipes; the loop does not sleep while any wait.
     func runQueuedJobs() {
-        while true {
-            let jobs = queue.withLock { queue -> [UnownedJob] in
-                defer { queue.jobs.removeAll(keepingCapacity: true) }
-                return queue.jobs
-            }
-            if jobs.isEmpty { return }
-            for job in jobs { job.runSynchronously(on: asUnownedTaskExecutor()) }
+        let jobs = queue.withLock { queue -> [UnownedJob] in
+            guard !queue.jobs.isEmpty else { return [] }
+            defer { queue.jobs = [] }
+            return queue.jobs
         }
+        for job in jobs { job.runSynchronously(on: asUnownedTaskExecutor()) }
     }
 
     /// Sends every job, now and from now on, to the global executor: the loop is ending.

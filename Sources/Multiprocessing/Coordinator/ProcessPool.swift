@@ -27,7 +27,8 @@ public final class ProcessPool: Sendable {
     /// 13–14 µs to 6–8 µs.
     ///
     /// While such a task runs, the pool reads and writes nothing, so use it only for short,
-    /// non-blocking code between jobs: no blocking calls, no long computations. Code isolated
+    /// non-blocking code between jobs: no blocking calls, no long computations. (A `map` over
+    /// many inputs from such a task encodes them on that thread too.) Code isolated
     /// to an actor (such as the main actor) runs on that actor instead, as usual. Tasks that
     /// still prefer it once the pool has stopped run on the global concurrent executor.
     public var eventLoopExecutor: any TaskExecutor { core.executor }

@@ -88,7 +88,13 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
         // library's code it touches.
         let fd = mp_reopen_pipe_nonblocking(rawValue)
         guard fd >= 0 else { return nil }
-        return try? FileDescriptor(rawValue: fd).movedAboveStandardStreams()
+        let reopened = FileDescriptor(rawValue: fd)
+        do {
+            return try reopened.movedAboveStandardStreams()
+        } catch {
+            reopened.close()
+            return nil
+        }
     }
 
     func setNonBlocking() throws(SystemCallError) {
