@@ -24,7 +24,7 @@ public final class ProcessPool: Sendable {
     /// that reads the result: a round trip then crosses two threads, the pool's and the
     /// worker's, instead of four (the caller's, the pool's, the worker's, and the one that
     /// resumes the caller). On a 2-core machine this takes one job's round trip (p50) from
-    /// 13–14 µs to 6–8 µs.
+    /// 13–15 µs to 6–8 µs.
     ///
     /// While such a task runs, the pool reads and writes nothing, so use it only for short,
     /// non-blocking code between jobs: no blocking calls, no long computations. (A `map` over
