@@ -301,8 +301,12 @@ struct DescriptorTests {
             return
         }
         try Array("hi".utf8).withUnsafeBytes { try pipe.writeEnd.writeAll($0) }
-        let count = try buffer.withUnsafeMutableBytes { try reopened.readSpinning(into: $0, for: .microseconds(50)) }
+        let count = try buffer.withUnsafeMutableBytes { try reopened.readSpinning(into: $0, for: .microseconds(50), readsWithoutWaiting: true) }
         #expect(Array(buffer[0..<count]) == Array("hi".utf8))
+        // The blocking descriptor spins on poll instead, and reads once there is something.
+        try Array("yo".utf8).withUnsafeBytes { try pipe.writeEnd.writeAll($0) }
+        let again = try buffer.withUnsafeMutableBytes { try pipe.readEnd.readSpinning(into: $0, for: .microseconds(50), readsWithoutWaiting: false) }
+        #expect(Array(buffer[0..<again]) == Array("yo".utf8))
         // Not a pipe: no reopening.
         let null = try FileDescriptor.openNullDevice(writable: false)
         defer { null.close() }

@@ -90,8 +90,7 @@ func roundTrips(_ pool: ProcessPool, _ count: Int) async throws -> [Double] {
     for input in 0..<(count + 100) {
         let start = clock.now
         _ = try await pool.run(Increment.self, input)
-        let (seconds, attoseconds) = (clock.now - start).components
-        if input >= 100 { samples.append(Double(seconds) + Double(attoseconds) / 1e18) }
+        if input >= 100 { samples.append(seconds(clock.now - start)) }
     }
     return samples
 }

@@ -394,13 +394,12 @@ final class EventLoop: @unchecked Sendable {
         }
     }
 
-    /// Spins for up to ``spinDuration`` waiting for `worker`'s answer (waking a sleeping
-    /// thread costs tens of microseconds here; when an answer is due within that time, looking
-    /// for it is cheaper), trying to read it directly (one system call that brings the bytes when they are there, where polling
-    /// takes a `poll` over every descriptor and then the read). Every eighth round it polls
-    /// all descriptors, so nothing else waits on the spin, and yields the core in case the
-    /// worker shares it.
-    ///
+    /// Spins for up to ``spinDuration`` waiting for `worker`'s answer: waking a sleeping thread
+    /// costs tens of microseconds here, so when an answer is due within that time, looking for
+    /// it is cheaper. Each try is the read itself, one system call that brings the bytes when
+    /// they are there (polling would take a `poll` over every descriptor, then the read). Every
+    /// eighth round it polls all descriptors, so nothing else waits on the spin, and yields the
+    /// core in case the worker shares it.
     private func readWhileSpinning(from worker: WorkerConnection) throws(SystemCallError) -> SpinOutcome {
         let end = clock.now + Self.spinDuration
         var round = 0

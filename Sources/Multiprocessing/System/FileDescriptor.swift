@@ -151,30 +151,25 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Polls for up to `duration` without sleeping; true as soon as the descriptor is readable
-    /// (or at its end).
-    func spinUntilReadable(for duration: Duration) -> Bool {
+    /// Reads at least one byte, trying for up to `duration` without sleeping first, then
+    /// waiting as ``readWaiting(into:)`` does; 0 at end of file.
+    ///
+    /// - Parameter readsWithoutWaiting: Whether the descriptor is non-blocking. Then each try
+    ///   is the read itself, one system call that brings the bytes when they come; otherwise
+    ///   each try is a `poll`, and the read follows once there is something to read.
+    func readSpinning(into buffer: UnsafeMutableRawBufferPointer, for duration: Duration, readsWithoutWaiting: Bool) throws(SystemCallError) -> Int {
         let clock = ContinuousClock()
         let end = clock.now + duration
         var entry = pollfd(fd: rawValue, events: Int16(POLLIN), revents: 0)
-        repeat {
-            if poll(&entry, 1, 0) != 0 { return true }
-            sched_yield()  // if the thread we wait for shares this core, let it run
-        } while clock.now < end
-        return false
-    }
-
-    /// Reads at least one byte, trying for up to `duration` without sleeping first, then
-    /// waiting as ``readWaiting(into:)`` does; 0 at end of file. On a non-blocking descriptor
-    /// each try is the read itself, one system call that brings the bytes when they come.
-    func readSpinning(into buffer: UnsafeMutableRawBufferPointer, for duration: Duration) throws(SystemCallError) -> Int {
-        let clock = ContinuousClock()
-        let end = clock.now + duration
         var round = 0
         repeat {
-            if case .transferred(let count) = try read(into: buffer) { return count }
+            if readsWithoutWaiting {
+                if case .transferred(let count) = try read(into: buffer) { return count }
+            } else if poll(&entry, 1, 0) != 0 {
+                break
+            }
             // If the thread we wait for shares this core, let it run; now and then only, as
-            // a yield costs more than a read and delays seeing the data.
+            // a yield costs more than a try and delays seeing the data.
             round &+= 1
             if round & 7 == 0 { sched_yield() }
         } while clock.now < end

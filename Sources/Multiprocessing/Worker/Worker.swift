@@ -155,10 +155,7 @@ final class WorkerLoop: @unchecked Sendable {
                 case .coordinatorHello?:
                     return .coordinatorHello(try CoordinatorHello(body: body))
                 case .jobs?:
-                    if batch.count < body.count {
-                        batch.deallocate()
-                        batch = .allocate(byteCount: max(body.count, batch.count * 2), alignment: 16)
-                    }
+                    reserveBatch(body.count)
                     batch.copyMemory(from: body)
                     return .jobs(byteCount: body.count)
                 case .shutdown?:
@@ -172,12 +169,10 @@ final class WorkerLoop: @unchecked Sendable {
                FrameType(rawValue: type) == .jobs {
                 return .jobs(byteCount: try readJobsBodyDirectly(length: length))
             }
-            let spins = lastBatchWasShort
-            if spins && !inputIsNonBlocking { _ = input.spinUntilReadable(for: .microseconds(50)) }
             var ended = false
             try reader.readIntoStorage { buffer in
-                let count = try spins && inputIsNonBlocking
-                    ? input.readSpinning(into: buffer, for: .microseconds(50))
+                let count = try lastBatchWasShort
+                    ? input.readSpinning(into: buffer, for: .microseconds(50), readsWithoutWaiting: inputIsNonBlocking)
                     : input.readWaiting(into: buffer)
                 ended = count == 0
                 return count
@@ -198,10 +193,7 @@ final class WorkerLoop: @unchecked Sendable {
     /// `batch`; returns the body's size.
     private func readJobsBodyDirectly(length: Int) throws -> Int {
         let bodyCount = length - 1
-        if batch.count < bodyCount {
-            batch.deallocate()
-            batch = .allocate(byteCount: max(bodyCount, batch.count * 2), alignment: 16)
-        }
+        reserveBatch(bodyCount)
         var filled = reader.takePartialFrameBody(into: batch)
         while filled < bodyCount {
             let count = try input.readWaiting(into: UnsafeMutableRawBufferPointer(rebasing: batch[filled..<bodyCount]))
@@ -209,6 +201,13 @@ final class WorkerLoop: @unchecked Sendable {
             filled += count
         }
         return bodyCount
+    }
+
+    /// Makes `batch` hold at least `byteCount` bytes (its contents are not kept).
+    private func reserveBatch(_ byteCount: Int) {
+        guard batch.count < byteCount else { return }
+        batch.deallocate()
+        batch = .allocate(byteCount: max(byteCount, batch.count * 2), alignment: 16)
     }
 
     private nonisolated(nonsending) func runBatch(byteCount: Int) async throws {
