@@ -278,39 +278,3 @@ struct WireTests {
         #expect(throws: Varint.Failure.truncated) { try ([0x80, 0x80] as [UInt8]).withUnsafeBytes { buffer throws(Varint.Failure) in try Varint.read(from: buffer, offset: &offset) } }
     }
 }
-
-#if os(Linux)
-@Suite("Descriptors")
-struct DescriptorTests {
-    @Test("a pipe reopened non-blocking has flags of its own and reads the same pipe")
-    func reopenedPipe() throws {
-        let pipe = try FileDescriptor.pipe()
-        defer {
-            pipe.readEnd.close()
-            pipe.writeEnd.close()
-        }
-        let reopened = try #require(pipe.readEnd.reopenedNonBlocking())
-        defer { reopened.close() }
-        #expect(fcntl(reopened.rawValue, F_GETFL) & O_NONBLOCK != 0)
-        #expect(fcntl(pipe.readEnd.rawValue, F_GETFL) & O_NONBLOCK == 0)
-        #expect(fcntl(reopened.rawValue, F_GETFD) & FD_CLOEXEC != 0)
-        var buffer = [UInt8](repeating: 0, count: 8)
-        let empty = try buffer.withUnsafeMutableBytes { try reopened.read(into: $0) }
-        guard case .wouldBlock = empty else {
-            Issue.record("an empty pipe read \(empty) instead of would-block")
-            return
-        }
-        try Array("hi".utf8).withUnsafeBytes { try pipe.writeEnd.writeAll($0) }
-        let count = try buffer.withUnsafeMutableBytes { try reopened.readSpinning(into: $0, for: .microseconds(50), readsWithoutWaiting: true) }
-        #expect(Array(buffer[0..<count]) == Array("hi".utf8))
-        // The blocking descriptor spins on poll instead, and reads once there is something.
-        try Array("yo".utf8).withUnsafeBytes { try pipe.writeEnd.writeAll($0) }
-        let again = try buffer.withUnsafeMutableBytes { try pipe.readEnd.readSpinning(into: $0, for: .microseconds(50), readsWithoutWaiting: false) }
-        #expect(Array(buffer[0..<again]) == Array("yo".utf8))
-        // Not a pipe: no reopening.
-        let null = try FileDescriptor.openNullDevice(writable: false)
-        defer { null.close() }
-        #expect(null.reopenedNonBlocking() == nil)
-    }
-}
-#endif

@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Runs a command in the worker and returns its exit status and output: the job behind
 /// `pool run`, served by `pool-worker`.
 ///
@@ -63,8 +57,7 @@ public struct CommandJob: Job {
     public func run(_ input: Input) throws -> Output {
         let slot = WorkerProcess.environmentValue(WireProtocol.slotEnvironmentKey) ?? "1"
         let arguments = input.arguments.map { $0.replacing(Self.slotPlaceholder, with: slot) }
-        var start = timespec()
-        clock_gettime(CLOCK_REALTIME, &start)
+        let start = ThisProcess.wallClockNanoseconds()
         let clock = ContinuousClock()
         let began = clock.now
         let outcome: CommandRunner.Outcome
@@ -77,7 +70,7 @@ public struct CommandJob: Job {
         let elapsed = clock.now - began
         var output = Output(
             exitCode: nil, signal: nil, standardOutput: outcome.standardOutput, standardError: outcome.standardError,
-            startTime: Double(start.tv_sec) + Double(start.tv_nsec) / 1e9,
+            startTime: Double(start) / 1e9,
             runtime: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
         switch outcome.status {
         case .exited(let code): output.exitCode = code

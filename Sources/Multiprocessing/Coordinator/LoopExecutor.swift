@@ -1,4 +1,3 @@
-import CMultiprocessingShims
 import Synchronization
 
 /// Runs tasks on a pool's event-loop thread: ``ProcessPool/eventLoopExecutor``.
@@ -75,11 +74,11 @@ struct LoopThread: Sendable {
 
     /// Marks the calling thread as this pool's loop.
     func markCurrent() {
-        mp_set_current_loop(UnsafeRawPointer(bitPattern: address))
+        ThisProcess.tagCurrentThread(address)
     }
 
     /// Whether the calling thread is this pool's loop.
     var isCurrent: Bool {
-        UInt(bitPattern: mp_current_loop()) == address
+        ThisProcess.currentThreadTag == address
     }
 }

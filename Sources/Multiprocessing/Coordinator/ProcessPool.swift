@@ -60,14 +60,13 @@ public final class ProcessPool: Sendable {
     ///   executable and the error number if a worker cannot be started.
     public init(configuration: ProcessPoolConfiguration) async throws {
         let core: PoolCore
+        let loop: EventLoop
         do {
             core = try PoolCore(configuration: configuration)
+            loop = try EventLoop(core: core)
         } catch {
-            var failure = ProcessPoolError(.spawnFailed, "cannot set up the pool: \(error.call) failed")
-            failure.errno = error.errno
-            throw failure
+            throw ProcessPoolError(systemCallFailure: error, "cannot set up the pool")
         }
-        let loop = EventLoop(core: core)
         let failure: ProcessPoolError? = await withCheckedContinuation { continuation in
             loop.start { continuation.resume(returning: $0) }
         }
@@ -142,7 +141,8 @@ public final class ProcessPool: Sendable {
     ///
     /// - Parameter cancellingPendingJobs: If false (the default), jobs already queued still
     ///   run; if true, they fail with ``ProcessPoolError/Code/poolShutDown`` and running jobs'
-    ///   workers are terminated (SIGTERM, then SIGKILL after two seconds).
+    ///   workers are terminated (``ProcessPoolConfiguration/terminationSignal``, then SIGKILL
+    ///   after ``ProcessPoolConfiguration/terminationGracePeriod``).
     ///
     /// New work is refused from the moment this is called. Shutting down runs to the end even
     /// if the calling task is cancelled.

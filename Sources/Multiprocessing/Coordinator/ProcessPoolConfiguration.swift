@@ -1,5 +1,3 @@
-import CMultiprocessingShims
-
 /// How a ``ProcessPool`` starts and feeds its workers.
 public struct ProcessPoolConfiguration: Sendable {
     /// How many worker processes to keep running.
@@ -37,8 +35,8 @@ public struct ProcessPoolConfiguration: Sendable {
     /// The signal that asks a worker to stop when its job timed out or was cancelled, or the
     /// pool is shut down with running jobs (default `SIGTERM`).
     public var terminationSignal: Int32 = 15
-    /// How long a worker has to exit after ``terminationSignal`` before it gets `SIGKILL`
-    /// (default two seconds).
+    /// How long a worker has to exit after ``terminationSignal``, or after its input is closed
+    /// at shutdown, before it gets `SIGKILL` (default two seconds).
     public var terminationGracePeriod: Duration = .seconds(2)
     /// Replace a worker after it has been sent this many jobs (between batches, never mid-job);
     /// nil (the default) for no limit. Cures leaks in job code, like Python's `maxtasksperchild`.
@@ -80,5 +78,5 @@ public struct ProcessPoolConfiguration: Sendable {
 
     /// The number of processor cores this process may use: those its CPU affinity allows,
     /// fewer if a container (cgroup) CPU quota is lower.
-    public static var defaultWorkerCount: Int { Int(mp_available_cpu_count()) }
+    public static var defaultWorkerCount: Int { ThisProcess.availableProcessorCount }
 }

@@ -84,6 +84,13 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
         self.message = message
     }
 
+    /// An error for a system call of the coordinator's own that failed: `context` says what it
+    /// was for; the message names the call, and ``errno`` is its error number.
+    init(systemCallFailure failure: SystemCallError, _ context: String, code: Code = .spawnFailed) {
+        self.init(code, "\(context): \(failure.call) failed")
+        errno = failure.errno
+    }
+
     /// A copy with the job's identity filled in.
     func forJob(name: String, inputIndex: Int?) -> ProcessPoolError {
         var copy = self

@@ -42,11 +42,11 @@ public enum TerminationStatus: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A child process this library started and has not reaped yet.
-struct ChildProcess: Sendable {
+struct ChildProcess: ~Copyable {
     let pid: pid_t
     /// A pidfd that becomes readable when the process exits (Linux 5.3+); nil where unavailable,
     /// in which case the end of the worker's output pipes stands in for it.
-    let exitDescriptor: FileDescriptor?
+    private(set) var exitDescriptor: FileDescriptor?
 
     /// Reaps the process if it has exited. Returns nil while it is still running.
     ///
@@ -79,8 +79,8 @@ struct ChildProcess: Sendable {
         _ = kill(-pid, SIGKILL)
     }
 
-    func closeExitDescriptor() {
-        exitDescriptor?.close()
+    mutating func closeExitDescriptor() {
+        exitDescriptor.take()?.close()
     }
 }
 

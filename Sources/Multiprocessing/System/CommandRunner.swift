@@ -15,41 +15,26 @@ enum CommandRunner {
         var standardError: [UInt8]
     }
 
-    /// Per-process caches: a worker runs many commands, and its environment does not change.
-    private static let cache = Mutex(Cache())
-
-    private struct Cache {
-        var resolved: [String: String] = [:]
-        var nullDevice: FileDescriptor?
-    }
+    /// Per-process cache: a worker runs many commands, and `PATH` does not change.
+    private static let resolved = Mutex<[String: String]>([:])
 
     /// /dev/null, opened once and shared by every command as its stdin.
-    private static func nullDevice() throws(SystemCallError) -> FileDescriptor {
-        if let known = cache.withLock({ $0.nullDevice }) { return known }
-        let opened = try FileDescriptor.openNullDevice(writable: false).movedAboveStandardStreams()
-        let kept = cache.withLock { cache -> FileDescriptor? in
-            if let known = cache.nullDevice { return known }
-            cache.nullDevice = opened
-            return nil
-        }
-        if let kept {
-            opened.close()
-            return kept
-        }
-        return opened
+    private static let nullDevice = Result { () throws(SystemCallError) in
+        DescriptorBox(try FileDescriptor.openNullDevice(writable: false).movedAboveStandardStreams())
     }
 
     /// Finds `name` the way a shell does: as a path if it contains a slash, else in `PATH`
     /// (remembered, as shells hash commands).
     static func resolve(_ name: String) -> String? {
         if name.contains("/") { return name }
-        if let known = cache.withLock({ $0.resolved[name] }) { return known }
+        if let known = resolved.withLock({ $0[name] }) { return known }
         guard let found = search(name) else { return nil }
-        cache.withLock { $0.resolved[name] = found }
+        resolved.withLock { $0[name] = found }
         return found
     }
 
-    /// The worker's environment as C strings, built once: every command gets the same.
+    /// The worker's environment as C strings, built once and kept for the process's life:
+    /// every command gets the same.
     private static let environmentBlock = CStringArray(currentEnvironment())
 
     private static func search(_ name: String) -> String? {
@@ -75,27 +60,33 @@ enum CommandRunner {
             return Outcome(status: .exited(127), standardOutput: [], standardError: Array("pool: \(name): command not found\n".utf8))
         }
         func fail(_ error: SystemCallError) -> SpawnFailure { SpawnFailure(executable: executable, call: error.call, errno: error.errno) }
-        var created: [FileDescriptor] = []
-        let input: FileDescriptor
-        let output: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
-        let errors: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
+        let input: DescriptorBox
+        let output: FileDescriptor.Pipe
+        let errors: FileDescriptor.Pipe
         do {
-            input = try nullDevice()
+            input = try nullDevice.get()
             output = try FileDescriptor.pipe()
-            created += [output.readEnd, output.writeEnd]
-            errors = try FileDescriptor.pipe()
         } catch {
-            for descriptor in created { descriptor.close() }
             throw fail(error)
         }
-        let child: ChildProcess
+        do {
+            errors = try FileDescriptor.pipe()
+        } catch {
+            output.readEnd.close()
+            output.writeEnd.close()
+            throw fail(error)
+        }
+        var child: ChildProcess
         do {
             child = try spawnProcess(
                 executable: executable, arguments: Array(arguments.dropFirst()), environment: environmentBlock,
-                standardInput: input, standardOutput: output.writeEnd, standardError: errors.writeEnd,
+                standardInput: input.descriptor, standardOutput: output.writeEnd, standardError: errors.writeEnd,
                 newProcessGroup: false)
         } catch {
-            for descriptor in [output.readEnd, output.writeEnd, errors.readEnd, errors.writeEnd] { descriptor.close() }
+            output.readEnd.close()
+            output.writeEnd.close()
+            errors.readEnd.close()
+            errors.writeEnd.close()
             if error.errno.rawValue == ENOENT || error.errno.rawValue == EACCES {
                 let message = "pool: \(name): \(error.errno)\n"
                 return Outcome(status: .exited(error.errno.rawValue == ENOENT ? 127 : 126), standardOutput: [], standardError: Array(message.utf8))
@@ -103,23 +94,24 @@ enum CommandRunner {
             throw error
         }
         var captured = CapturedOutput(stream: stream)
-        let readEnds = [output.readEnd, errors.readEnd]
-        if let exit = child.exitDescriptor, (try? output.readEnd.setNonBlocking()) != nil, (try? errors.readEnd.setNonBlocking()) != nil {
+        let outputReader = output.readEnd
+        let errorReader = errors.readEnd
+        if child.exitDescriptor != nil, (try? outputReader.setNonBlocking()) != nil, (try? errorReader.setNonBlocking()) != nil {
             // Keeping the write ends open means the pipes never hang up, so the thread wakes
             // for output and once for the exit (the pidfd), not for each pipe's end and again
             // for the exit: two sleeps fewer per command. Output written after the command
             // exits (by something it left running in the background) is not collected.
-            captureUntilExit(readEnds, exit: exit, into: &captured)
+            captureUntilExit(outputReader, errorReader, exit: child.exitDescriptor!, into: &captured)
             output.writeEnd.close()
             errors.writeEnd.close()
-            for (index, descriptor) in readEnds.enumerated() {
-                drain(descriptor, into: &captured, index)
-                descriptor.close()
-            }
+            drain(outputReader, into: &captured, 0)
+            drain(errorReader, into: &captured, 1)
+            outputReader.close()
+            errorReader.close()
         } else {
             output.writeEnd.close()
             errors.writeEnd.close()
-            captureUntilEnd(readEnds, into: &captured)
+            captureUntilEnd(outputReader, errorReader, into: &captured)
         }
         captured.finish()
         let status = (try? child.reap()) ?? .exited(-1)
@@ -163,23 +155,25 @@ enum CommandRunner {
     }
 
     /// Reads both pipes as output arrives until the pidfd `exit` says the command has exited.
-    private static func captureUntilExit(_ readEnds: [FileDescriptor], exit: FileDescriptor, into captured: inout CapturedOutput) {
-        var entries = (readEnds + [exit]).map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
+    private static func captureUntilExit(
+        _ output: borrowing FileDescriptor, _ errors: borrowing FileDescriptor, exit: borrowing FileDescriptor,
+        into captured: inout CapturedOutput
+    ) {
+        var pollSet = PollSet()
+        pollSet.add(output, .readable)
+        pollSet.add(errors, .readable)
+        pollSet.add(exit, .readable)
         while true {
-            for index in entries.indices { entries[index].revents = 0 }
-            if poll(&entries, nfds_t(entries.count), -1) < 0 {
-                if errno == EINTR { continue }
-                return  // cannot wait any more: collect what there is and reap
-            }
-            for index in readEnds.indices where entries[index].revents != 0 {
-                drain(readEnds[index], into: &captured, index)
-            }
-            if entries[readEnds.count].revents != 0 { return }
+            // Cannot wait any more: collect what there is and reap.
+            guard (try? pollSet.wait(timeoutMilliseconds: -1)) != nil else { return }
+            if !pollSet.events(at: 0).isEmpty { drain(output, into: &captured, 0) }
+            if !pollSet.events(at: 1).isEmpty { drain(errors, into: &captured, 1) }
+            if !pollSet.events(at: 2).isEmpty { return }
         }
     }
 
     /// Reads what a non-blocking pipe holds now, until it would block or ends.
-    private static func drain(_ descriptor: FileDescriptor, into captured: inout CapturedOutput, _ index: Int) {
+    private static func drain(_ descriptor: borrowing FileDescriptor, into captured: inout CapturedOutput, _ index: Int) {
         withUnsafeTemporaryAllocation(byteCount: 64 * 1024, alignment: 1) { chunk in
             while case .transferred(let count)? = try? descriptor.read(into: chunk), count > 0 {
                 captured.append(UnsafeRawBufferPointer(rebasing: chunk[0..<count]), to: index)
@@ -187,34 +181,34 @@ enum CommandRunner {
         }
     }
 
-    /// Reads both (blocking) pipes until both end: where there is no pidfd.
-    private static func captureUntilEnd(_ readEnds: [FileDescriptor], into captured: inout CapturedOutput) {
-        var open = Array(readEnds.enumerated())
+    /// Reads both (blocking) pipes until both end, and closes them: where there is no pidfd.
+    private static func captureUntilEnd(_ output: consuming FileDescriptor, _ errors: consuming FileDescriptor, into captured: inout CapturedOutput) {
+        var outputEnd: FileDescriptor? = .some(output)
+        var errorEnd: FileDescriptor? = .some(errors)
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while !open.isEmpty {
-            var entries = open.map { pollfd(fd: $0.element.rawValue, events: Int16(POLLIN), revents: 0) }
-            if poll(&entries, nfds_t(entries.count), -1) < 0 {
-                if errno == EINTR { continue }
+        /// Reads once from `end` if `slot` reported an event; closes it at its end.
+        func readOnce(_ end: inout FileDescriptor?, slot: Int?, events pollSet: borrowing PollSet, index: Int) {
+            guard let slot, !pollSet.events(at: slot).isEmpty else { return }
+            let count = chunk.withUnsafeMutableBytes { buffer in (try? end!.readWaiting(into: buffer)) ?? 0 }
+            if count > 0 {
+                chunk.withUnsafeBytes { captured.append(UnsafeRawBufferPointer(rebasing: $0[0..<count]), to: index) }
+            } else {
+                end.take()?.close()
+            }
+        }
+        while outputEnd != nil || errorEnd != nil {
+            var pollSet = PollSet()
+            let outputSlot = outputEnd == nil ? nil : pollSet.add(outputEnd!, .readable)
+            let errorSlot = errorEnd == nil ? nil : pollSet.add(errorEnd!, .readable)
+            guard (try? pollSet.wait(timeoutMilliseconds: -1)) != nil else {
                 // Cannot wait any more: close our ends (so the command cannot block writing to
                 // a full pipe) and reap it.
-                for (_, descriptor) in open { descriptor.close() }
+                outputEnd.take()?.close()
+                errorEnd.take()?.close()
                 return
             }
-            var stillOpen: [(offset: Int, element: FileDescriptor)] = []
-            for (position, entry) in open.enumerated() {
-                guard entries[position].revents != 0 else {
-                    stillOpen.append(entry)
-                    continue
-                }
-                let count = chunk.withUnsafeMutableBytes { (try? entry.element.readWaiting(into: $0)) ?? 0 }
-                if count > 0 {
-                    chunk.withUnsafeBytes { captured.append(UnsafeRawBufferPointer(rebasing: $0[0..<count]), to: entry.offset) }
-                    stillOpen.append(entry)
-                } else {
-                    entry.element.close()
-                }
-            }
-            open = stillOpen
+            readOnce(&outputEnd, slot: outputSlot, events: pollSet, index: 0)
+            readOnce(&errorEnd, slot: errorSlot, events: pollSet, index: 1)
         }
     }
 }

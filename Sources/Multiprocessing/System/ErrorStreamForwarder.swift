@@ -12,9 +12,10 @@ final class ErrorStreamForwarder: @unchecked Sendable {
     private var isStopping = false
     private let capacity: Int
 
-    init(capacity: Int = 1 << 20) {
+    /// - Throws: ``SystemCallError`` if its thread cannot be started.
+    init(capacity: Int = 1 << 20) throws(SystemCallError) {
         self.capacity = capacity
-        startOwnedThread(name: "mp-stderr", stackSize: 128 * 1024) {
+        try startOwnedThread(name: "mp-stderr", stackSize: 128 * 1024) {
             self.run()  // the thread keeps the forwarder until it is stopped
         }
     }
@@ -53,11 +54,11 @@ final class ErrorStreamForwarder: @unchecked Sendable {
             condition.unlock()
             if finished { return }
             for chunk in pending {
-                chunk.withUnsafeBytes { try? FileDescriptor.standardError.writeAll($0) }
+                chunk.withUnsafeBytes { try? StandardStream.error.writeAll($0) }
             }
             if dropped > 0 {
                 let note = Array("\n[multiprocessing: \(dropped) bytes of worker stderr dropped: stderr is not being read]\n".utf8)
-                note.withUnsafeBytes { try? FileDescriptor.standardError.writeAll($0) }
+                note.withUnsafeBytes { try? StandardStream.error.writeAll($0) }
             }
         }
     }

@@ -6,13 +6,22 @@ import Glibc
 import Darwin
 #endif
 
-/// An open file descriptor. Ownership is explicit: whoever holds it calls `close()` once.
-struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
+/// An open file descriptor that this library owns.
+///
+/// It cannot be copied, so exactly one place holds it; ``close()`` consumes it, so it cannot be
+/// closed twice or used after closing. One dropped while still open is a bug: debug builds
+/// trap, release builds close it rather than leak it.
+struct FileDescriptor: ~Copyable {
+    /// The descriptor's number, for the calls of this layer only.
     let rawValue: CInt
 
-    static let standardInput = FileDescriptor(rawValue: 0)
-    static let standardOutput = FileDescriptor(rawValue: 1)
-    static let standardError = FileDescriptor(rawValue: 2)
+    /// Takes ownership of `rawValue`, an open descriptor nobody else closes.
+    init(owning rawValue: CInt) { self.rawValue = rawValue }
+
+    deinit {
+        assertionFailure("multiprocessing: fd \(rawValue) dropped while open: close it, or hand it on")
+        _ = sysClose(rawValue)
+    }
 
     var description: String { "fd \(rawValue)" }
 
@@ -24,27 +33,37 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
         case wouldBlock
     }
 
+    /// The two ends of a pipe.
+    struct Pipe: ~Copyable {
+        var readEnd: FileDescriptor
+        var writeEnd: FileDescriptor
+
+        /// Closes both ends.
+        consuming func close() {
+            readEnd.close()
+            writeEnd.close()
+        }
+    }
+
     /// Creates a pipe whose two ends are close-on-exec and never numbered 0, 1 or 2, so that
     /// a spawn's `dup2` onto the standard descriptors always clears close-on-exec.
     ///
     /// The corresponding C function is `pipe2(2)` with `O_CLOEXEC`.
-    static func pipe(nonBlocking: Bool = false) throws(SystemCallError) -> (readEnd: FileDescriptor, writeEnd: FileDescriptor) {
+    static func pipe(nonBlocking: Bool = false) throws(SystemCallError) -> Pipe {
         var fds: [CInt] = [-1, -1]
         _ = try systemCall("pipe2") { mp_pipe_cloexec(&fds, nonBlocking ? 1 : 0) }
+        let writeEnd = FileDescriptor(owning: fds[1])
         let readEnd: FileDescriptor
         do {
-            readEnd = try FileDescriptor(rawValue: fds[0]).movedAboveStandardStreams()
+            readEnd = try FileDescriptor(owning: fds[0]).movedAboveStandardStreams()
         } catch {
-            // On failure the original is still open (and still ours).
-            _ = sysClose(fds[0])
-            _ = sysClose(fds[1])
+            writeEnd.close()
             throw error
         }
         do {
-            return (readEnd, try FileDescriptor(rawValue: fds[1]).movedAboveStandardStreams())
+            return Pipe(readEnd: readEnd, writeEnd: try writeEnd.movedAboveStandardStreams())
         } catch {
-            readEnd.close()  // fds[0] itself may have been closed by the move already
-            _ = sysClose(fds[1])
+            readEnd.close()
             throw error
         }
     }
@@ -52,16 +71,28 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
     /// Opens `/dev/null` close-on-exec.
     static func openNullDevice(writable: Bool) throws(SystemCallError) -> FileDescriptor {
         let fd = try systemCall("open(/dev/null)") {
-            open("/dev/null", (writable ? O_WRONLY : O_RDONLY) | O_CLOEXEC)
+            sysOpen("/dev/null", (writable ? O_WRONLY : O_RDONLY) | O_CLOEXEC)
         }
-        return FileDescriptor(rawValue: fd)
+        return FileDescriptor(owning: fd)
     }
 
-    /// If this descriptor is 0, 1 or 2, duplicates it to 3 or above and closes the original.
-    /// A process whose standard streams were closed gets such numbers from `pipe`.
-    func movedAboveStandardStreams() throws(SystemCallError) -> FileDescriptor {
+    /// Opens `path` for reading, close-on-exec.
+    static func open(readingFrom path: String) throws(SystemCallError) -> FileDescriptor {
+        FileDescriptor(owning: try systemCall("open(\(path))") { sysOpen(path, O_RDONLY | O_CLOEXEC) })
+    }
+
+    /// This descriptor, numbered 3 or above: a process whose standard streams were closed gets
+    /// 0, 1 or 2 from `pipe`, which a spawn's `dup2` onto them would clobber. On failure the
+    /// original is closed.
+    consuming func movedAboveStandardStreams() throws(SystemCallError) -> FileDescriptor {
         guard rawValue <= 2 else { return self }
-        let moved = try duplicate(minimum: 3)
+        let moved: FileDescriptor
+        do {
+            moved = try duplicate(minimum: 3)
+        } catch {
+            close()
+            throw error
+        }
         close()
         return moved
     }
@@ -70,11 +101,14 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
     ///
     /// The corresponding C function is `fcntl(2)` with `F_DUPFD_CLOEXEC`.
     func duplicate(minimum: CInt = 3) throws(SystemCallError) -> FileDescriptor {
-        FileDescriptor(rawValue: try systemCall("fcntl(F_DUPFD_CLOEXEC)") { mp_dup_cloexec(rawValue, minimum) })
+        FileDescriptor(owning: try systemCall("fcntl(F_DUPFD_CLOEXEC)") { mp_dup_cloexec(rawValue, minimum) })
     }
 
-    /// Makes `target` refer to this descriptor's file (`dup2(2)`); the result is not close-on-exec.
-    func duplicate(as target: FileDescriptor) throws(SystemCallError) {
+    /// Makes the standard stream `target` refer to this descriptor's file; unlike this
+    /// descriptor, the stream is inherited by programs the process executes.
+    ///
+    /// The corresponding C function is `dup2(2)`.
+    func duplicate(as target: StandardStream) throws(SystemCallError) {
         _ = try systemCall("dup2") { dup2(rawValue, target.rawValue) }
     }
 
@@ -88,13 +122,7 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
         // library's code it touches.
         let fd = mp_reopen_pipe_nonblocking(rawValue)
         guard fd >= 0 else { return nil }
-        let reopened = FileDescriptor(rawValue: fd)
-        do {
-            return try reopened.movedAboveStandardStreams()
-        } catch {
-            reopened.close()
-            return nil
-        }
+        return try? FileDescriptor(owning: fd).movedAboveStandardStreams()
     }
 
     func setNonBlocking() throws(SystemCallError) {
@@ -109,46 +137,60 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Closes the descriptor. `EINTR` is not retried: on Linux the descriptor is gone anyway.
-    func close() {
+    ///
+    /// The corresponding C function is `close(2)`.
+    consuming func close() {
         _ = sysClose(rawValue)
+        discard self
     }
 
-    /// Reads up to `buffer.count` bytes, retrying on interruption.
+    /// Reads up to `buffer.count` bytes.
+    ///
+    /// The corresponding C function is `read(2)`.
     func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> IOResult {
-        while true {
-            let count = sysRead(rawValue, buffer.baseAddress, buffer.count)
-            if count >= 0 { return .transferred(count) }
-            let error = Errno.current
-            if error == .interrupted { continue }
-            if error == .wouldBlock { return .wouldBlock }
-            throw SystemCallError(call: "read", errno: error)
-        }
+        IOResult(try trySystemCall("read") { sysRead(rawValue, buffer.baseAddress, buffer.count) })
     }
 
-    /// Writes up to `buffer.count` bytes, retrying on interruption.
+    /// Writes up to `buffer.count` bytes.
+    ///
+    /// The corresponding C function is `write(2)`.
     func write(_ buffer: UnsafeRawBufferPointer) throws(SystemCallError) -> IOResult {
-        while true {
-            let count = sysWrite(rawValue, buffer.baseAddress, buffer.count)
-            if count >= 0 { return .transferred(count) }
-            let error = Errno.current
-            if error == .interrupted { continue }
-            if error == .wouldBlock { return .wouldBlock }
-            throw SystemCallError(call: "write", errno: error)
-        }
+        IOResult(try trySystemCall("write") { sysWrite(rawValue, buffer.baseAddress, buffer.count) })
     }
 
-    /// Writes the buffers in order, as one `writev(2)`, retrying on interruption; as much as
-    /// the descriptor takes now.
+    /// Writes the buffers in order, as one call; as much as the descriptor takes now.
+    ///
+    /// The corresponding C function is `writev(2)`.
     func write(gathering buffers: [UnsafeRawBufferPointer]) throws(SystemCallError) -> IOResult {
         var vectors = buffers.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
-        while true {
-            let count = vectors.withUnsafeMutableBufferPointer { writev(rawValue, $0.baseAddress, CInt($0.count)) }
-            if count >= 0 { return .transferred(count) }
-            let error = Errno.current
-            if error == .interrupted { continue }
-            if error == .wouldBlock { return .wouldBlock }
-            throw SystemCallError(call: "writev", errno: error)
-        }
+        return IOResult(try vectors.withUnsafeMutableBufferPointer { vectors throws(SystemCallError) in
+            try trySystemCall("writev") { writev(rawValue, vectors.baseAddress, CInt(vectors.count)) }
+        })
+    }
+
+    /// Waits until the descriptor is readable (or hung up), or `timeoutMilliseconds` pass.
+    ///
+    /// - Returns: Whether it is ready.
+    func waitUntilReadable(timeoutMilliseconds: CInt = -1) throws(SystemCallError) -> Bool {
+        try waitFor(events: POLLIN, timeoutMilliseconds: timeoutMilliseconds) != 0
+    }
+
+    /// Waits until the peer has closed its end of this pipe (or the descriptor is in error),
+    /// without reading anything from it.
+    func waitUntilHungUp() throws(SystemCallError) {
+        // Asking for no events still reports POLLHUP, POLLERR and POLLNVAL.
+        while try waitFor(events: 0, timeoutMilliseconds: -1) & CInt(POLLHUP | POLLERR | POLLNVAL) == 0 {}
+    }
+
+    private func waitUntilWritable() throws(SystemCallError) {
+        _ = try waitFor(events: POLLOUT, timeoutMilliseconds: -1)
+    }
+
+    /// One `poll(2)` on this descriptor alone; returns the events it reported.
+    private func waitFor(events: CInt, timeoutMilliseconds: CInt) throws(SystemCallError) -> CInt {
+        var entry = pollfd(fd: rawValue, events: Int16(events), revents: 0)
+        let ready = try systemCall("poll") { sysPoll(&entry, 1, timeoutMilliseconds) }
+        return ready == 0 ? 0 : CInt(entry.revents)
     }
 
     /// Reads at least one byte, trying for up to `duration` without sleeping first, then
@@ -160,18 +202,17 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
     func readSpinning(into buffer: UnsafeMutableRawBufferPointer, for duration: Duration, readsWithoutWaiting: Bool) throws(SystemCallError) -> Int {
         let clock = ContinuousClock()
         let end = clock.now + duration
-        var entry = pollfd(fd: rawValue, events: Int16(POLLIN), revents: 0)
         var round = 0
         repeat {
             if readsWithoutWaiting {
                 if case .transferred(let count) = try read(into: buffer) { return count }
-            } else if poll(&entry, 1, 0) != 0 {
+            } else if try waitUntilReadable(timeoutMilliseconds: 0) {
                 break
             }
             // If the thread we wait for shares this core, let it run; now and then only, as
             // a yield costs more than a try and delays seeing the data.
             round &+= 1
-            if round & 7 == 0 { sched_yield() }
+            if round & 7 == 0 { ThisProcess.yieldProcessor() }
         } while clock.now < end
         return try readWaiting(into: buffer)
     }
@@ -183,7 +224,7 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
         while offset < buffer.count {
             switch try write(UnsafeRawBufferPointer(rebasing: buffer[offset...])) {
             case .transferred(let count): offset += count
-            case .wouldBlock: waitUntilWritable()
+            case .wouldBlock: try waitUntilWritable()
             }
         }
     }
@@ -194,19 +235,9 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
         while true {
             switch try read(into: buffer) {
             case .transferred(let count): return count
-            case .wouldBlock: waitUntilReadable()
+            case .wouldBlock: _ = try waitUntilReadable()
             }
         }
-    }
-
-    private func waitUntilWritable() {
-        var entry = pollfd(fd: rawValue, events: Int16(POLLOUT), revents: 0)
-        _ = sysPoll(&entry, 1, -1)
-    }
-
-    private func waitUntilReadable() {
-        var entry = pollfd(fd: rawValue, events: Int16(POLLIN), revents: 0)
-        _ = sysPoll(&entry, 1, -1)
     }
 }
 
@@ -215,3 +246,66 @@ struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
 @inline(__always) private func sysRead(_ fd: CInt, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int { read(fd, buffer, count) }
 @inline(__always) private func sysWrite(_ fd: CInt, _ buffer: UnsafeRawPointer?, _ count: Int) -> Int { write(fd, buffer, count) }
 @inline(__always) private func sysPoll(_ entries: UnsafeMutablePointer<pollfd>, _ count: Int, _ timeout: CInt) -> CInt { poll(entries, nfds_t(count), timeout) }
+@inline(__always) private func sysOpen(_ path: String, _ flags: CInt) -> CInt { open(path, flags) }
+
+extension FileDescriptor.IOResult {
+    init(_ outcome: SystemCallOutcome<Int>) {
+        switch outcome {
+        case .completed(let count): self = .transferred(count)
+        case .wouldBlock: self = .wouldBlock
+        }
+    }
+}
+
+/// One of the process's standard streams. The library never owns these, so never closes them.
+enum StandardStream: CInt {
+    case input = 0
+    case output = 1
+    case error = 2
+
+    /// Calls `body` with the stream as a descriptor, for the duration of the call.
+    func withDescriptor<Value: ~Copyable, Failure: Error>(_ body: (borrowing FileDescriptor) throws(Failure) -> Value) throws(Failure) -> Value {
+        let descriptor = FileDescriptor(owning: rawValue)
+        let result = Result { () throws(Failure) in try body(descriptor) }
+        descriptor.forget()
+        return try result.get()
+    }
+
+    /// Writes every byte of `buffer`, blocking as needed.
+    func writeAll(_ buffer: UnsafeRawBufferPointer) throws(SystemCallError) {
+        try withDescriptor { descriptor throws(SystemCallError) in try descriptor.writeAll(buffer) }
+    }
+
+    /// A close-on-exec duplicate of the stream, numbered 3 or above.
+    func duplicate() throws(SystemCallError) -> FileDescriptor {
+        try withDescriptor { descriptor throws(SystemCallError) in try descriptor.duplicate(minimum: 3) }
+    }
+
+    /// A second, non-blocking descriptor for the stream, where it is a pipe; see
+    /// ``FileDescriptor/reopenedNonBlocking()``.
+    func reopenedNonBlocking() -> FileDescriptor? {
+        withDescriptor { $0.reopenedNonBlocking() }
+    }
+}
+
+extension FileDescriptor {
+    /// Lets go of the number without closing it: for descriptors this library does not own.
+    fileprivate consuming func forget() { discard self }
+}
+
+/// A descriptor kept by an object: for one that several owners use (a cached `/dev/null`) or
+/// that an escaping closure keeps (a thread's), which cannot capture a noncopyable value.
+/// Closed when the object goes.
+final class DescriptorBox: @unchecked Sendable {
+    // @unchecked: `storage` is set in init and only taken in deinit, when no one else holds us.
+    private var storage: FileDescriptor?
+
+    init(_ descriptor: consuming FileDescriptor) { storage = consume descriptor }
+
+    /// The descriptor, for as long as this object lives.
+    var descriptor: FileDescriptor {
+        _read { yield storage! }
+    }
+
+    deinit { storage.take()?.close() }
+}

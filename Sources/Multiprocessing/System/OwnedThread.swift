@@ -14,7 +14,9 @@ import Darwin
 ///   - name: At most 15 bytes on Linux.
 ///   - stackSize: The stack size in bytes; nil for the system default.
 ///   - body: What the thread runs; the thread ends when it returns.
-func startOwnedThread(name: String, stackSize: Int? = nil, _ body: @escaping @Sendable () -> Void) {
+/// - Throws: ``SystemCallError`` naming `pthread_create` and its error (`EAGAIN` when a limit on
+///   threads or processes, such as `RLIMIT_NPROC`, is reached).
+func startOwnedThread(name: String, stackSize: Int? = nil, _ body: @escaping @Sendable () -> Void) throws(SystemCallError) {
     final class Context {
         let name: String
         let body: @Sendable () -> Void
@@ -43,9 +45,11 @@ func startOwnedThread(name: String, stackSize: Int? = nil, _ body: @escaping @Se
         context.body()
         return nil
     }, context)
-    if result != 0 {
+    do {
+        try systemCallReturningError("pthread_create(\(name))") { result }
+    } catch {
         Unmanaged<Context>.fromOpaque(context).release()
-        fatalError("multiprocessing: cannot start the \(name) thread: \(Errno(rawValue: result))")
+        throw error
     }
 }
 

@@ -25,8 +25,16 @@ struct PollSet {
 
     /// Adds a descriptor and returns its slot, for `events(at:)` after the wait.
     @discardableResult
-    mutating func add(_ descriptor: FileDescriptor, _ interest: PollInterest) -> Int {
+    mutating func add(_ descriptor: borrowing FileDescriptor, _ interest: PollInterest) -> Int {
         entries.append(pollfd(fd: descriptor.rawValue, events: interest.rawValue, revents: 0))
+        return entries.count - 1
+    }
+
+    /// Adds a descriptor by number, for one shared with other threads that only borrow it for
+    /// as long as its owner keeps it open (the waker's).
+    @discardableResult
+    mutating func add(number: CInt, _ interest: PollInterest) -> Int {
+        entries.append(pollfd(fd: number, events: interest.rawValue, revents: 0))
         return entries.count - 1
     }
 
@@ -48,52 +56,70 @@ struct PollSet {
 /// The owner closes it when its loop ends, so no descriptor outlives a pool's shutdown; a lock
 /// makes a late `wake()` a no-op rather than a write to a descriptor number reused since.
 final class Waker: Sendable {
-    /// The descriptor to poll for readability.
-    let descriptor: FileDescriptor
-    private let writeDescriptor: FileDescriptor
-    private let isOpen = Mutex(true)
+    /// The descriptors while open: an eventfd alone, or a pipe's two ends. A lock makes a late
+    /// `wake()` a no-op rather than a write to a descriptor number reused since.
+    private let descriptors: Mutex<Descriptors?>
+
+    private struct Descriptors: ~Copyable {
+        var readEnd: FileDescriptor
+        /// Nil for an eventfd, which is written and read through one descriptor.
+        var writeEnd: FileDescriptor?
+    }
+
+    /// The number to poll for readability; stays valid until ``close()``.
+    let pollableNumber: CInt
 
     init() throws(SystemCallError) {
         let eventDescriptor = mp_eventfd_cloexec()
+        let opened: Descriptors
         if eventDescriptor >= 0 {
-            descriptor = FileDescriptor(rawValue: eventDescriptor)
-            writeDescriptor = descriptor
+            opened = Descriptors(readEnd: FileDescriptor(owning: eventDescriptor), writeEnd: nil)
         } else {
             let pipe = try FileDescriptor.pipe(nonBlocking: true)
-            descriptor = pipe.readEnd
-            writeDescriptor = pipe.writeEnd
+            opened = Descriptors(readEnd: pipe.readEnd, writeEnd: pipe.writeEnd)
         }
+        pollableNumber = opened.readEnd.rawValue
+        descriptors = Mutex(consume opened)
+    }
+
+    /// Adds the waker to `pollSet`, readable when woken.
+    func add(to pollSet: inout PollSet) -> Int {
+        pollSet.add(number: pollableNumber, .readable)
     }
 
     /// Makes the descriptor readable. Non-blocking; a full counter or pipe means a wake-up is
     /// already pending, which is all that is needed.
     func wake() {
-        isOpen.withLock { isOpen in
-            guard isOpen else { return }
+        descriptors.withLock { descriptors in
+            guard descriptors != nil else { return }
             var one: UInt64 = 1
-            _ = withUnsafeBytes(of: &one) { bytes in
-                try? writeDescriptor.write(UnsafeRawBufferPointer(rebasing: bytes[0..<(writeDescriptor == descriptor ? 8 : 1)]))
+            withUnsafeBytes(of: &one) { bytes in
+                if descriptors!.writeEnd != nil {
+                    _ = try? descriptors!.writeEnd!.write(UnsafeRawBufferPointer(rebasing: bytes[0..<1]))
+                } else {
+                    _ = try? descriptors!.readEnd.write(bytes)
+                }
             }
         }
     }
 
-    /// Consumes pending wake-ups.
+    /// Consumes pending wake-ups. Called only by the thread that polls, before ``close()``.
     func drain() {
         var scratch = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        repeat {
-            let result = withUnsafeMutableBytes(of: &scratch) { try? descriptor.read(into: $0) }
-            guard case .transferred(let count)? = result, count > 0 else { return }
-        } while writeDescriptor != descriptor  // one read resets an eventfd's counter
+        descriptors.withLock { descriptors in
+            guard descriptors != nil else { return }
+            repeat {
+                let result = withUnsafeMutableBytes(of: &scratch) { try? descriptors!.readEnd.read(into: $0) }
+                guard case .transferred(let count)? = result, count > 0 else { return }
+            } while descriptors!.writeEnd != nil  // one read resets an eventfd's counter
+        }
     }
 
     /// Closes the descriptors; later `wake()` calls do nothing.
     func close() {
-        isOpen.withLock { isOpen in
-            guard isOpen else { return }
-            isOpen = false
-            descriptor.close()
-            if writeDescriptor != descriptor { writeDescriptor.close() }
-        }
+        guard let closing = descriptors.withLock({ $0.take() }) else { return }
+        closing.readEnd.close()
+        closing.writeEnd?.close()
     }
 
     deinit { close() }

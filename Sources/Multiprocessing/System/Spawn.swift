@@ -23,10 +23,10 @@ struct SpawnFailure: Error {
 func spawnProcess(
     executable: String,
     arguments: [String],
-    environment: CStringArray,
-    standardInput: FileDescriptor,
-    standardOutput: FileDescriptor,
-    standardError: FileDescriptor,
+    environment: borrowing CStringArray,
+    standardInput: borrowing FileDescriptor,
+    standardOutput: borrowing FileDescriptor,
+    standardError: borrowing FileDescriptor,
     newProcessGroup: Bool = true
 ) throws(SpawnFailure) -> ChildProcess {
     func failure(_ call: String, _ code: CInt) -> SpawnFailure {
@@ -40,8 +40,8 @@ func spawnProcess(
 
     // 1. Standard streams. The sources are never 0...2 (FileDescriptor.pipe guarantees it), so
     //    each dup2 really duplicates and the copy loses close-on-exec while the source keeps it.
-    for (source, target) in [(standardInput, 0), (standardOutput, 1), (standardError, 2)] as [(FileDescriptor, CInt)] {
-        code = posix_spawn_file_actions_adddup2(&actions, source.rawValue, target)
+    for (source, target) in [(standardInput.rawValue, 0), (standardOutput.rawValue, 1), (standardError.rawValue, 2)] as [(CInt, CInt)] {
+        code = posix_spawn_file_actions_adddup2(&actions, source, target)
         guard code == 0 else { throw failure("posix_spawn_file_actions_adddup2", code) }
     }
     // 2. Close everything else the application may have left inheritable. Optional: without it,
@@ -74,21 +74,21 @@ func spawnProcess(
     guard code == 0 else { throw failure("posix_spawnattr_setsigdefault", code) }
 
     let argv = CStringArray([executable] + arguments)
-    defer { argv.deallocate() }
-
     var pid: pid_t = 0
     // glibc reports a failed exec (ENOENT, EACCES, ENOEXEC) as posix_spawn's own result.
     code = posix_spawn(&pid, executable, &actions, &attributes, argv.pointers, environment.pointers)
+    argv.deallocate()
     guard code == 0 else { throw failure("posix_spawn", code) }
 
     // The child is ours and not yet reaped, so its pid cannot have been reused.
     let pidfd = mp_pidfd_open(pid)
-    return ChildProcess(pid: pid, exitDescriptor: pidfd >= 0 ? FileDescriptor(rawValue: pidfd) : nil)
+    return ChildProcess(pid: pid, exitDescriptor: pidfd >= 0 ? FileDescriptor(owning: pidfd) : nil)
 }
 
-/// A NULL-terminated array of C strings, as `posix_spawn` takes for argv and envp. Its owner
-/// deallocates it (or keeps it for good, as a worker keeps its environment).
-struct CStringArray: @unchecked Sendable {
+/// A NULL-terminated array of C strings, as `posix_spawn` takes for argv and envp. It cannot be
+/// copied, and ``deallocate()`` consumes it, so it is freed exactly once; one dropped without
+/// being freed is a bug that debug builds catch.
+struct CStringArray: ~Copyable, @unchecked Sendable {
     // @unchecked: never mutated after init; shared read-only.
     let pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
     let count: Int
@@ -102,9 +102,19 @@ struct CStringArray: @unchecked Sendable {
         pointers[strings.count] = nil
     }
 
-    func deallocate() {
+    consuming func deallocate() {
+        freeStrings()
+        discard self
+    }
+
+    private func freeStrings() {
         for index in 0..<count { free(pointers[index]) }
         pointers.deallocate()
+    }
+
+    deinit {
+        assertionFailure("multiprocessing: a C string array dropped without deallocate()")
+        freeStrings()
     }
 }
 

@@ -17,22 +17,54 @@ enum WorkerProcess {
     /// The input is a non-blocking descriptor of its own where the stream is a pipe (see
     /// `FileDescriptor.reopenedNonBlocking()`), so that a worker waiting for its next job can
     /// spin on the read itself.
-    static func takeProtocolStreams() throws(SystemCallError) -> (input: FileDescriptor, output: FileDescriptor, inputIsNonBlocking: Bool) {
-        let reopened = FileDescriptor.standardInput.reopenedNonBlocking()
+    static func takeProtocolStreams() throws(SystemCallError) -> ProtocolStreams {
         let input: FileDescriptor
-        if let reopened {
+        let inputIsNonBlocking: Bool
+        if let reopened = StandardStream.input.reopenedNonBlocking() {
             input = reopened
+            inputIsNonBlocking = true
         } else {
-            input = try FileDescriptor.standardInput.duplicate(minimum: 3)
+            input = try StandardStream.input.duplicate()
+            inputIsNonBlocking = false
         }
-        let output = try FileDescriptor.standardOutput.duplicate(minimum: 3)
+        let output: FileDescriptor
+        do {
+            output = try StandardStream.output.duplicate()
+        } catch {
+            input.close()
+            throw error
+        }
+        do {
+            try pointStandardStreamsAway()
+        } catch {
+            input.close()
+            output.close()
+            throw error
+        }
+        return ProtocolStreams(input: input, output: output, inputIsNonBlocking: inputIsNonBlocking)
+    }
+
+    /// Points stdin at `/dev/null` and stdout at stderr, and makes stdout line-buffered.
+    private static func pointStandardStreamsAway() throws(SystemCallError) {
         let null = try FileDescriptor.openNullDevice(writable: false)
-        try null.duplicate(as: .standardInput)
+        let redirected = Result { () throws(SystemCallError) in
+            try null.duplicate(as: .input)
+            try StandardStream.error.withDescriptor { error throws(SystemCallError) in try error.duplicate(as: .output) }
+        }
         null.close()
-        try FileDescriptor.standardError.duplicate(as: .standardOutput)
+        try redirected.get()
         // stdout is now a pipe or file, which stdio would fully buffer: keep job output timely.
         mp_set_stdout_line_buffered()
-        return (input, output, reopened != nil)
+    }
+
+    /// The worker's private descriptors for the protocol.
+    struct ProtocolStreams: ~Copyable {
+        /// The coordinator's messages.
+        var input: FileDescriptor
+        /// Frames for the coordinator.
+        var output: FileDescriptor
+        /// Whether `input` returns at once when empty (see ``takeProtocolStreams()``).
+        let inputIsNonBlocking: Bool
     }
 
     /// Asks the kernel to SIGKILL this process when its parent dies (Linux), then closes the
@@ -49,21 +81,20 @@ enum WorkerProcess {
     /// idle or the coordinator itself is gone, so this never cuts a job that is wanted. It
     /// backs up the parent-death signal, and it is the only guard where that does not reach
     /// (a worker behind `ssh`).
-    static func exitWhenClosed(_ input: FileDescriptor) {
-        startOwnedThread(name: "mp-watchdog", stackSize: 64 * 1024) {
-            // Asking for no events still reports POLLHUP, so this does not consume the input.
-            var entry = pollfd(fd: input.rawValue, events: 0, revents: 0)
-            while true {
-                let result = poll(&entry, 1, -1)
-                if result > 0 && entry.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 {
-                    // Take down what the job started too (a command runs in our group), but
-                    // only when the group is ours alone: a worker started by hand from a shell
-                    // shares the shell's group.
-                    if isRunningJob.load(ordering: .acquiring) && getpgrp() == getpid() { kill(0, SIGKILL) }
-                    _exit(0)
-                }
-                if result < 0 && errno != EINTR { return }
-            }
+    ///
+    /// - Parameter input: A descriptor of the protocol's input of the watchdog's own (a
+    ///   duplicate), which it keeps until the process ends.
+    /// - Throws: ``SystemCallError`` if the thread cannot be started.
+    static func exitWhenClosed(_ input: consuming FileDescriptor) throws(SystemCallError) {
+        let watched = DescriptorBox(input)
+        try startOwnedThread(name: "mp-watchdog", stackSize: 64 * 1024) {
+            // Waiting for the hang-up reads nothing, so the input is left to the serve loop.
+            guard (try? watched.descriptor.waitUntilHungUp()) != nil else { return }
+            // Take down what the job started too (a command runs in our group), but only when
+            // the group is ours alone: a worker started by hand from a shell shares the
+            // shell's group.
+            if isRunningJob.load(ordering: .acquiring) && getpgrp() == getpid() { kill(0, SIGKILL) }
+            _exit(0)
         }
     }
 
@@ -78,7 +109,7 @@ enum WorkerProcess {
     /// have started processes that must go with it (otherwise it simply exits).
     static let isRunningJob = Atomic<Bool>(false)
 
-    static var processID: pid_t { getpid() }
+    static var processID: pid_t { ThisProcess.id }
 
     static func environmentValue(_ name: String) -> String? {
         getenv(name).map { String(cString: $0) }
@@ -98,14 +129,7 @@ enum WorkerProcess {
     static func writeDiagnostic(_ message: String) {
         var line = message
         if !line.hasSuffix("\n") { line += "\n" }
-        var bytes = Array(line.utf8)
-        bytes.withUnsafeMutableBytes { try? FileDescriptor.standardError.writeAll(UnsafeRawBufferPointer($0)) }
-    }
-
-    /// A monotonic clock reading in nanoseconds.
-    static func monotonicNanoseconds() -> UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+        let bytes = Array(line.utf8)
+        bytes.withUnsafeBytes { try? StandardStream.error.writeAll($0) }
     }
 }

@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// One entry of a keyed container, located in the payload.
 struct PayloadKeyedEntry {
     var key: PayloadKeyRange
@@ -121,7 +115,7 @@ final class PayloadKeyedDecodingContainer<Key: CodingKey>: KeyedDecodingContaine
         return key.withUTF8 { utf8 in
             guard utf8.count == range.count else { return false }
             return range.count == 0
-                || memcmp(utf8.baseAddress!, core.reader.base.baseAddress! + range.start, range.count) == 0
+                || bytesAreEqual(UnsafeRawPointer(utf8.baseAddress!), core.reader.base.baseAddress! + range.start, count: range.count)
         }
     }
 

@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// The scalar types of the format: each has one fixed encoding, whatever container it is in.
 enum PayloadScalarKind: UInt8 {
     case int, string, double, bool, uint8, int8, int64, int32, int16, uint, uint64, uint32, uint16, float, data
@@ -143,7 +137,7 @@ struct PayloadReader {
         let input = UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: bytes.count)
         var string = String(decoding: input, as: UTF8.self)
         let unchanged = string.withUTF8 { decoded in
-            decoded.count == input.count && memcmp(decoded.baseAddress!, base, input.count) == 0
+            decoded.count == input.count && bytesAreEqual(UnsafeRawPointer(decoded.baseAddress!), base, count: input.count)
         }
         return unchanged ? string : nil
     }
@@ -272,4 +266,22 @@ struct PayloadReader {
         guard offset != end else { return }
         throw corrupted("\(end - offset) trailing bytes at offset \(offset) after \(what())", path())
     }
+}
+
+/// Whether the first `count` bytes at `first` and `second` are equal: `memcmp` in Swift, so
+/// that the codecs need nothing from the C library.
+@inline(__always)
+func bytesAreEqual(_ first: UnsafeRawPointer, _ second: UnsafeRawPointer, count: Int) -> Bool {
+    var offset = 0
+    while offset + 8 <= count {
+        if first.loadUnaligned(fromByteOffset: offset, as: UInt64.self) != second.loadUnaligned(fromByteOffset: offset, as: UInt64.self) {
+            return false
+        }
+        offset += 8
+    }
+    while offset < count {
+        if first.load(fromByteOffset: offset, as: UInt8.self) != second.load(fromByteOffset: offset, as: UInt8.self) { return false }
+        offset += 1
+    }
+    return true
 }

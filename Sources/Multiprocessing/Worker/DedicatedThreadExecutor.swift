@@ -1,5 +1,3 @@
-import CMultiprocessingShims
-
 /// A serial executor backed by one thread the worker owns.
 ///
 /// The worker's serve loop is isolated to ``WorkerIsolation``, whose executor this is, so the
@@ -12,11 +10,12 @@ final class DedicatedThreadExecutor: SerialExecutor, @unchecked Sendable {
     private let condition = ThreadCondition()
     private var pending: [UnownedJob] = []
 
-    init(name: String) {
+    /// - Throws: ``SystemCallError`` if the thread cannot be started.
+    init(name: String) throws(SystemCallError) {
         // Jobs may recurse deeply; the main thread has 8 MiB.
-        startOwnedThread(name: name, stackSize: 16 << 20) {
+        try startOwnedThread(name: name, stackSize: 16 << 20) {
             // Jobs that start processes (CommandJob) start them from here: see the shim.
-            mp_unblock_sigchld_on_this_thread()
+            ThisProcess.unblockChildSignalOnThisThread()
             self.runJobs()  // the thread keeps the executor alive for good
         }
     }

@@ -46,15 +46,24 @@ public enum Worker {
         WorkerProcess.removeEnvironmentValue(WireProtocol.workerEnvironmentKey)
         WorkerProcess.removeEnvironmentValue(WireProtocol.parentEnvironmentKey)
         // The slot number stays: CommandJob reads it for `{%}`.
-        let streams: (input: FileDescriptor, output: FileDescriptor, inputIsNonBlocking: Bool)
+        let streams: WorkerProcess.ProtocolStreams
+        let executor: DedicatedThreadExecutor
         do {
             streams = try WorkerProcess.takeProtocolStreams()
         } catch {
-            throw ProcessPoolError(.protocolViolation, "cannot set up the worker's protocol streams: \(error)")
+            throw ProcessPoolError(systemCallFailure: error, "cannot set up the worker's protocol streams", code: .protocolViolation)
         }
-        WorkerProcess.exitWhenClosed(streams.input)
-        let executor = DedicatedThreadExecutor(name: "mp-worker-jobs")
-        let loop = WorkerLoop(registry: registry, input: streams.input, output: streams.output, inputIsNonBlocking: streams.inputIsNonBlocking)
+        do {
+            try WorkerProcess.exitWhenClosed(try streams.input.duplicate())
+            executor = try DedicatedThreadExecutor(name: "mp-worker-jobs")
+        } catch {
+            streams.input.close()
+            streams.output.close()
+            throw ProcessPoolError(systemCallFailure: error, "cannot start the worker's threads")
+        }
+        let loop = WorkerLoop(
+            registry: registry, input: DescriptorBox(streams.input), output: DescriptorBox(streams.output),
+            inputIsNonBlocking: streams.inputIsNonBlocking)
         await WorkerIsolation(executor: executor).serve(loop)
         WorkerProcess.exitProcess(0)
     }
@@ -65,11 +74,11 @@ public enum Worker {
 final class WorkerLoop: @unchecked Sendable {
     // @unchecked: used by exactly one task, the serve loop, for the life of the process.
     private let registry: JobRegistry
-    private let input: FileDescriptor
+    private let input: DescriptorBox
     /// Whether reads of `input` return at once when it is empty: then waiting for a job that is
     /// due soon spins on the read itself rather than on `poll`.
     private let inputIsNonBlocking: Bool
-    private let output: FileDescriptor
+    private let output: DescriptorBox
     private var reader = FrameReader()
     private var writer = WireWriter(reservingCapacity: 64 * 1024)
     private var maximumFrameSize = WireProtocol.defaultMaximumFrameSize
@@ -104,7 +113,7 @@ final class WorkerLoop: @unchecked Sendable {
     /// without a write per tiny job.
     private static let flushInterval: Duration = .milliseconds(2)
 
-    init(registry: JobRegistry, input: FileDescriptor, output: FileDescriptor, inputIsNonBlocking: Bool) {
+    init(registry: JobRegistry, input: DescriptorBox, output: DescriptorBox, inputIsNonBlocking: Bool) {
         self.inputIsNonBlocking = inputIsNonBlocking
         self.registry = registry
         self.input = input
@@ -172,8 +181,8 @@ final class WorkerLoop: @unchecked Sendable {
             var ended = false
             try reader.readIntoStorage { buffer in
                 let count = try lastBatchWasShort
-                    ? input.readSpinning(into: buffer, for: .microseconds(50), readsWithoutWaiting: inputIsNonBlocking)
-                    : input.readWaiting(into: buffer)
+                    ? input.descriptor.readSpinning(into: buffer, for: .microseconds(50), readsWithoutWaiting: inputIsNonBlocking)
+                    : input.descriptor.readWaiting(into: buffer)
                 ended = count == 0
                 return count
             }
@@ -196,7 +205,7 @@ final class WorkerLoop: @unchecked Sendable {
         reserveBatch(bodyCount)
         var filled = reader.takePartialFrameBody(into: batch)
         while filled < bodyCount {
-            let count = try input.readWaiting(into: UnsafeMutableRawBufferPointer(rebasing: batch[filled..<bodyCount]))
+            let count = try input.descriptor.readWaiting(into: UnsafeMutableRawBufferPointer(rebasing: batch[filled..<bodyCount]))
             if count == 0 { throw WireError("the coordinator's stream ended inside a frame") }
             filled += count
         }
@@ -331,7 +340,7 @@ final class WorkerLoop: @unchecked Sendable {
                 try OutputFrameHeader.write(
                     batchID: runningBatchID, position: runningPosition, stream: UInt8(stream + 1),
                     bytes: UnsafeRawBufferPointer(rebasing: bytes[offset..<end]), to: &frame, maximumFrameSize: maximumFrameSize)
-                try frame.bytes.withUnsafeBytes { try output.writeAll($0) }
+                try frame.bytes.withUnsafeBytes { try output.descriptor.writeAll($0) }
             } catch {
                 WorkerProcess.exitProcess(0)  // the coordinator is gone
             }
@@ -342,7 +351,7 @@ final class WorkerLoop: @unchecked Sendable {
     private func flush() {
         guard writer.bytes.count > frontGap else { return }
         do {
-            try writer.bytes.withUnsafeBytes { bytes in try output.writeAll(UnsafeRawBufferPointer(rebasing: bytes[frontGap...])) }
+            try writer.bytes.withUnsafeBytes { bytes in try output.descriptor.writeAll(UnsafeRawBufferPointer(rebasing: bytes[frontGap...])) }
         } catch {
             // The coordinator is gone; nobody is left to serve.
             WorkerProcess.exitProcess(0)

@@ -1,0 +1,53 @@
+import CMultiprocessingShims
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Facts about the running process and thread, for the layers above this one, which name no C
+/// function themselves.
+enum ThisProcess {
+    /// The process's id.
+    ///
+    /// The corresponding C function is `getpid(2)`.
+    static var id: Int32 { getpid() }
+
+    /// The number of processor cores this process may use: those its CPU affinity allows,
+    /// fewer if a container (cgroup) CPU quota is lower.
+    static var availableProcessorCount: Int { Int(mp_available_cpu_count()) }
+
+    /// Lets another thread run on this core, if one is waiting.
+    ///
+    /// The corresponding C function is `sched_yield(2)`.
+    static func yieldProcessor() { sched_yield() }
+
+    /// Nanoseconds since the Unix epoch, from the system's real-time clock.
+    static func wallClockNanoseconds() -> Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
+    }
+
+    /// Marks the calling thread with `tag`, a value that ``currentThreadTag`` reads back on
+    /// this thread only (a thread-local variable in C).
+    static func tagCurrentThread(_ tag: UInt) {
+        mp_set_current_loop(UnsafeRawPointer(bitPattern: tag))
+    }
+
+    /// The tag the calling thread was given, or 0.
+    static var currentThreadTag: UInt { UInt(bitPattern: mp_current_loop()) }
+
+    /// Lets the calling thread receive SIGCHLD, which the C library's `posix_spawn` may need
+    /// on the thread that starts commands.
+    static func unblockChildSignalOnThisThread() { mp_unblock_sigchld_on_this_thread() }
+}
+
+/// The signals the library sends, by their Swift names.
+enum Signal {
+    /// `SIGKILL`: cannot be caught or ignored.
+    static let kill: CInt = SIGKILL
+    /// `SIGTERM`: the polite request to stop.
+    static let terminate: CInt = SIGTERM
+}

@@ -1,0 +1,69 @@
+#if os(Linux)
+import Glibc
+import Testing
+
+@testable import Multiprocessing
+
+@Suite("System calls and descriptors")
+struct SystemTests {
+    @Test("a pipe reopened non-blocking has flags of its own and reads the same pipe")
+    func reopenedPipe() throws {
+        let pipe = try FileDescriptor.pipe()
+        guard let reopened = pipe.readEnd.reopenedNonBlocking() else {
+            Issue.record("a pipe could not be reopened")
+            pipe.close()
+            return
+        }
+        #expect(fcntl(reopened.rawValue, F_GETFL) & O_NONBLOCK != 0)
+        #expect(fcntl(pipe.readEnd.rawValue, F_GETFL) & O_NONBLOCK == 0)
+        #expect(fcntl(reopened.rawValue, F_GETFD) & FD_CLOEXEC != 0)
+        var buffer = [UInt8](repeating: 0, count: 8)
+        let empty = try buffer.withUnsafeMutableBytes { try reopened.read(into: $0) }
+        #expect(empty == .wouldBlock, "an empty non-blocking pipe says would-block, not end of file")
+        try Array("hi".utf8).withUnsafeBytes { try pipe.writeEnd.writeAll($0) }
+        let count = try buffer.withUnsafeMutableBytes { try reopened.readSpinning(into: $0, for: .microseconds(50), readsWithoutWaiting: true) }
+        #expect(Array(buffer[0..<count]) == Array("hi".utf8))
+        // The blocking descriptor spins on poll instead, and reads once there is something.
+        try Array("yo".utf8).withUnsafeBytes { try pipe.writeEnd.writeAll($0) }
+        let again = try buffer.withUnsafeMutableBytes { try pipe.readEnd.readSpinning(into: $0, for: Duration.microseconds(50), readsWithoutWaiting: false) }
+        #expect(Array(buffer[0..<again]) == Array("yo".utf8))
+        reopened.close()
+        pipe.close()
+        // Not a pipe: no reopening.
+        let null = try FileDescriptor.openNullDevice(writable: false)
+        let notReopened = null.reopenedNonBlocking() == nil
+        #expect(notReopened)
+        null.close()
+    }
+
+    @Test("a failing call throws its name and errno; would-block is a value, not an error")
+    func systemCallOutcomes() throws {
+        let failure = #expect(throws: SystemCallError.self) {
+            try systemCall("open(/nonexistent)") { open("/nonexistent/file", O_RDONLY) }
+        }
+        #expect(failure?.call == "open(/nonexistent)")
+        #expect(failure?.errno == Errno(rawValue: ENOENT))
+        #expect(failure?.description.contains("ENOENT") == true)
+
+        let pipe = try FileDescriptor.pipe(nonBlocking: true)
+        var byte: UInt8 = 0
+        let outcome = try withUnsafeMutableBytes(of: &byte) { buffer in
+            try trySystemCall("read") { read(pipe.readEnd.rawValue, buffer.baseAddress, 1) }
+        }
+        guard case .wouldBlock = outcome else {
+            Issue.record("an empty non-blocking pipe read \(outcome)")
+            return
+        }
+        pipe.close()
+    }
+
+    @Test("a C string array frees its strings and keeps them NUL-terminated until then")
+    func cStringArray() {
+        let array = CStringArray(["a", "bc", ""])
+        #expect(array.count == 3)
+        #expect(String(cString: array.pointers[1]!) == "bc")
+        #expect(array.pointers[3] == nil)
+        array.deallocate()
+    }
+}
+#endif
