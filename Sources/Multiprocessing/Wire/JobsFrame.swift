@@ -1,0 +1,91 @@
+// The jobs frame: coordinator → worker, a batch of jobs.
+
+/// One job as it travels in a jobs frame.
+struct WireJob {
+    var jobIndex: Int
+    var codec: UInt8
+    var payload: UnsafeRawBufferPointer
+}
+
+/// Options of a batch, in a jobs frame's flags byte.
+struct BatchFlags: OptionSet, Sendable {
+    let rawValue: UInt8
+    /// Send each job's result as soon as the job ends, rather than batching results. The
+    /// coordinator asks for it when it must know exactly which job is running: jobs with a
+    /// timeout, and jobs retried after a crash that could not be pinned on one of them.
+    static let reportEachResult = BatchFlags(rawValue: 1)
+}
+
+/// Reads a jobs frame: batch id, flags, count, then each job's index, codec and payload.
+struct JobsFrameReader {
+    let batchID: UInt64
+    let flags: BatchFlags
+    let count: Int
+    private var reader: WireReader
+    private var readCount = 0
+
+    init(body: UnsafeRawBufferPointer) throws(WireError) {
+        reader = WireReader(body)
+        batchID = try reader.readVarint("batch id")
+        let rawFlags = try reader.readByte("batch flags")
+        guard rawFlags & ~BatchFlags.reportEachResult.rawValue == 0 else {
+            throw WireError("unknown batch flags \(rawFlags)")
+        }
+        flags = BatchFlags(rawValue: rawFlags)
+        // Each job takes at least 3 bytes, so a count above that bound is a lie.
+        count = try reader.readCount("job count", limit: reader.remaining / 3)
+    }
+
+    mutating func next() throws(WireError) -> WireJob? {
+        guard readCount < count else {
+            try reader.expectEnd("the jobs frame's \(count) jobs")
+            return nil
+        }
+        let position = readCount
+        readCount += 1
+        let jobIndex = try reader.readCount("job index of job \(position)", limit: Int(UInt32.max))
+        let codec = try reader.readByte("codec of job \(position)")
+        let payload = try reader.readBlock("payload of job \(position)")
+        return WireJob(jobIndex: jobIndex, codec: codec, payload: payload)
+    }
+}
+
+/// Writes a jobs frame: `begin`, then `append` each job, then `end`.
+struct JobsFrameWriter {
+    private let frameStart: Int
+
+    init(batchID: UInt64, flags: BatchFlags = [], count: Int, into writer: inout WireWriter) {
+        frameStart = writer.beginFrame(.jobs)
+        writer.writeVarint(batchID)
+        writer.writeByte(flags.rawValue)
+        writer.writeVarint(count)
+    }
+
+    func append(jobIndex: Int, codec: UInt8, payload: UnsafeRawBufferPointer, into writer: inout WireWriter) {
+        writer.writeVarint(jobIndex)
+        writer.writeByte(codec)
+        writer.writeBlock(payload)
+    }
+
+    /// Writes a job's header and its payload's length, but not the payload: the caller sends
+    /// those `payloadSize` bytes itself, right after what `writer` holds now.
+    func appendHeader(jobIndex: Int, codec: UInt8, payloadSize: Int, into writer: inout WireWriter) {
+        writer.writeVarint(jobIndex)
+        writer.writeByte(codec)
+        writer.writeVarint(payloadSize)
+    }
+
+    /// Where the frame begins in the writer.
+    var start: Int { frameStart }
+
+    /// Patches the frame's length; `externalBytes` counts payload bytes sent from elsewhere.
+    func end(into writer: inout WireWriter, externalBytes: Int = 0, maximumFrameSize: Int) throws(WireError) {
+        let length = writer.bytes.count - frameStart - 4 + externalBytes
+        guard length <= maximumFrameSize else {
+            writer.bytes.removeSubrange(frameStart...)
+            throw WireError("frame of \(length) bytes exceeds the maximum frame size of \(maximumFrameSize) bytes")
+        }
+        let value = UInt32(length)
+        for index in 0..<4 { writer.bytes[frameStart + index] = UInt8(truncatingIfNeeded: value >> (8 * index)) }
+    }
+}

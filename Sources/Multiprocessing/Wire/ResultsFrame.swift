@@ -1,0 +1,95 @@
+// The results frame: worker → coordinator, the outcomes of consecutive jobs of one batch.
+
+/// One job's outcome as carried in a results frame.
+enum WireOutcome {
+    case succeeded(codec: UInt8, payload: UnsafeRawBufferPointer)
+    case threw(typeName: String, description: String)
+    case inputDecodingFailed(String)
+    case outputEncodingFailed(String)
+    case unknownJob(index: Int)
+
+    func write(to writer: inout WireWriter) {
+        switch self {
+        case .succeeded(let codec, let payload):
+            writer.writeByte(ResultStatus.succeeded.rawValue)
+            writer.writeByte(codec)
+            writer.writeBlock(payload)
+        case .threw(let typeName, let description):
+            writer.writeByte(ResultStatus.threw.rawValue)
+            writer.writeString(typeName)
+            writer.writeString(description)
+        case .inputDecodingFailed(let description):
+            writer.writeByte(ResultStatus.inputDecodingFailed.rawValue)
+            writer.writeString(description)
+        case .outputEncodingFailed(let description):
+            writer.writeByte(ResultStatus.outputEncodingFailed.rawValue)
+            writer.writeString(description)
+        case .unknownJob(let index):
+            writer.writeByte(ResultStatus.unknownJob.rawValue)
+            writer.writeVarint(index)
+        }
+    }
+}
+
+/// The header of a results frame: which batch, the position of its first result in that batch,
+/// how many results follow, and how long the worker spent on them.
+struct ResultsHeader: Equatable {
+    var batchID: UInt64
+    var firstPosition: Int
+    var count: Int
+    var elapsedNanoseconds: UInt64
+
+    func write(to writer: inout WireWriter) {
+        writer.writeVarint(batchID)
+        writer.writeVarint(firstPosition)
+        writer.writeVarint(count)
+        writer.writeVarint(elapsedNanoseconds)
+    }
+}
+
+/// Reads a results frame.
+struct ResultsFrameReader {
+    let header: ResultsHeader
+    private var reader: WireReader
+    private var readCount = 0
+
+    init(body: UnsafeRawBufferPointer) throws(WireError) {
+        reader = WireReader(body)
+        let batchID = try reader.readVarint("batch id")
+        let firstPosition = try reader.readCount("first result position", limit: Int(UInt32.max))
+        // Each result takes at least 2 bytes.
+        let count = try reader.readCount("result count", limit: reader.remaining / 2)
+        let elapsed = try reader.readVarint("elapsed time")
+        header = ResultsHeader(batchID: batchID, firstPosition: firstPosition, count: count, elapsedNanoseconds: elapsed)
+    }
+
+    /// The frame's results, not yet read: all of them, before the first `next()`.
+    var remainingBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: reader.bytes[reader.offset...]) }
+
+    mutating func next() throws(WireError) -> WireOutcome? {
+        guard readCount < header.count else {
+            try reader.expectEnd("the results frame's \(header.count) results")
+            return nil
+        }
+        let position = header.firstPosition + readCount
+        readCount += 1
+        let rawStatus = try reader.readByte("status of result \(position)")
+        guard let status = ResultStatus(rawValue: rawStatus) else {
+            throw WireError("unknown result status \(rawStatus) for result \(position)")
+        }
+        switch status {
+        case .succeeded:
+            let codec = try reader.readByte("codec of result \(position)")
+            return .succeeded(codec: codec, payload: try reader.readBlock("payload of result \(position)"))
+        case .threw:
+            let typeName = try reader.readString("error type of result \(position)")
+            return .threw(typeName: typeName, description: try reader.readString("error description of result \(position)"))
+        case .inputDecodingFailed:
+            return .inputDecodingFailed(try reader.readString("decoding error of result \(position)"))
+        case .outputEncodingFailed:
+            return .outputEncodingFailed(try reader.readString("encoding error of result \(position)"))
+        case .unknownJob:
+            return .unknownJob(index: try reader.readCount("job index of result \(position)", limit: Int(UInt32.max)))
+        }
+    }
+}
