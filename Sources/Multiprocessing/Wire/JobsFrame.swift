@@ -79,13 +79,8 @@ struct JobsFrameWriter {
     var start: Int { frameStart }
 
     /// Patches the frame's length; `externalBytes` counts payload bytes sent from elsewhere.
+    /// - Throws: `WireError` if the frame exceeds `maximumFrameSize`; the frame is then removed.
     func end(into writer: inout WireWriter, externalBytes: Int = 0, maximumFrameSize: Int) throws(WireError) {
-        let length = writer.bytes.count - frameStart - 4 + externalBytes
-        guard length <= maximumFrameSize else {
-            writer.bytes.removeSubrange(frameStart...)
-            throw WireError("frame of \(length) bytes exceeds the maximum frame size of \(maximumFrameSize) bytes")
-        }
-        let value = UInt32(length)
-        for index in 0..<4 { writer.bytes[frameStart + index] = UInt8(truncatingIfNeeded: value >> (8 * index)) }
+        try writer.endFrame(startingAt: frameStart, externalBytes: externalBytes, maximumFrameSize: maximumFrameSize)
     }
 }

@@ -9,10 +9,17 @@ extension WireWriter {
         return start
     }
 
-    /// Patches the frame's length.
+    /// Patches the length of the frame that `beginFrame` started at `start`: the one place a
+    /// frame's length field is written.
+    ///
+    /// - Parameters:
+    ///   - start: Where the frame's length field is in `bytes`.
+    ///   - externalBytes: Bytes of the frame's body that the caller sends from elsewhere, right
+    ///     after what `bytes` holds now (large payloads sent from where they are stored).
+    ///   - maximumFrameSize: The largest length the peer accepts.
     /// - Throws: `WireError` if the frame exceeds `maximumFrameSize`; the frame is then removed.
-    mutating func endFrame(startingAt start: Int, maximumFrameSize: Int) throws(WireError) {
-        let length = bytes.count - start - 4
+    mutating func endFrame(startingAt start: Int, externalBytes: Int = 0, maximumFrameSize: Int) throws(WireError) {
+        let length = bytes.count - start - 4 + externalBytes
         guard length <= maximumFrameSize else {
             bytes.removeSubrange(start...)
             throw WireError("frame of \(length) bytes exceeds the maximum frame size of \(maximumFrameSize) bytes")

@@ -47,6 +47,40 @@ struct ResultsHeader: Equatable {
     }
 }
 
+/// Writing a results frame whose header is known only at its end, when its results are
+/// written: the frame starts with room for the header, and the header is written right-aligned
+/// into that room, with the frame's length and type moved up to meet it, so the results
+/// themselves (megabytes, perhaps) stay put.
+extension WireWriter {
+    /// Room left after a results frame's type byte for its header: four varints of at most
+    /// 10 bytes.
+    static let resultsHeaderRoom = 40
+
+    /// Starts a results frame, leaving room for its header; pass the result to
+    /// ``endResultsFrame(startingAt:header:maximumFrameSize:)``.
+    mutating func beginResultsFrame() -> Int {
+        let start = beginFrame(.results)
+        bytes.append(contentsOf: repeatElement(0, count: Self.resultsHeaderRoom))
+        return start
+    }
+
+    /// Writes `header` into the room before the results and completes the frame.
+    ///
+    /// - Returns: Where the frame starts now. The bytes from `start` up to there belong to no
+    ///   frame: the caller removes them, or skips them when sending.
+    /// - Throws: `WireError` if the frame exceeds `maximumFrameSize`; the frame is then removed.
+    mutating func endResultsFrame(startingAt start: Int, header: ResultsHeader, maximumFrameSize: Int) throws(WireError) -> Int {
+        var headerBytes = WireWriter(reservingCapacity: Self.resultsHeaderRoom)
+        header.write(to: &headerBytes)
+        let frameStart = start + Self.resultsHeaderRoom - headerBytes.bytes.count
+        let headerStart = frameStart + WireProtocol.frameHeaderSize
+        bytes.replaceSubrange(headerStart..<(headerStart + headerBytes.bytes.count), with: headerBytes.bytes)
+        bytes[frameStart + 4] = FrameType.results.rawValue
+        try endFrame(startingAt: frameStart, maximumFrameSize: maximumFrameSize)
+        return frameStart
+    }
+}
+
 /// Reads a results frame.
 struct ResultsFrameReader {
     let header: ResultsHeader
