@@ -67,6 +67,64 @@ struct JobsFrameWriter {
         writer.writeBlock(payload)
     }
 
+    /// Appends jobs from the start of `positions`, as the frame lists them (job index, codec,
+    /// payload length, payload), in one pass with no call per job, stopping before the first
+    /// payload of `largeThreshold` bytes or more (the caller sends those from where they are
+    /// stored, with ``appendHeader(jobIndex:codec:payloadSize:into:)``).
+    ///
+    /// - Parameters:
+    ///   - positions: The payloads to append, by their position in `payloads`.
+    ///   - payloads: Payloads stored back to back.
+    ///   - ends: `ends[k]` is the offset in `payloads` just past payload `k`.
+    ///   - jobIndex: The job every payload is an input of.
+    ///   - codec: The codec of every payload.
+    ///   - largeThreshold: The payload size from which appending stops.
+    ///   - writer: The writer that holds this frame.
+    /// - Returns: The position it stopped at: `positions.upperBound` if it appended them all.
+    func appendJobs(
+        _ positions: Range<Int>, of payloads: UnsafeRawBufferPointer, ends: [Int], jobIndex: Int, codec: UInt8,
+        largeThreshold: Int, into writer: inout WireWriter
+    ) -> Int {
+        let indexLength = Varint.encodedLength(of: UInt64(jobIndex))
+        let firstStart = positions.lowerBound == 0 ? 0 : ends[positions.lowerBound - 1]
+        // First pass: how many jobs fit, and the bytes they take, so the buffer grows once.
+        var total = 0
+        var previous = firstStart
+        var stop = positions.upperBound
+        for position in positions {
+            let size = ends[position] - previous
+            if size >= largeThreshold {
+                stop = position
+                break
+            }
+            total += indexLength + 1 + Varint.encodedLength(of: UInt64(size)) + size
+            previous = ends[position]
+        }
+        guard stop > positions.lowerBound else { return stop }
+        let start = writer.bytes.count
+        writer.bytes.append(contentsOf: repeatElement(0, count: total))
+        writer.bytes.withUnsafeMutableBufferPointer { output in
+            let out = output.baseAddress!
+            var cursor = start
+            var previous = firstStart
+            for position in positions.lowerBound..<stop {
+                let end = ends[position]
+                let size = end - previous
+                cursor += Varint.write(UInt64(jobIndex), to: out + cursor)
+                out[cursor] = codec
+                cursor += 1
+                cursor += Varint.write(UInt64(size), to: out + cursor)
+                if size > 0 {
+                    UnsafeMutableRawPointer(out + cursor).copyMemory(from: payloads.baseAddress! + previous, byteCount: size)
+                }
+                cursor += size
+                previous = end
+            }
+            assert(cursor == start + total)
+        }
+        return stop
+    }
+
     /// Writes a job's header and its payload's length, but not the payload: the caller sends
     /// those `payloadSize` bytes itself, right after what `writer` holds now.
     func appendHeader(jobIndex: Int, codec: UInt8, payloadSize: Int, into writer: inout WireWriter) {
