@@ -47,6 +47,75 @@ struct ResultsHeader: Equatable {
     }
 }
 
+/// A successful result whose output is encoded straight into the results frame, behind room
+/// for the longest length the frame could need, rather than into a buffer of its own and
+/// copied: for a large output that copy costs as much as sending it.
+extension WireWriter {
+    /// Writes the start of a successful result in `codec` and room for its output's length; the
+    /// caller then appends the output and calls ``endSucceededResult(outputLength:lengthAt:)``.
+    ///
+    /// - Returns: Where the result starts, and where its length field starts.
+    mutating func beginSucceededResult(codec: UInt8) -> (resultStart: Int, lengthAt: Int) {
+        let resultStart = bytes.count
+        // Status, codec, and the room for the length, in one append.
+        let start: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (ResultStatus.succeeded.rawValue, codec, 0, 0, 0, 0, 0)
+        assert(InPlaceOutputLength.room == 5)
+        withUnsafeBytes(of: start) { bytes.append(contentsOf: $0) }
+        return (resultStart, resultStart + 2)
+    }
+
+    /// The length of the output appended since ``beginSucceededResult(codec:)``.
+    func succeededOutputLength(lengthAt: Int) -> Int {
+        bytes.count - lengthAt - InPlaceOutputLength.room
+    }
+
+    /// Fills in the output's length, and moves a short output up to meet it.
+    mutating func endSucceededResult(outputLength length: Int, lengthAt: Int) {
+        let unused = bytes.withUnsafeMutableBufferPointer { buffer in
+            InPlaceOutputLength.write(length, at: buffer.baseAddress! + lengthAt)
+        }
+        // One at a time: removeLast(_:) goes through replaceSubrange, dearer for 1–4 bytes.
+        for _ in 0..<unused { bytes.removeLast() }
+    }
+
+    /// Replaces the result that starts at `resultStart` (the end of what the writer holds) with
+    /// `outcome`: a result begun as a success whose job failed, or whose output is too long.
+    mutating func replaceResult(startingAt resultStart: Int, with outcome: WireOutcome) {
+        bytes.removeSubrange(resultStart...)
+        outcome.write(to: &self)
+    }
+}
+
+/// The length field of an output encoded in place, in a results frame.
+enum InPlaceOutputLength {
+    /// Room for a payload length: five varint bytes hold 35 bits, more than a frame's 32.
+    static let room = 5
+    /// Outputs from this size up keep their place, behind a length padded to five bytes;
+    /// smaller ones move up to meet the shortest form of their length.
+    static let paddedThreshold = 64 << 10
+
+    /// Writes `length` into the room at `destination`, followed by its payload, and returns how
+    /// many bytes at the end are no longer used.
+    static func write(_ length: Int, at destination: UnsafeMutablePointer<UInt8>) -> Int {
+        if length >= paddedThreshold {
+            // A varint with continuation bits on its leading groups: valid, if not the shortest.
+            var remaining = UInt64(length)
+            for index in 0..<(room - 1) {
+                destination[index] = UInt8(truncatingIfNeeded: remaining) | 0x80
+                remaining &>>= 7
+            }
+            destination[room - 1] = UInt8(truncatingIfNeeded: remaining)
+            return 0
+        }
+        let written = Varint.write(UInt64(length), to: destination)
+        let unused = room - written
+        if unused > 0 {
+            UnsafeMutableRawPointer(destination + written).copyMemory(from: destination + room, byteCount: length)
+        }
+        return unused
+    }
+}
+
 /// Writing a results frame whose header is known only at its end, when its results are
 /// written: the frame starts with room for the header, and the header is written right-aligned
 /// into that room, with the frame's length and type moved up to meet it, so the results
