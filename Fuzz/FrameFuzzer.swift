@@ -2,9 +2,9 @@
 // and the message parsers of each frame type (WorkerHello, CoordinatorHello, JobsFrameReader,
 // ResultsFrameReader, fatal). Binary payloads carried by jobs/results frames are decoded too.
 //
-// Compiled together with Sources/Multiprocessing/Wire/*.swift (the types are internal), with
-// PayloadFuzzer.swift and FuzzSeeds.swift. Define FUZZ_FRAME_ENTRY to get the libFuzzer entry
-// point; MutationDriver.swift calls `fuzzFrames` directly.
+// Compiled together with Sources/Multiprocessing/Wire/*.swift and PayloadCoding/*.swift (the
+// types are internal), with PayloadFuzzer.swift and FuzzSeeds.swift. Define FUZZ_FRAME_ENTRY
+// to get the libFuzzer entry point; MutationDriver.swift calls `fuzzFrames` directly.
 
 /// The largest frame the fuzzed readers accept. Small, so a corrupt length cannot make the
 /// reader reserve more than ~128 KiB.

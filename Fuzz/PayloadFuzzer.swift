@@ -3,8 +3,9 @@
 // recursion up to the depth limit) and hand-written Codable types that use unkeyed and nested
 // containers, superDecoder, out-of-order keys, allKeys and contains.
 //
-// Compiled together with Sources/Multiprocessing/Wire/*.swift. Define FUZZ_PAYLOAD_ENTRY to get
-// the libFuzzer entry point; MutationDriver.swift calls `fuzzPayload` directly.
+// Compiled together with Sources/Multiprocessing/Wire/*.swift and PayloadCoding/*.swift. Define
+// FUZZ_PAYLOAD_ENTRY to get the libFuzzer entry point; MutationDriver.swift calls `fuzzPayload`
+// directly.
 
 import Foundation
 

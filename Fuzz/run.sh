@@ -31,13 +31,12 @@ SWIFTC="${SWIFTC:-swiftc}"
 
 mkdir -p "$BUILD/logs" "$CRASHES"
 
-# The Wire sources use only the standard library and Foundation. PayloadCoding.swift (JSON
-# codec switch) is not needed by the decoders under test. They are copied first, so that edits
-# made while the fuzzers build cannot break the build ("modified during the build").
+# The framing layer (Wire/) and the payload codecs it builds on (PayloadCoding/) use only the
+# standard library. They are copied first, so that edits made while the fuzzers build cannot
+# break the build ("modified during the build").
 rm -rf "$BUILD/src" && mkdir -p "$BUILD/src"
 WIRE=()
-for file in "$ROOT"/Sources/Multiprocessing/Wire/*.swift; do
-    [[ "$(basename "$file")" == PayloadCoding.swift ]] && continue
+for file in "$ROOT"/Sources/Multiprocessing/Wire/*.swift "$ROOT"/Sources/Multiprocessing/PayloadCoding/*.swift; do
     cp "$file" "$BUILD/src/"
     WIRE+=("$BUILD/src/$(basename "$file")")
 done

@@ -70,8 +70,8 @@ extension EventLoop {
             // is sent from the chunk itself (a gathering write), not copied into the buffer.
             var position = slice.positions.lowerBound
             while position < slice.positions.upperBound {
-                position = slice.chunk.appendWireJobs(
-                    position..<slice.positions.upperBound, jobIndex: jobIndex, largeThreshold: Self.sharedPayloadThreshold, to: &worker.outgoing.frames.bytes)
+                position = slice.chunk.appendJobs(
+                    position..<slice.positions.upperBound, jobIndex: jobIndex, largeThreshold: Self.sharedPayloadThreshold, to: frame, in: &worker.outgoing.frames)
                 guard position < slice.positions.upperBound else { break }
                 let range = slice.chunk.payloadRange(at: position)
                 frame.appendHeader(jobIndex: jobIndex, codec: slice.chunk.codec.rawValue, payloadSize: range.count, into: &worker.outgoing.frames)

@@ -50,52 +50,16 @@ final class JobChunk: Sendable {
         (position == 0 ? 0 : ends[position - 1])..<ends[position]
     }
 
-    /// Appends jobs from the start of `positions` to `bytes` as a jobs frame lists them (job
-    /// index, codec, payload length, payload), in one pass with no call per job, stopping
-    /// before the first payload of `largeThreshold` bytes or more (those are sent from the
-    /// chunk instead). Returns the position it stopped at: `positions.upperBound` if it
-    /// appended them all.
-    func appendWireJobs(_ positions: Range<Int>, jobIndex: Int, largeThreshold: Int, to bytes: inout [UInt8]) -> Int {
-        let indexLength = Varint.encodedLength(of: UInt64(jobIndex))
-        let firstStart = positions.lowerBound == 0 ? 0 : ends[positions.lowerBound - 1]
-        var total = 0
-        var previous = firstStart
-        var stop = positions.upperBound
-        for position in positions {
-            let size = ends[position] - previous
-            if size >= largeThreshold {
-                stop = position
-                break
-            }
-            total += indexLength + 1 + Varint.encodedLength(of: UInt64(size)) + size
-            previous = ends[position]
+    /// Appends jobs from the start of `positions` to `frame` (see
+    /// ``JobsFrameWriter/appendJobs(_:of:ends:jobIndex:codec:largeThreshold:into:)``), stopping
+    /// before the first payload of `largeThreshold` bytes or more: those are sent from the chunk.
+    /// Returns the position it stopped at: `positions.upperBound` if it appended them all.
+    func appendJobs(_ positions: Range<Int>, jobIndex: Int, largeThreshold: Int, to frame: JobsFrameWriter, in writer: inout WireWriter) -> Int {
+        bytes.withUnsafeBytes { payloads in
+            frame.appendJobs(
+                positions, of: payloads, ends: ends, jobIndex: jobIndex, codec: codec.rawValue,
+                largeThreshold: largeThreshold, into: &writer)
         }
-        guard stop > positions.lowerBound else { return stop }
-        let start = bytes.count
-        bytes.append(contentsOf: repeatElement(0, count: total))
-        let codecByte = codec.rawValue
-        bytes.withUnsafeMutableBufferPointer { output in
-            self.bytes.withUnsafeBytes { source in
-                let out = output.baseAddress!
-                var cursor = start
-                var previous = firstStart
-                for position in positions.lowerBound..<stop {
-                    let end = ends[position]
-                    let size = end - previous
-                    cursor += Varint.write(UInt64(jobIndex), to: out + cursor)
-                    out[cursor] = codecByte
-                    cursor += 1
-                    cursor += Varint.write(UInt64(size), to: out + cursor)
-                    if size > 0 {
-                        UnsafeMutableRawPointer(out + cursor).copyMemory(from: source.baseAddress! + previous, byteCount: size)
-                    }
-                    cursor += size
-                    previous = end
-                }
-                assert(cursor == start + total)
-            }
-        }
-        return stop
     }
 
     /// All the chunk's bytes, valid during the call.

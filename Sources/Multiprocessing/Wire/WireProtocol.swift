@@ -59,15 +59,6 @@ enum FrameType: UInt8, CaseIterable, Sendable {
     case fatal = 0x7F
 }
 
-/// How a payload's bytes encode its value.
-@usableFromInline
-enum PayloadCodec: UInt8, Sendable {
-    /// The compact binary format of ``BinaryPayloadEncoder``.
-    case binary = 0
-    /// UTF-8 JSON, as `JSONEncoder` writes it (``JSONPayloadEncoder``).
-    case json = 1
-}
-
 /// What became of one job, as the worker reports it.
 enum ResultStatus: UInt8 {
     /// Payload: codec byte, then a length-prefixed output.

@@ -2,9 +2,10 @@
 /// the worker loop makes itself: one asynchronous call per job, into code specialised for the
 /// job's types.
 ///
-/// The output is encoded straight into the results frame, behind room for the longest length
-/// the frame could need, rather than into a buffer of its own and copied: for a large output
-/// that copy costs as much as sending it.
+/// The output is encoded straight into the results frame (see
+/// ``WireWriter/beginSucceededResult(codec:)``) rather than into a buffer of its own and copied:
+/// for a large output that copy costs as much as sending it. This type decides what a job's
+/// ending becomes; the results frame's bytes are written in Wire/.
 enum ResultWriting {
     /// Writes the start of a successful result and room for its length; returns where the
     /// result and its length start, or nil (after writing a failed result) for an unknown codec.
@@ -13,12 +14,8 @@ enum ResultWriting {
             WireOutcome.inputDecodingFailed("unknown payload codec \(rawCodec)").write(to: &writer)
             return nil
         }
-        let resultStart = writer.bytes.count
-        // Status, codec, and the room for the length, in one append.
-        let start: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (ResultStatus.succeeded.rawValue, rawCodec, 0, 0, 0, 0, 0)
-        assert(InPlaceOutputLength.room == 5)
-        withUnsafeBytes(of: start) { writer.bytes.append(contentsOf: $0) }
-        return (codec, resultStart, resultStart + 2)
+        let (resultStart, lengthAt) = writer.beginSucceededResult(codec: rawCodec)
+        return (codec, resultStart, lengthAt)
     }
 
     /// Completes the result `begin` started: fills in the output's length, or replaces the
@@ -27,15 +24,11 @@ enum ResultWriting {
         let failure: WireOutcome
         switch status {
         case .succeeded:
-            let length = writer.bytes.count - lengthAt - InPlaceOutputLength.room
+            let length = writer.succeededOutputLength(lengthAt: lengthAt)
             // Leave room for the frame and result headers within the frame limit.
             let limit = WireProtocol.maximumPayloadSize(inFramesOf: maximumFrameSize)
             guard length > limit else {
-                let unused = writer.bytes.withUnsafeMutableBufferPointer { buffer in
-                    InPlaceOutputLength.write(length, at: buffer.baseAddress! + lengthAt)
-                }
-                // One at a time: removeLast(_:) goes through replaceSubrange, dearer for 1–4 bytes.
-                for _ in 0..<unused { writer.bytes.removeLast() }
+                writer.endSucceededResult(outputLength: length, lengthAt: lengthAt)
                 return
             }
             failure = .outputEncodingFailed("the output is \(length) bytes; frames of at most \(maximumFrameSize) bytes carry outputs of up to \(limit) bytes")
@@ -46,38 +39,7 @@ enum ResultWriting {
         case .outputEncodingFailed(let description):
             failure = .outputEncodingFailed(description)
         }
-        writer.bytes.removeSubrange(resultStart...)
-        failure.write(to: &writer)
-    }
-}
-
-/// The length field of an output encoded in place, in a results frame.
-enum InPlaceOutputLength {
-    /// Room for a payload length: five varint bytes hold 35 bits, more than a frame's 32.
-    static let room = 5
-    /// Outputs from this size up keep their place, behind a length padded to five bytes;
-    /// smaller ones move up to meet the shortest form of their length.
-    static let paddedThreshold = 64 << 10
-
-    /// Writes `length` into the room at `destination`, followed by its payload, and returns how
-    /// many bytes at the end are no longer used.
-    static func write(_ length: Int, at destination: UnsafeMutablePointer<UInt8>) -> Int {
-        if length >= paddedThreshold {
-            // A varint with continuation bits on its leading groups: valid, if not the shortest.
-            var remaining = UInt64(length)
-            for index in 0..<(room - 1) {
-                destination[index] = UInt8(truncatingIfNeeded: remaining) | 0x80
-                remaining &>>= 7
-            }
-            destination[room - 1] = UInt8(truncatingIfNeeded: remaining)
-            return 0
-        }
-        let written = Varint.write(UInt64(length), to: destination)
-        let unused = room - written
-        if unused > 0 {
-            UnsafeMutableRawPointer(destination + written).copyMemory(from: destination + room, byteCount: length)
-        }
-        return unused
+        writer.replaceResult(startingAt: resultStart, with: failure)
     }
 }
 

@@ -224,7 +224,7 @@ final class WorkerLoop: @unchecked Sendable {
         let clock = ContinuousClock()
         var firstPosition = 0
         var position = 0
-        var frameStart = beginResults()
+        var frameStart = writer.beginResultsFrame()
         var sectionStart = clock.now
         // Reading the clock costs about as much as a tiny job: once jobs prove fast, only look
         // every 64th job.
@@ -236,7 +236,7 @@ final class WorkerLoop: @unchecked Sendable {
             try endResults(frameStart, batchID: jobs.batchID, firstPosition: firstPosition, count: position - firstPosition, elapsed: now - sectionStart)
             flush()
             firstPosition = position
-            frameStart = beginResults()
+            frameStart = writer.beginResultsFrame()
             writer.bytes.append(contentsOf: carried)
             sectionStart = now
         }
@@ -292,35 +292,22 @@ final class WorkerLoop: @unchecked Sendable {
         flush()
     }
 
-    /// Room left after a results frame's type byte for its header, which is known only at the
-    /// end: four varints of at most 10 bytes.
-    private static let resultsHeaderRoom = 40
     /// Leading bytes of `writer` that are not part of the stream: the unused part of the room
     /// before a results frame that starts at the front.
     private var frontGap = 0
 
-    /// Starts a results frame, leaving room for the header.
-    private func beginResults() -> Int {
-        let start = writer.beginFrame(.results)
-        writer.bytes.append(contentsOf: repeatElement(0, count: Self.resultsHeaderRoom))
-        return start
-    }
-
-    /// Writes the header into the room before the results, right-aligned, and moves the frame's
-    /// length and type up to meet it: the results themselves (megabytes, perhaps) stay put.
+    /// Completes the results frame, and drops the unused room before it (or, at the front of
+    /// the buffer, skips it when sending).
     private func endResults(_ frameStart: Int, batchID: UInt64, firstPosition: Int, count: Int, elapsed: Duration) throws {
-        var header = WireWriter(reservingCapacity: Self.resultsHeaderRoom)
         let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
-        ResultsHeader(batchID: batchID, firstPosition: firstPosition, count: count, elapsedNanoseconds: UInt64(max(0, nanoseconds))).write(to: &header)
-        let start = frameStart + Self.resultsHeaderRoom - header.bytes.count
-        let length = writer.bytes.count - start - 4
-        guard length <= maximumFrameSize else {
+        let header = ResultsHeader(batchID: batchID, firstPosition: firstPosition, count: count, elapsedNanoseconds: UInt64(max(0, nanoseconds)))
+        let start: Int
+        do {
+            start = try writer.endResultsFrame(startingAt: frameStart, header: header, maximumFrameSize: maximumFrameSize)
+        } catch {
             // Each output was checked against the limit, but together they may exceed it.
-            fail("a results frame of \(length) bytes exceeded the maximum frame size of \(maximumFrameSize) bytes")
+            fail("a results \(error)")
         }
-        writer.bytes.replaceSubrange((start + WireProtocol.frameHeaderSize)..<(start + WireProtocol.frameHeaderSize + header.bytes.count), with: header.bytes)
-        for index in 0..<4 { writer.bytes[start + index] = UInt8(truncatingIfNeeded: UInt32(length) >> (8 * index)) }
-        writer.bytes[start + 4] = FrameType.results.rawValue
         if frameStart == 0 && frontGap == 0 {
             frontGap = start
         } else {

@@ -2,7 +2,8 @@
 ///
 /// The payload codec uses these for every integer, count and length; frame headers and any other
 /// code that writes compact integers should use them too, so that there is one definition of the
-/// wire encoding of an integer.
+/// wire encoding of an integer. They live with the payload codecs because the framing layer
+/// (Wire/) builds on payload coding, never the other way round.
 ///
 /// A varint stores 7 bits per byte, least significant group first; the high bit of a byte is set
 /// when another byte follows. Zigzag maps signed integers to unsigned ones so that values of small
