@@ -33,10 +33,10 @@ struct SchedulerTests {
     func batchRespectsJobLimit() {
         var state = SchedulerState(maximumQueuedJobs: 1000, maximumQueuedBytes: 1 << 30)
         enqueue(chunk(count: 100), into: &state)
-        let batch = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 30 }
+        let batch = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 30 }.batch
         #expect(batch.map(\.positions) == [0..<30])
         #expect(state.queuedJobs == 70)
-        let next = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 1000 }
+        let next = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 1000 }.batch
         #expect(next.map(\.positions) == [30..<100])
         #expect(state.queue.isEmpty)
     }
@@ -46,7 +46,7 @@ struct SchedulerTests {
         var state = SchedulerState(maximumQueuedJobs: 1000, maximumQueuedBytes: 1 << 30)
         enqueue(chunk("a", count: 5), into: &state)
         enqueue(chunk("b", count: 5), into: &state)
-        let batch = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 8 }
+        let batch = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 8 }.batch
         #expect(batch.map(\.chunk.jobName) == ["a", "b"])
         #expect(batch.map(\.count) == [5, 3])
     }
@@ -55,10 +55,10 @@ struct SchedulerTests {
     func batchRespectsByteLimit() {
         var state = SchedulerState(maximumQueuedJobs: 1000, maximumQueuedBytes: 1 << 30)
         enqueue(chunk(count: 10, payloadSize: 1000), into: &state)
-        let capped = state.takeBatch(maximumBytes: 3000) { _, _ in 10 }
+        let capped = state.takeBatch(maximumBytes: 3000) { _, _ in 10 }.batch
         #expect(capped.reduce(0) { $0 + $1.count } <= 3)
         #expect(capped.reduce(0) { $0 + $1.byteCount } <= 3000)
-        let single = state.takeBatch(maximumBytes: 10) { _, _ in 10 }
+        let single = state.takeBatch(maximumBytes: 10) { _, _ in 10 }.batch
         #expect(single.reduce(0) { $0 + $1.count } == 1)
     }
 
@@ -69,7 +69,7 @@ struct SchedulerTests {
         enqueue(chunk("gone", count: 10, sink: cancelled), into: &state)
         enqueue(chunk("kept", count: 3), into: &state)
         cancelled.accepting.store(false, ordering: .relaxed)
-        let batch = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }
+        let batch = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }.batch
         #expect(batch.map(\.chunk.jobName) == ["kept"])
         #expect(state.queuedJobs == 0)
         #expect(state.queuedBytes == 0)
@@ -83,12 +83,12 @@ struct SchedulerTests {
         _ = state.enqueue(ChunkSlice(chunk: shared, positions: 2..<4, isSuspect: true))
         enqueue(chunk("timed", count: 2, timeout: .seconds(1)), into: &state)
         _ = state.enqueue(ChunkSlice(chunk: shared, positions: 4..<6))
-        let first = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }
+        let first = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }.batch
         #expect(first.map(\.chunk.jobName) == ["before"])
-        let exact = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }
+        let exact = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }.batch
         #expect(exact.map(\.positions) == [2..<4, 0..<2])
         #expect(exact.allSatisfy { $0.needsEachResult })
-        let rest = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }
+        let rest = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }.batch
         #expect(rest.map(\.positions) == [4..<6])
         #expect(rest.allSatisfy { !$0.needsEachResult })
     }
@@ -100,7 +100,7 @@ struct SchedulerTests {
         let rescued = chunk("rescued", count: 2)
         state.requeueAtFront([ChunkSlice(chunk: rescued, positions: 0..<2)])
         #expect(state.queuedJobs == 6)
-        let batch = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }
+        let batch = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 100 }.batch
         #expect(batch.map(\.chunk.jobName) == ["rescued", "later"])
     }
 
@@ -112,14 +112,15 @@ struct SchedulerTests {
             Issue.record("a full queue accepted more work")
             return
         }
-        _ = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 5 }
+        _ = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 5 }.batch
         guard case .enqueued = state.enqueue(ChunkSlice(chunk: chunk(count: 1), positions: 0..<1)) else {
             Issue.record("room was made but the work was not taken")
             return
         }
-        state.lifecycle = .draining
+        let mustStop = state.poolReleased()
+        #expect(mustStop, "a running pool released without shutdown must be stopped")
         guard case .refused(let error) = state.enqueue(ChunkSlice(chunk: chunk(count: 1), positions: 0..<1)) else {
-            Issue.record("a draining pool accepted work")
+            Issue.record("a cancelled pool accepted work")
             return
         }
         #expect(error.code == .poolShutDown)
@@ -174,6 +175,75 @@ struct SchedulerTests {
         // taken before it drops them, but not all 45,000.
         #expect(largest <= 2 * 5_000 + 1_024 + 10)
     }
+
+    @Test("shutdown drains, refuses new work, and its caller is released when the pool finishes")
+    func shutdownThenFinish() async {
+        let state = Mutex(SchedulerState(maximumQueuedJobs: 100, maximumQueuedBytes: 1 << 20))
+        state.withLock { enqueue(chunk(count: 3), into: &$0) }
+        async let stopped: Void = withCheckedContinuation { continuation in
+            switch state.withLock({ $0.shutdown(cancellingPendingJobs: false, continuation) }) {
+            case .resumeNow: continuation.resume()
+            case .wakeLoop: break
+            }
+        }
+        // The shutdown's caller is kept until the pool finishes; then the queued jobs are handed
+        // back to fail and the caller is released.
+        var lifecycle = state.withLock { $0.lifecycle }
+        while lifecycle == .running {
+            await Task.yield()
+            lifecycle = state.withLock { $0.lifecycle }
+        }
+        #expect(lifecycle == .draining)
+        let refused: Bool
+        if case .refused = state.withLock({ $0.enqueue(ChunkSlice(chunk: chunk(count: 1), positions: 0..<1)) }) { refused = true } else { refused = false }
+        #expect(refused, "a draining pool takes no new work")
+        let release = state.withLock { $0.finish() }
+        #expect(release.queued.map(\.count) == [3])
+        #expect(release.shutdownWaiters.count == 1)
+        for waiter in release.shutdownWaiters { waiter.resume() }
+        await stopped
+        #expect(state.withLock { $0.lifecycle } == .stopped)
+        // A later shutdown returns at once.
+        await withCheckedContinuation { continuation in
+            switch state.withLock({ $0.shutdown(cancellingPendingJobs: true, continuation) }) {
+            case .resumeNow: continuation.resume()
+            case .wakeLoop: Issue.record("a stopped pool made a shutdown wait")
+            }
+        }
+    }
+
+    @Test("callers waiting for the job names get the first hello's, or the error that broke the pool")
+    func jobNamesAndBreaking() async throws {
+        let state = Mutex(SchedulerState(maximumQueuedJobs: 100, maximumQueuedBytes: 1 << 20))
+        async let names: [String] = withCheckedThrowingContinuation { continuation in
+            if case .resume(let answer) = state.withLock({ $0.waitForJobNames(continuation) }) { continuation.resume(with: answer) }
+        }
+        var waiters: [CheckedContinuation<[String], any Error>] = []
+        while waiters.isEmpty {
+            await Task.yield()
+            waiters = state.withLock { $0.workerSaidHello(jobNames: ["a", "b"]) }
+        }
+        for waiter in waiters { waiter.resume(returning: ["a", "b"]) }
+        #expect(try await names == ["a", "b"])
+        let laterWaiters = state.withLock { $0.workerSaidHello(jobNames: ["c"]) }
+        #expect(laterWaiters.isEmpty)
+        #expect(state.withLock { $0.servedJobNames } == ["a", "b"], "the first hello's names stay")
+
+        // Breaking the pool hands back what is queued, refuses new work, and happens once.
+        state.withLock { enqueue(chunk(count: 2), into: &$0) }
+        let broken = ProcessPoolError(.spawnFailed, "no worker could be started")
+        let release = state.withLock { $0.breakPool(with: broken) }
+        #expect(release?.queued.map(\.count) == [2])
+        let again = state.withLock { $0.breakPool(with: broken) }
+        #expect(again == nil, "a pool breaks once")
+        let refusedCode: ProcessPoolError.Code?
+        if case .refused(let error) = state.withLock({ $0.enqueue(ChunkSlice(chunk: chunk(count: 1), positions: 0..<1)) }) {
+            refusedCode = error.code
+        } else {
+            refusedCode = nil
+        }
+        #expect(refusedCode == .spawnFailed)
+    }
 }
 
 extension Array where Element == [UInt8] {
@@ -184,4 +254,5 @@ extension Array where Element == [UInt8] {
             Array(dropFirst()).withPayloads(body, done: done + [.succeeded(codec: .binary, payload: payload)])
         }
     }
+
 }

@@ -21,10 +21,9 @@ extension EventLoop {
                 let allowance = core.configuration.maximumJobsPerWorker.map { max(1, $0 - worker.jobsSent) } ?? Int.max
                 let sizer = batchSizer
                 let (slices, waiters) = core.state.withLock { state in
-                    let batch = state.takeBatch(maximumBytes: maximumBatchBytes, overheadPerJob: Self.jobHeaderBytes) { jobName, queuedJobs in
+                    state.takeBatch(maximumBytes: maximumBatchBytes, overheadPerJob: Self.jobHeaderBytes) { jobName, queuedJobs in
                         min(allowance, sizer.batchLimit(jobName: jobName, queuedJobs: queuedJobs, workerCount: workerCount))
                     }
-                    return (batch, state.takeSpaceWaitersIfReady())
                 }
                 for waiter in waiters { waiter.resume() }
                 guard !slices.isEmpty else { break }
@@ -41,7 +40,7 @@ extension EventLoop {
         // them brings the loop back here, so new jobs need not wake it.
         let saturated = !workers.isEmpty && workers.count >= core.configuration.workerCount
             && workers.allSatisfy { $0.state == .ready && $0.inFlight.count >= batchSizer.pipelineDepth(behind: $0.inFlight.first) }
-        core.state.withLock { $0.loopWillCheckQueue = saturated }
+        core.state.withLock { $0.loopSaturated(saturated) }
     }
 
     /// Writes `slices` into a jobs frame for `worker` and records the batch as in flight.
@@ -97,11 +96,18 @@ extension EventLoop {
 
     /// Fails every queued job with `error`, and lets callers waiting for room retry.
     func failQueued(with error: ProcessPoolError) {
-        let (slices, waiters) = core.state.withLock { state in
-            (state.removeAllQueued(), state.takeSpaceWaitersIfReady())
-        }
+        let (queued, waiters) = core.state.withLock { $0.cancelQueued() }
         for waiter in waiters { waiter.resume() }
-        for slice in slices { deliverFailure(error, to: slice) }
+        for slice in queued { deliverFailure(error, to: slice) }
+    }
+
+    /// Carries out what a transition of the scheduler state released: queued jobs fail with
+    /// `error`, and every caller that waited is resumed (with `error` where it expects a value).
+    func carryOut(_ release: SchedulerState.Release, failingWith error: ProcessPoolError) {
+        for waiter in release.jobNameWaiters { waiter.resume(throwing: error) }
+        for waiter in release.spaceWaiters { waiter.resume() }
+        for slice in release.queued { deliverFailure(error, to: slice) }
+        for waiter in release.shutdownWaiters { waiter.resume() }
     }
 
     /// Fails every job of `slice` with `error`, through its call's sink.

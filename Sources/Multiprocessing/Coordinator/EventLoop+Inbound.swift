@@ -75,11 +75,7 @@ extension EventLoop {
             if worker.state == .starting { worker.state = .ready }
             respawns.noteStartSuccess()
             let names = hello.jobNames
-            let waiters = core.state.withLock { state -> [CheckedContinuation<[String], any Error>] in
-                if state.servedJobNames == nil { state.servedJobNames = names }
-                defer { state.jobNameWaiters.removeAll() }
-                return state.jobNameWaiters
-            }
+            let waiters = core.state.withLock { $0.workerSaidHello(jobNames: names) }
             for waiter in waiters { waiter.resume(returning: names) }
         case (.starting, _):
             throw WireError("expected the worker's hello, received a frame of type \(type)")

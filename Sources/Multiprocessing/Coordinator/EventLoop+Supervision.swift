@@ -125,15 +125,8 @@ extension EventLoop {
     /// Makes `error` the pool's refusal: queued jobs and callers waiting for a worker's hello
     /// fail with it, and new work is refused.
     private func fail(with error: ProcessPoolError) {
-        let waiters = core.state.withLock { state -> [CheckedContinuation<[String], any Error>]? in
-            guard state.brokenError == nil else { return nil }
-            state.brokenError = error
-            defer { state.jobNameWaiters.removeAll() }
-            return state.jobNameWaiters
-        }
-        guard let waiters else { return }
-        for waiter in waiters { waiter.resume(throwing: error) }
-        failQueued(with: error)
+        guard let release = core.state.withLock({ $0.breakPool(with: error) }) else { return }
+        carryOut(release, failingWith: error)
     }
 
     /// The loop cannot go on (it cannot wait for events): kills every worker, fails every job

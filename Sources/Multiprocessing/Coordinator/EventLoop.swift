@@ -59,7 +59,7 @@ final class EventLoop: @unchecked Sendable {
         } catch {
             errorForwarder?.stop()
             core.waker.close()
-            core.state.withLock { $0.lifecycle = .stopped }
+            core.state.withLock { $0.startFailed() }
             started(ProcessPoolError(systemCallFailure: error, "cannot start the pool's I/O thread"))
         }
     }
@@ -73,7 +73,7 @@ final class EventLoop: @unchecked Sendable {
                 for worker in workers { _ = worker.connection.finish() }
                 workers.removeAll()
                 publishWorkerProcessIDs()
-                core.state.withLock { $0.lifecycle = .stopped }
+                core.state.withLock { $0.startFailed() }
                 return error
             }
         }
@@ -92,7 +92,7 @@ final class EventLoop: @unchecked Sendable {
 
     private func publishWorkerProcessIDs() {
         let pids = workers.map(\.pid)
-        core.state.withLock { $0.workerProcessIDs = pids }
+        core.state.withLock { $0.workersChanged(processIDs: pids) }
     }
 
     // MARK: The loop
@@ -207,22 +207,15 @@ final class EventLoop: @unchecked Sendable {
     /// Ends the pool: every caller waiting on it is told, and the loop's own descriptors are
     /// closed. Every worker has exited by now.
     private func finish() {
-        let waiters = core.state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.lifecycle = .stopped
-            defer { state.shutdownWaiters.removeAll() }
-            return state.shutdownWaiters
-        }
-        // Anything still queued can no longer run.
-        failQueued(with: ProcessPoolError(.poolShutDown, "the pool was shut down before the job ran"))
+        let release = core.state.withLock { $0.finish() }
         // Every worker's descriptors are closed by now; close ours before anyone is told the
         // pool has stopped, so a caller counting descriptors sees none left.
         core.waker.close()
         errorForwarder?.stop()
-        let nameWaiters = core.state.withLock { state in
-            defer { state.jobNameWaiters.removeAll() }
-            return state.jobNameWaiters
-        }
-        for waiter in nameWaiters { waiter.resume(throwing: ProcessPoolError(.poolShutDown, "the pool stopped before a worker said hello")) }
-        for waiter in waiters { waiter.resume() }
+        // Anything still queued can no longer run.
+        for slice in release.queued { deliverFailure(ProcessPoolError(.poolShutDown, "the pool was shut down before the job ran"), to: slice) }
+        for waiter in release.spaceWaiters { waiter.resume() }
+        for waiter in release.jobNameWaiters { waiter.resume(throwing: ProcessPoolError(.poolShutDown, "the pool stopped before a worker said hello")) }
+        for waiter in release.shutdownWaiters { waiter.resume() }
     }
 }

@@ -51,16 +51,12 @@ final class PoolCore: Sendable {
         let id = waiterIDs.add(1, ordering: .relaxed).oldValue
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let resumeNow = state.withLock { state -> Bool in
-                    if (state.hasSpace && !state.hasSpaceWaiters) || state.refusal != nil || Task.isCancelled { return true }
-                    state.addSpaceWaiter(id: id, continuation)
-                    return false
-                }
-                if resumeNow { continuation.resume() }
+                let waiting = state.withLock { $0.waitForSpace(id: id, isCancelled: Task.isCancelled, continuation) }
+                if !waiting { continuation.resume() }
             }
             try Task.checkCancellation()
         } onCancel: {
-            state.withLock { $0.removeSpaceWaiter(id: id) }?.resume(throwing: CancellationError())
+            state.withLock { $0.cancelSpaceWaiter(id: id) }?.resume(throwing: CancellationError())
         }
     }
 

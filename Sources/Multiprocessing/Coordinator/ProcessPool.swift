@@ -39,14 +39,9 @@ public final class ProcessPool: Sendable {
     /// - Throws: ``ProcessPoolError`` if no worker can be started, or the pool stops first.
     public func servedJobNames() async throws -> [String] {
         try await withCheckedThrowingContinuation { continuation in
-            let ready = core.state.withLock { state -> Result<[String], any Error>? in
-                if let names = state.servedJobNames { return .success(names) }
-                if let broken = state.brokenError { return .failure(broken) }
-                if state.lifecycle == .stopped { return .failure(ProcessPoolError(.poolShutDown, "the pool has stopped")) }
-                state.jobNameWaiters.append(continuation)
-                return nil
+            if case .resume(let answer) = core.state.withLock({ $0.waitForJobNames(continuation) }) {
+                continuation.resume(with: answer)
             }
-            if let ready { continuation.resume(with: ready) }
         }
     }
 
@@ -76,12 +71,7 @@ public final class ProcessPool: Sendable {
 
     deinit {
         // Released without shutdown: stop the workers rather than leave them running.
-        let mustStop = core.state.withLock { state -> Bool in
-            guard state.lifecycle == .running || state.lifecycle == .draining else { return false }
-            state.lifecycle = .cancelling
-            return true
-        }
-        if mustStop { core.waker.wake() }
+        if core.state.withLock({ $0.poolReleased() }) { core.waker.wake() }
     }
 
     /// Queues a job and returns a future for its output.
@@ -148,17 +138,10 @@ public final class ProcessPool: Sendable {
     /// if the calling task is cancelled.
     public func shutdown(cancellingPendingJobs: Bool = false) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let stopped = core.state.withLock { state -> Bool in
-                if state.lifecycle == .stopped { return true }
-                if cancellingPendingJobs {
-                    state.lifecycle = .cancelling
-                } else if state.lifecycle == .running {
-                    state.lifecycle = .draining
-                }
-                state.shutdownWaiters.append(continuation)
-                return false
+            switch core.state.withLock({ $0.shutdown(cancellingPendingJobs: cancellingPendingJobs, continuation) }) {
+            case .resumeNow: continuation.resume()
+            case .wakeLoop: core.waker.wake()
             }
-            if stopped { continuation.resume() } else { core.waker.wake() }
         }
     }
 }
