@@ -50,7 +50,8 @@ let package = Package(
             path: "Tests/FixtureWorker",
             swiftSettings: strictSettings
         ),
-        // The README's and the DocC articles' code, compiled so that it cannot drift from the API.
+        // The README's and the DocC articles' code, compiled so that it cannot drift from the
+        // API; DocumentationTests checks that every Swift block of the Markdown appears here.
         .executableTarget(
             name: "own-worker",
             dependencies: ["Multiprocessing"],
@@ -90,7 +91,10 @@ let package = Package(
         ),
         .testTarget(
             name: "MultiprocessingTests",
-            dependencies: ["Multiprocessing", "CMultiprocessingShims", "fixture-worker", "pool", "pool-worker"],
+            dependencies: [
+                "Multiprocessing", "CMultiprocessingShims", "fixture-worker", "pool", "pool-worker",
+                "prime-coordinator", "prime-worker",
+            ],
             swiftSettings: strictSettings
         ),
     ]
