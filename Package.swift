@@ -50,9 +50,51 @@ let package = Package(
             path: "Tests/FixtureWorker",
             swiftSettings: strictSettings
         ),
+        // The README's and the DocC articles' code, compiled so that it cannot drift from the
+        // API; DocumentationTests checks that every Swift block of the Markdown appears here.
+        .executableTarget(
+            name: "own-worker",
+            dependencies: ["Multiprocessing"],
+            path: "Examples/own-worker",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "job-options",
+            dependencies: ["Multiprocessing"],
+            path: "Examples/job-options",
+            swiftSettings: strictSettings
+        ),
+        // A worker and a coordinator in two programs, sharing their job types through a library.
+        .target(
+            name: "PrimeJobs",
+            dependencies: ["Multiprocessing"],
+            path: "Examples/PrimeJobs",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "prime-worker",
+            dependencies: ["Multiprocessing", "PrimeJobs"],
+            path: "Examples/prime-worker",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "prime-coordinator",
+            dependencies: ["Multiprocessing", "PrimeJobs"],
+            path: "Examples/prime-coordinator",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "docc-overview",
+            dependencies: ["Multiprocessing"],
+            path: "Examples/docc-overview",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "MultiprocessingTests",
-            dependencies: ["Multiprocessing", "CMultiprocessingShims", "fixture-worker", "pool", "pool-worker"],
+            dependencies: [
+                "Multiprocessing", "CMultiprocessingShims", "fixture-worker", "pool", "pool-worker",
+                "prime-coordinator", "prime-worker",
+            ],
             swiftSettings: strictSettings
         ),
     ]
