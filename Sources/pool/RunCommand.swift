@@ -137,9 +137,7 @@ struct RunCommand {
             return halt?.isReached(failed: printer.failures, finished: finished) ?? false
         }
         try await withProcessPool(configuration: configuration) { pool in
-            interrupt.setEmergencyStop {
-                for pid in pool.workerProcessIDs { kill(-pid, SIGKILL) }
-            }
+            interrupt.setEmergencyStop { pool.killWorkersNow() }
             // One stream of events drives the run: inputs arriving (read on a thread of their
             // own, so a slow stdin such as `tail -f` blocks nothing), and jobs finishing. So
             // results print as soon as jobs end, and Ctrl-C never waits for another input.

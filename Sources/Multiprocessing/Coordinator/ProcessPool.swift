@@ -17,6 +17,12 @@ public final class ProcessPool: Sendable {
     /// replaced when they crash, so the list changes).
     public var workerProcessIDs: [Int32] { core.state.withLock { $0.workerProcessIDs } }
 
+    /// Sends SIGKILL to every live worker's process group at once, from any thread: the last
+    /// resort of a command line interrupted twice. The event loop then sees the exits as usual.
+    package func killWorkersNow() {
+        for pid in workerProcessIDs { ThisProcess.killProcessGroup(pid) }
+    }
+
     /// An executor that runs tasks on the pool's I/O thread, for the lowest latency per job.
     ///
     /// A task that prefers it, with `withTaskExecutorPreference(pool.eventLoopExecutor) { … }`,

@@ -18,6 +18,13 @@ enum ThisProcess {
     /// fewer if a container (cgroup) CPU quota is lower.
     static var availableProcessorCount: Int { Int(mp_available_cpu_count()) }
 
+    /// Sends SIGKILL to the process group led by `processID`.
+    ///
+    /// The corresponding C function is `kill(2)` with a negative pid.
+    static func killProcessGroup(_ processID: Int32) {
+        _ = kill(-processID, SIGKILL)
+    }
+
     /// Lets another thread run on this core, if one is waiting.
     ///
     /// The corresponding C function is `sched_yield(2)`.
