@@ -679,34 +679,42 @@ private func samplePerson() -> Person {
         #expect(throws: EncodingError.self) { try encoder.encode(Interleaved()) }
     }
 
-    @Test func randomBytesNeverCrash() throws {
-        var generator = SplitMix64(seed: 0xC0DEC)
-        var decodedCount = 0
-        for _ in 0..<20_000 {
-            let length = Int.random(in: 0...64, using: &generator)
-            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            if (try? decoder.decode(Person.self, from: bytes)) != nil { decodedCount += 1 }
-            _ = try? decoder.decode([Shape].self, from: bytes)
-            _ = try? decoder.decode(Optionals.self, from: bytes)
-            _ = try? decoder.decode(Reordered.self, from: bytes)
-            _ = try? decoder.decode([String: [Int]].self, from: bytes)
-            _ = try? decoder.decode(Chain.self, from: bytes)
+    @Test func randomBytesNeverCrash() async throws {
+        // Seconds of decoding on a loaded machine: on a thread of its own, so that it does not
+        // hold one of the cooperative pool's few threads (every other test's tasks wait for them).
+        let decodedCount = try await onDedicatedThread {
+            var generator = SplitMix64(seed: 0xC0DEC)
+            var decodedCount = 0
+            for _ in 0..<20_000 {
+                let length = Int.random(in: 0...64, using: &generator)
+                let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                if (try? decoder.decode(Person.self, from: bytes)) != nil { decodedCount += 1 }
+                _ = try? decoder.decode([Shape].self, from: bytes)
+                _ = try? decoder.decode(Optionals.self, from: bytes)
+                _ = try? decoder.decode(Reordered.self, from: bytes)
+                _ = try? decoder.decode([String: [Int]].self, from: bytes)
+                _ = try? decoder.decode(Chain.self, from: bytes)
+            }
+            return decodedCount
         }
         #expect(decodedCount < 20_000)
     }
 
-    @Test func mutatedPayloadsNeverCrash() throws {
-        var generator = SplitMix64(seed: 7)
+    @Test func mutatedPayloadsNeverCrash() async throws {
         let valid = try encoder.encode(
             [Reordered(
                 a: 1, b: "b", first: Point(x: 1, y: 2), second: Point(x: 3, y: 4), points: [Point(x: 5, y: 6)],
                 maybe: Point(x: 7, y: 8), note: nil, inner: ["k": 1])])
-        for _ in 0..<20_000 {
-            var bytes = valid
-            for _ in 0..<Int.random(in: 1...4, using: &generator) {
-                bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+        // Seconds of decoding: off the cooperative pool, like randomBytesNeverCrash.
+        try await onDedicatedThread {
+            var generator = SplitMix64(seed: 7)
+            for _ in 0..<20_000 {
+                var bytes = valid
+                for _ in 0..<Int.random(in: 1...4, using: &generator) {
+                    bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+                }
+                _ = try? decoder.decode([Reordered].self, from: bytes)
             }
-            _ = try? decoder.decode([Reordered].self, from: bytes)
         }
     }
 }

@@ -358,7 +358,10 @@ struct CommandLineTests {
         let mixed = try await pool(["run", "--line-buffer", "-j", "2", "sh", "-c", script, "_", ":::", "a", "b"])
         let lines = mixed.output.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
         #expect(lines.count == 4000)
-        let malformed = lines.filter { $0.wholeMatch(of: /job [ab] line \d+ of many words to make the line longer/) == nil }
+        // One regex for all lines: a literal inside the closure would be compiled again for
+        // each of the 4000 (seconds of a cooperative thread in a debug build).
+        let wellFormed = /job [ab] line \d+ of many words to make the line longer/
+        let malformed = lines.filter { $0.wholeMatch(of: wellFormed) == nil }
         #expect(malformed.isEmpty, "cut lines: \(malformed.prefix(3))")
         for job in ["a", "b"] {
             let numbers = lines.filter { $0.hasPrefix("job \(job) ") }.map { Int($0.split(separator: " ")[3])! }
