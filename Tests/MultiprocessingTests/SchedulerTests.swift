@@ -176,6 +176,30 @@ struct SchedulerTests {
         #expect(largest <= 2 * 5_000 + 1_024 + 10)
     }
 
+    @Test("work queued while the loop said it would look is not lost when it stops saying so")
+    func saturationFlagDoesNotLoseWork() {
+        var state = SchedulerState(maximumQueuedJobs: 100, maximumQueuedBytes: 1 << 20)
+        let first = state.loopSaturated(true)
+        #expect(!first)
+        // Every worker busy: queuing needs no wake-up.
+        guard case .enqueued(let wake) = state.enqueue(ChunkSlice(chunk: chunk(count: 1), positions: 0..<1)) else {
+            Issue.record("the job was not queued")
+            return
+        }
+        #expect(!wake)
+        // The loop had taken from the queue before that job came, and now finds a worker idle:
+        // it must be told to look again rather than sleep.
+        let missed = state.loopSaturated(false)
+        let missedAgain = state.loopSaturated(false)
+        #expect(missed)
+        #expect(!missedAgain, "once told, no second wake-up")
+        _ = state.takeBatch(maximumBytes: 1 << 20) { _, _ in 10 }
+        let busyAgain = state.loopSaturated(true)
+        let idleWithEmptyQueue = state.loopSaturated(false)
+        #expect(!busyAgain)
+        #expect(!idleWithEmptyQueue, "nothing queued, nothing missed")
+    }
+
     @Test("shutdown drains, refuses new work, and its caller is released when the pool finishes")
     func shutdownThenFinish() async {
         let state = Mutex(SchedulerState(maximumQueuedJobs: 100, maximumQueuedBytes: 1 << 20))

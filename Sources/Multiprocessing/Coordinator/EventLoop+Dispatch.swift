@@ -40,7 +40,11 @@ extension EventLoop {
         // them brings the loop back here, so new jobs need not wake it.
         let saturated = !workers.isEmpty && workers.count >= core.configuration.workerCount
             && workers.allSatisfy { $0.state == .ready && $0.inFlight.count >= batchSizer.pipelineDepth(behind: $0.inFlight.first) }
-        core.state.withLock { $0.loopSaturated(saturated) }
+        if core.state.withLock({ $0.loopSaturated(saturated) }) {
+            // Work queued while the flag said the loop would look: it has not, so make the
+            // coming poll return at once and send it.
+            core.waker.wake()
+        }
     }
 
     /// Writes `slices` into a jobs frame for `worker` and records the batch as in flight.

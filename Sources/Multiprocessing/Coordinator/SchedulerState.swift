@@ -208,8 +208,14 @@ struct SchedulerState {
     }
 
     /// The event loop says whether every worker holds all it may (see ``loopWillCheckQueue``).
-    mutating func loopSaturated(_ saturated: Bool) {
+    ///
+    /// - Returns: Whether the loop must look at the queue again before it sleeps: the flag was
+    ///   set until now, so a caller may have queued work after the loop last took from the
+    ///   queue without waking it.
+    mutating func loopSaturated(_ saturated: Bool) -> Bool {
+        let mayHaveMissedWork = loopWillCheckQueue && !saturated && !queue.isEmpty
         loopWillCheckQueue = saturated
+        return mayHaveMissedWork
     }
 
     // MARK: The queue
