@@ -8,6 +8,9 @@ if CommandLine.arguments.count == 3 && CommandLine.arguments[1] == "serve-broken
 }
 
 if Worker.isSpawnedByPool {
+    // For tests of the termination sequence: a worker that ignores SIGTERM from the start, so
+    // that when its job's timeout fires is no race with the job's own call to signal().
+    if ProcessInfo.processInfo.environment["FIXTURE_IGNORE_SIGTERM"] == "1" { signal(SIGTERM, SIG_IGN) }
     try await Worker.serve(jobs: fixtureJobs)
 }
 

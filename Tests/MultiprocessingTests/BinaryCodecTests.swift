@@ -635,7 +635,8 @@ private func samplePerson() -> Person {
             #expect(throws: DecodingError.self) { try decoder.decode(Set<Int>.self, from: payload) }
             #expect(throws: DecodingError.self) { try decoder.decode([Int: Int].self, from: payload) }
         }
-        #expect(elapsed < .seconds(1))
+        // Microseconds here; the bound only leaves room for a loaded machine.
+        #expect(elapsed < .seconds(5))
     }
 
     @Test func malformedScalarsThrow() throws {

@@ -25,7 +25,10 @@ struct ReliabilityTests {
 
     @Test("a job that ignores SIGTERM is killed with SIGKILL after the grace period")
     func gracePeriodEndsInSigkill() async throws {
-        try await withFixturePool(workers: 1, configure: { $0.terminationGracePeriod = .milliseconds(300) }) { pool async throws in
+        try await withFixturePool(workers: 1, configure: {
+            $0.terminationGracePeriod = .milliseconds(300)
+            $0.environment["FIXTURE_IGNORE_SIGTERM"] = "1"
+        }) { pool async throws in
             let error = try await #require(throws: ProcessPoolError.self) {
                 try await pool.run(Misbehave.self, .ignoreTerminationAndSleep(milliseconds: 30_000), options: JobOptions(timeout: .milliseconds(200)))
             }
@@ -37,8 +40,10 @@ struct ReliabilityTests {
 
     @Test("the pool's default timeout applies to map; the other inputs succeed")
     func defaultTimeoutInMap() async throws {
-        let results = try await withFixturePool(workers: 2, configure: { $0.jobTimeout = .milliseconds(300) }) { pool async throws in
-            try await pool.mapResults(SleepThenReportProcessID.self, [5, 5, 20_000, 5, 5, 5])
+        // The timeout's clock starts when the job is sent to an idle worker; on a loaded machine
+        // a 5 ms job may wait well over 300 ms for a core, so the limit leaves room for that.
+        let results = try await withFixturePool(workers: 2, configure: { $0.jobTimeout = .seconds(3) }) { pool async throws in
+            try await pool.mapResults(SleepThenReportProcessID.self, [5, 5, 60_000, 5, 5, 5])
         }
         for (index, result) in results.enumerated() {
             if index == 2 {
