@@ -59,6 +59,7 @@ final class EventLoop: @unchecked Sendable {
         } catch {
             errorForwarder?.stop()
             core.waker.close()
+            core.executor.close()
             core.state.withLock { $0.startFailed() }
             started(ProcessPoolError(systemCallFailure: error, "cannot start the pool's I/O thread"))
         }

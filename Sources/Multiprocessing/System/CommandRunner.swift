@@ -19,8 +19,18 @@ enum CommandRunner {
     private static let resolved = Mutex<[String: String]>([:])
 
     /// /dev/null, opened once and shared by every command as its stdin.
-    private static let nullDevice = Result { () throws(SystemCallError) in
-        DescriptorBox(try FileDescriptor.openNullDevice(writable: false).movedAboveStandardStreams())
+    private static let cachedNullDevice = Mutex<DescriptorBox?>(nil)
+
+    /// /dev/null, opened on first use (and again after a failure, such as a full descriptor
+    /// table, rather than failing every later command).
+    private static func nullDevice() throws(SystemCallError) -> DescriptorBox {
+        if let known = cachedNullDevice.withLock({ $0 }) { return known }
+        let opened = DescriptorBox(try FileDescriptor.openNullDevice(writable: false).movedAboveStandardStreams())
+        return cachedNullDevice.withLock { cached in
+            if let known = cached { return known }  // another thread won; ours closes as it goes
+            cached = opened
+            return opened
+        }
     }
 
     /// Finds `name` the way a shell does: as a path if it contains a slash, else in `PATH`
@@ -64,7 +74,7 @@ enum CommandRunner {
         let output: FileDescriptor.Pipe
         let errors: FileDescriptor.Pipe
         do {
-            input = try nullDevice.get()
+            input = try nullDevice()
             output = try FileDescriptor.pipe()
         } catch {
             throw fail(error)

@@ -122,24 +122,30 @@ final class LocalPipeConnection: WorkerConnection {
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> FileDescriptor.IOResult {
-        try Self.read(from: &output, into: buffer)
+        // The hot path of every round trip: a plain borrow of the descriptor, no inout access.
+        guard output != nil else { return .transferred(0) }
+        let result: FileDescriptor.IOResult
+        do {
+            result = try output!.read(into: buffer)
+        } catch {
+            output.take()?.close()
+            throw error
+        }
+        if result == .transferred(0) { output.take()?.close() }
+        return result
     }
 
     func readDiagnostics(into buffer: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> FileDescriptor.IOResult {
-        try Self.read(from: &diagnostics, into: buffer)
-    }
-
-    /// Reads from `end`, closing it once it has ended or failed.
-    private static func read(from end: inout FileDescriptor?, into buffer: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> FileDescriptor.IOResult {
-        guard end != nil else { return .transferred(0) }
+        guard diagnostics != nil else { return .transferred(0) }
+        let result: FileDescriptor.IOResult
         do {
-            let result = try end!.read(into: buffer)
-            if result == .transferred(0) { end.take()?.close() }
-            return result
+            result = try diagnostics!.read(into: buffer)
         } catch {
-            end.take()?.close()
+            diagnostics.take()?.close()
             throw error
         }
+        if result == .transferred(0) { diagnostics.take()?.close() }
+        return result
     }
 
     func write(_ buffer: UnsafeRawBufferPointer) throws(SystemCallError) -> FileDescriptor.IOResult {
