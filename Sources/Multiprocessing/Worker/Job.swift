@@ -8,7 +8,7 @@
 /// struct CountPrimes: Job {
 ///     static let name = "count-primes"
 ///     func run(_ range: ClosedRange<Int>) throws -> Int {
-///         range.reduce(0) { $0 + (isPrime($1) ? 1 : 0) }
+///         range.count { n in n > 1 && !(2..<n).contains { d in d * d <= n && n % d == 0 } }
 ///     }
 /// }
 /// ```
