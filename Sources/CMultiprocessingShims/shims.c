@@ -59,11 +59,30 @@ int mp_eventfd_cloexec(void) {
 #endif
 }
 
-int mp_set_parent_death_signal(int signal) {
 #if defined(__linux__)
-    return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0);
-#else
+/// The handler of the parent-death signal: takes the worker's process group (the commands its
+/// job started) down with it. Async-signal-safe calls only.
+static void mp_parent_died(int signal) {
     (void)signal;
+    // Only when the group is the worker's alone: one started by hand from a shell shares the
+    // shell's group.
+    if (getpgrp() == getpid()) kill(0, SIGKILL);
+    _exit(1);
+}
+#endif
+
+int mp_die_with_parent_taking_group(void) {
+#if defined(__linux__)
+    // A real-time signal nothing else here uses, so that a signal meant for a job's processes
+    // (SIGTERM on a timeout) does not end up handled here.
+    int parentDied = SIGRTMIN + 2;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = mp_parent_died;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(parentDied, &action, NULL) != 0) return -1;
+    return prctl(PR_SET_PDEATHSIG, (unsigned long)parentDied, 0, 0, 0);
+#else
     return 0;
 #endif
 }

@@ -25,23 +25,27 @@ enum Help {
     """
 
     static let map = """
-    usage: pool map --job NAME [--worker PATH] [-j N] [-k]
+    usage: pool map --job NAME [--worker PATH] [-j N] [-k] [--timeout SECS]
 
     Reads JSON Lines from stdin, one job input per line, runs the job NAME of the worker binary
     on each (default worker: pool-worker next to pool), and writes JSON Lines to stdout:
 
       {"line":N,"output":OUTPUT}
-      {"line":N,"error":{"code":CODE,"message":TEXT}}
+      {"line":N,"error":{"code":CODE,"message":TEXT,"worker":PID}}
 
     N is the input's line number (from 1). A line that is not JSON (code invalidJSON), or that
     the worker cannot decode as the job's input (code decodingFailed), gets an error record that
-    says what was wrong; every other line is processed.
+    says what was wrong; every other line is processed. What a worker answers is checked before
+    it is printed: anything but one JSON value is an error record (code protocolViolation)
+    naming the worker's pid, and an output is always written on one line.
 
     options:
       --job NAME       the job to run (pool jobs lists them)
       --worker PATH    the worker binary
       -j, --jobs N     workers (default: the number of cores); N% of the cores
       -k, --keep-order write records in input order
+      --timeout SECS   stop a line's job after SECS seconds (code timedOut); its worker is
+                       replaced
 
     exit status: 0 if every line succeeded; otherwise the number of failed lines, at most 101;
     2 for a usage error; 255 if pool itself failed.

@@ -10,17 +10,17 @@ final class JobLog {
     private let handle: FileHandle
 
     /// Opens `path` for appending (with `--resume`) or anew, writing the header to a new log.
+    ///
+    /// - Throws: ``FileError`` naming the path and the system's reason.
     init(path: String, appending: Bool) throws {
-        let manager = FileManager.default
-        let exists = manager.fileExists(atPath: path)
-        if !appending || !exists {
-            guard manager.createFile(atPath: path, contents: Data(Self.header.utf8)) else {
-                throw UsageError("cannot create the job log \(path)")
-            }
+        let exists = FileManager.default.fileExists(atPath: path)
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (appending ? O_APPEND : O_TRUNC), 0o644)
+        guard descriptor >= 0 else { throw FileError("write the job log", path) }
+        handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        if (!appending || !exists) && !writeWhole(Data(Self.header.utf8), to: descriptor) {
+            throw FileError("write the job log", path)
         }
-        guard let handle = FileHandle(forWritingAtPath: path) else { throw UsageError("cannot write the job log \(path)") }
         try handle.seekToEnd()
-        self.handle = handle
     }
 
     func record(sequence: Int, command rawCommand: String, result: Result<CommandJob.Output, ProcessPoolError>) {

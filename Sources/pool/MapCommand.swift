@@ -12,6 +12,7 @@ struct MapCommand {
     var jobName: String?
     var jobs = ProcessInfo.processInfo.activeProcessorCount
     var keepOrder = false
+    var timeout: Duration?
 
     init(arguments: [String]) throws(UsageError) {
         var rest = arguments[...]
@@ -25,6 +26,7 @@ struct MapCommand {
             case "--job": jobName = try value(for: argument)
             case "-j", "--jobs": jobs = try RunCommand.parseJobs(try value(for: argument))
             case "-k", "--keep-order": keepOrder = true
+            case "--timeout": timeout = try RunCommand.parseTimeout(try value(for: argument))
             default:
                 if argument.hasPrefix("-j"), argument.count > 2 {
                     jobs = try RunCommand.parseJobs(String(argument.dropFirst(2)))
@@ -39,12 +41,15 @@ struct MapCommand {
     private struct ErrorBody: Encodable {
         var code: String
         var message: String
+        /// The pid of the worker that reported or caused the error, when one did.
+        var worker: Int32?
     }
 
     /// Runs every line; returns the exit status (failed lines, at most 101).
     func run() async throws -> Int32 {
         guard let jobName else { return 2 }
-        let configuration = ProcessPoolConfiguration(workerCount: jobs, executablePath: try workerExecutable(workerPath))
+        var configuration = ProcessPoolConfiguration(workerCount: jobs, executablePath: try workerExecutable(workerPath))
+        configuration.jobTimeout = timeout
         let printer = LinePrinter(keepOrder: keepOrder)
         try await withProcessPool(configuration: configuration) { pool in
             let served = try await pool.servedJobNames()
@@ -75,7 +80,7 @@ struct MapCommand {
                             record.append(contentsOf: Array("}\n".utf8))
                             return (index, record, false)
                         } catch let error as ProcessPoolError {
-                            return (index, Self.error(line: lineNumber, code: "\(error.code)", message: error.message), true)
+                            return (index, Self.error(line: lineNumber, code: "\(error.code)", message: error.message, worker: error.workerProcessID), true)
                         }
                     }
                 }
@@ -101,12 +106,12 @@ struct MapCommand {
         }
     }
 
-    static func error(line: Int, code: String, message: String) -> Data {
+    static func error(line: Int, code: String, message: String, worker: Int32? = nil) -> Data {
         // Written by hand so "line" comes first, as in output records.
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var data = Data("{\"line\":\(line),\"error\":".utf8)
-        data.append((try? encoder.encode(ErrorBody(code: code, message: message))) ?? Data("null".utf8))
+        data.append((try? encoder.encode(ErrorBody(code: code, message: message, worker: worker))) ?? Data("null".utf8))
         data.append(contentsOf: Array("}\n".utf8))
         return data
     }

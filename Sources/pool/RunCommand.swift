@@ -43,9 +43,7 @@ struct RunCommand {
             case "--shell": forceShell = true
             case "-j", "--jobs": jobs = try Self.parseJobs(try value(for: argument))
             case "--timeout":
-                let text = try value(for: argument)
-                guard let seconds = Double(text), seconds > 0 else { throw UsageError("--timeout needs a positive number of seconds, not '\(text)'") }
-                timeout = .milliseconds(Int64(seconds * 1000))
+                timeout = try Self.parseTimeout(try value(for: argument))
             case "--retries":
                 let text = try value(for: argument)
                 guard let count = Int(text), count >= 0 else { throw UsageError("--retries needs a whole number, not '\(text)'") }
@@ -76,9 +74,26 @@ struct RunCommand {
         if (resume || resumeFailed) && jobLogPath == nil { throw UsageError("--resume and --resume-failed need --joblog FILE") }
     }
 
+    /// The longest `--timeout`: about 31 years, far below what a `Duration` of nanoseconds holds.
+    static let longestTimeout = 1e9
+
+    /// `SECS`: a finite number of seconds above zero and at most ``longestTimeout``.
+    static func parseTimeout(_ text: String) throws(UsageError) -> Duration {
+        guard let seconds = Double(text), seconds.isFinite, seconds > 0, seconds <= longestTimeout else {
+            throw UsageError("--timeout needs a number of seconds above 0 and at most \(Int(longestTimeout)), not '\(text)'")
+        }
+        return .nanoseconds(Int64((seconds * 1e9).rounded(.up)))
+    }
+
+    /// The largest `-j N%`: a hundred workers per core.
+    static let largestJobsPercentage = 10_000.0
+
     /// `N`, or `N%` of the cores (at least one).
     static func parseJobs(_ text: String) throws(UsageError) -> Int {
-        if text.hasSuffix("%"), let percent = Double(text.dropLast()), percent > 0 {
+        if text.hasSuffix("%") {
+            guard let percent = Double(text.dropLast()), percent.isFinite, percent > 0, percent <= largestJobsPercentage else {
+                throw UsageError("-j N% needs N above 0 and at most \(Int(largestJobsPercentage)), not '\(text)'")
+            }
             return max(1, Int((Double(ProcessInfo.processInfo.activeProcessorCount) * percent / 100).rounded()))
         }
         guard let count = Int(text), count > 0 else { throw UsageError("-j needs a positive number or a percentage, not '\(text)'") }
@@ -130,7 +145,13 @@ struct RunCommand {
                 }
                 let display = template.display(for: input, sequence: sequence + 1)
                 log?.record(sequence: sequence + 1, command: display, result: result)
-                results?.record(sequence: sequence + 1, input: input, command: display, result: result)
+                do {
+                    try results?.record(sequence: sequence + 1, input: input, command: display, result: result)
+                } catch {
+                    // Saving failed: say where and why, and count the job as failed.
+                    Output.write("pool: \(error)\n", to: .standardError)
+                    printer.countFailure()
+                }
             }
             finished += 1
             bar?.update(finished: finished, failed: printer.failures)
@@ -249,6 +270,9 @@ final class ResultPrinter {
     /// Streamed lines held back by `-k`, by job.
     private var held: [Int: [(input: String, stream: Int, bytes: [UInt8])]] = [:]
     private(set) var failures = 0
+
+    /// Counts a job as failed that ran fine but whose results could not be saved.
+    func countFailure() { failures += 1 }
 
     init(keepOrder: Bool, tag: Bool) {
         self.keepOrder = keepOrder

@@ -46,9 +46,12 @@ struct ResultsDirectory {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
 
-    func record(sequence: Int, input: String, command: String, result: Result<CommandJob.Output, ProcessPoolError>) {
-        let directory = URL(fileURLWithPath: path).appendingPathComponent(String(sequence))
-        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    /// Saves one job's input, command, output and exit value in `PATH/SEQUENCE/`.
+    ///
+    /// - Throws: ``FileError`` naming the file that could not be written and why.
+    func record(sequence: Int, input: String, command: String, result: Result<CommandJob.Output, ProcessPoolError>) throws {
+        let directory = path + "/" + String(sequence)
+        if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw FileError("create the results directory", directory) }
         var stdout = Data()
         var stderr = Data()
         var exitValue: Int32 = -1
@@ -60,11 +63,18 @@ struct ResultsDirectory {
         case .failure(let error):
             stderr = Data("pool: \(error)\n".utf8)
         }
-        try? stdout.write(to: directory.appendingPathComponent("stdout"))
-        try? stderr.write(to: directory.appendingPathComponent("stderr"))
-        try? Data("\(exitValue)\n".utf8).write(to: directory.appendingPathComponent("exitval"))
-        try? Data(input.utf8).write(to: directory.appendingPathComponent("input"))
-        try? Data((command + "\n").utf8).write(to: directory.appendingPathComponent("command"))
+        for (name, contents) in [("stdout", stdout), ("stderr", stderr), ("exitval", Data("\(exitValue)\n".utf8)),
+                                 ("input", Data(input.utf8)), ("command", Data((command + "\n").utf8))] {
+            try Self.write(contents, to: directory + "/" + name)
+        }
+    }
+
+    /// Writes `contents` to a new file at `path`, replacing an old one.
+    private static func write(_ contents: Data, to path: String) throws {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw FileError("write", path) }
+        defer { close(descriptor) }
+        guard writeWhole(contents, to: descriptor) else { throw FileError("write", path) }
     }
 }
 

@@ -7,11 +7,37 @@ struct UsageError: Error {
     init(_ message: String) { self.message = message }
 }
 
+/// A file the run needs that cannot be written: the path, and the system's reason.
+struct FileError: Error, CustomStringConvertible {
+    let description: String
+
+    /// `what` (such as "write the job log") failed on `path` with the current `errno`.
+    init(_ what: String, _ path: String, errno code: Int32 = errno) {
+        description = "cannot \(what) \(path): \(String(cString: strerror(code)))"
+    }
+}
+
 enum Output {
     static func write(_ text: String, to handle: FileHandle) { write(Data(text.utf8), to: handle) }
     static func write(_ data: Data, to handle: FileHandle) {
         guard !data.isEmpty else { return }
         handle.write(data)
+    }
+}
+
+/// Writes all of `contents` to `descriptor`; false (with `errno` set) if a write fails.
+func writeWhole(_ contents: Data, to descriptor: Int32) -> Bool {
+    contents.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) -> Bool in
+        var offset = 0
+        while offset < bytes.count {
+            let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            offset += written
+        }
+        return true
     }
 }
 

@@ -10,7 +10,10 @@ import Foundation
 /// - `huge-length`: a frame header claiming 4 GiB;
 /// - `truncated`: half a results frame, then exit;
 /// - `wrong-version`: a preamble announcing protocol version 99;
-/// - `silent`: never writes a byte (reads until its input closes).
+/// - `silent`: never writes a byte (reads until its input closes);
+/// - `close-output`: says hello, then closes its stdout and keeps running;
+/// - `forge-json`: answers every job with a JSON-codec output holding a line break and a
+///   second, forged record, as a worker trying to inject lines into `pool map`'s output would.
 func serveBroken(mode: String) -> Never {
     let input = FileHandle.standardInput
     let output = FileHandle.standardOutput
@@ -52,6 +55,11 @@ func serveBroken(mode: String) -> Never {
     // Preamble and a hello serving "square".
     send(Array("SWMP".utf8) + [1, 0, 0, 0])
     send(frame(0x01, varint(Int(getpid())) + varint(1) + varint(6) + Array("square".utf8)))
+    if mode == "close-output" {
+        try? output.close()
+        _ = input.readDataToEndOfFile()
+        while true { pause() }  // until the pool kills it
+    }
     _ = readExactly(8)  // the coordinator's preamble
     while true {
         let header = readExactly(5)
@@ -67,7 +75,12 @@ func serveBroken(mode: String) -> Never {
         for _ in 0..<count {
             let payloadLength = Int(body[offset + 2])
             let payload = Array(body[(offset + 3)..<(offset + 3 + payloadLength)])
-            results += [0, 0] + varint(payload.count) + payload
+            if mode == "forge-json" {
+                let forged = Array("1\n{\"line\":999,\"output\":\"INJECTED\"}".utf8)
+                results += [0, 1] + varint(forged.count) + forged
+            } else {
+                results += [0, 0] + varint(payload.count) + payload
+            }
             offset += 3 + payloadLength
         }
         switch mode {

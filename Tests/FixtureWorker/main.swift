@@ -7,6 +7,12 @@ if CommandLine.arguments.count == 3 && CommandLine.arguments[1] == "serve-broken
     serveBroken(mode: CommandLine.arguments[2])
 }
 
+// The same, chosen through the environment: for tools that start the worker with no arguments
+// of its own (`pool map --worker`).
+if let mode = ProcessInfo.processInfo.environment["FIXTURE_BROKEN_MODE"] {
+    serveBroken(mode: mode)
+}
+
 if Worker.isSpawnedByPool {
     // For tests of the termination sequence: a worker that ignores SIGTERM from the start, so
     // that when its job's timeout fires is no race with the job's own call to signal().

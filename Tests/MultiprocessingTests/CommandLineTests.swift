@@ -1,13 +1,19 @@
+import CMultiprocessingShims
 import Foundation
 import Synchronization
 import Testing
 
 /// Runs the built `pool` binary to completion, on a thread of its own.
-private func pool(_ arguments: [String], standardInput: String? = nil, in directory: URL? = nil) async throws -> (status: Int32, output: String, error: String) {
+private func pool(
+    _ arguments: [String], standardInput: String? = nil, in directory: URL? = nil, environment: [String: String] = [:]
+) async throws -> (status: Int32, output: String, error: String) {
     try await onDedicatedThread {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Binaries.directory + "/pool")
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         if let directory { process.currentDirectoryURL = directory }
         let output = Pipe()
         let error = Pipe()
@@ -376,5 +382,102 @@ struct CommandLineTests {
                                       "sh", "-c", "echo one $1; sleep $1; echo two $1", "_", ":::", "0.4", "0.2", "0"])
         #expect(ordered.output == "one 0.4\ntwo 0.4\none 0.2\ntwo 0.2\none 0\ntwo 0\n")
         #expect(try String(contentsOfFile: directory.path + "/3/stdout", encoding: .utf8) == "one 0\ntwo 0\n")
+    }
+
+    @Test("pool map prints only JSON it checked: a worker's forged lines become an error record naming it")
+    func forgedOutputIsRefused() async throws {
+        let result = try await pool(
+            ["map", "--worker", Binaries.fixtureWorker, "--job", "square", "-j", "1"], standardInput: "7\n",
+            environment: ["FIXTURE_BROKEN_MODE": "forge-json"])
+        #expect(!result.output.contains("INJECTED"))
+        let lines = result.output.split(separator: "\n")
+        #expect(lines.count == 1, "one record per input line: \(result.output)")
+        #expect(lines.first?.hasPrefix(#"{"line":1,"error":{"code":"protocolViolation""#) == true, "\(result.output)")
+        #expect(lines.first?.contains(#""worker":"#) == true, "the record names the worker: \(result.output)")
+        #expect(result.status == 1)
+    }
+
+    @Test("results or a job log that cannot be written are errors naming the path and the reason")
+    func unwritableFiles() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // A file where job 2's results directory must go: creating it fails even for root.
+        try Data().write(to: directory.appendingPathComponent("2"))
+        let results = try await pool(["run", "-k", "--results", directory.path, "echo", ":::", "a", "b", "c"])
+        #expect(results.output == "a\nb\nc\n")
+        #expect(results.error.contains(directory.path + "/2"), "\(results.error)")
+        #expect(results.error.contains("File exists") || results.error.contains("Not a directory"), "\(results.error)")
+        #expect(results.status == 1, "the job whose results were lost counts as failed")
+        #expect(try String(contentsOf: directory.appendingPathComponent("3/stdout"), encoding: .utf8) == "c\n")
+
+        let log = directory.path + "/no-such-folder/log"
+        let logged = try await pool(["run", "--joblog", log, "echo", ":::", "a"])
+        #expect(logged.status == 255)
+        #expect(logged.error == "pool: cannot write the job log \(log): No such file or directory\n")
+    }
+
+    @Test("pool map --timeout stops a line's job; the other lines succeed")
+    func mapTimeout() async throws {
+        let result = try await pool(
+            ["map", "--worker", Binaries.fixtureWorker, "--job", "sleep-pid", "-k", "-j", "2", "--timeout", "1"], standardInput: "0\n60000\n0\n")
+        let lines = result.output.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3, "\(result.output)")
+        #expect(lines[0].hasPrefix(#"{"line":1,"output":"#))
+        #expect(lines[1].hasPrefix(#"{"line":2,"error":{"code":"timedOut""#), "\(result.output)")
+        #expect(lines[2].hasPrefix(#"{"line":3,"output":"#))
+        #expect(result.status == 1)
+    }
+
+    @Test("absurd numbers are usage errors naming the option, never a crash", arguments: [
+        ["--timeout", "inf"], ["--timeout", "nan"], ["--timeout", "1e300"], ["--timeout", "9223372036854775.807"],
+        ["--timeout", "-1"], ["--timeout", "0"], ["-j", "inf%"], ["-j", "1e300%"], ["-j", "nan%"], ["-j", "0"], ["-j", "-3"],
+    ])
+    func absurdNumbers(option: [String]) async throws {
+        let result = try await pool(["run"] + option + ["echo", ":::", "a"])
+        #expect(result.status == 2, "\(option): \(result.error)")
+        #expect(result.error.hasPrefix("pool: \(option[0])") || result.error.contains(option[0]), "\(result.error)")
+        #expect(result.output.isEmpty, "nothing runs")
+    }
+
+    @Test("a SIGKILLed pool run leaves none of its commands running")
+    func commandsDieWithTheCoordinator() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for name in ["a", "b"] { #expect(mkfifo(directory.path + "/" + name, 0o600) == 0) }
+        // Each command says its pid through a FIFO of its own, then becomes a long sleep.
+        let sleepers = try await onDedicatedThread { () throws -> (pool: Int32, commands: [Int32]) in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Binaries.directory + "/pool")
+            process.arguments = ["run", "-j", "2", "sh", "-c", "echo $$ > \(directory.path)/$1; exec sleep 77", "sh", ":::", "a", "b"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            // Opening a FIFO for reading waits for its writer: the command has started.
+            let pids = try ["a", "b"].map { name -> Int32 in
+                guard let fifo = FileHandle(forReadingAtPath: directory.path + "/" + name) else { return -1 }
+                let text = String(decoding: fifo.readDataToEndOfFile(), as: UTF8.self)
+                try fifo.close()
+                return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+            }
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return (process.processIdentifier, pids)
+        }
+        #expect(sleepers.commands.allSatisfy { $0 > 0 })
+        for pid in sleepers.commands {
+            // A pidfd becomes readable when its process ends (the command is not our child, so
+            // this waits for the event itself, not for a time). The bound leaves room for a
+            // loaded machine; the worker takes its group down at once.
+            let pidfd = mp_pidfd_open(pid)
+            guard pidfd >= 0 else {
+                #expect(errno == ESRCH, "pidfd_open failed: \(errno)")
+                continue
+            }
+            var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&entry, 1, 10_000)
+            close(pidfd)
+            #expect(ready == 1, "command \(pid) was still running 10 s after pool \(sleepers.pool) was killed")
+        }
     }
 }

@@ -367,15 +367,14 @@ struct EndToEndTests {
 
     @Test(
         "a worker that breaks the protocol fails its job with protocolViolation instead of losing it",
-        arguments: ["trailing-byte", "garbage", "huge-length", "truncated"])
+        arguments: ["trailing-byte", "garbage", "huge-length", "truncated", "close-output"])
     func brokenWorker(mode: String) async throws {
         try await withFixturePool(workers: 1, configure: { $0.arguments = ["serve-broken", mode] }) { pool in
             let error = try await #require(throws: ProcessPoolError.self) { try await pool.run(Square.self, 7) }
-            #expect([.protocolViolation, .workerCrashed].contains(error.code), "\(error)")
-            if mode != "truncated" {
-                #expect(error.code == .protocolViolation)
-                #expect(error.workerProcessID != nil)
-            }
+            #expect(error.code == .protocolViolation, "\(error)")
+            #expect(error.workerProcessID != nil)
+            if mode == "truncated" { #expect(error.message.contains("in the middle of a frame"), "\(error)") }
+            if mode == "close-output" { #expect(error.message.contains("closed its output"), "\(error)") }
         }
     }
 

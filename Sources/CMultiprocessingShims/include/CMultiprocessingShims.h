@@ -13,8 +13,9 @@ int mp_pidfd_open(pid_t pid);
 /// An eventfd (Linux) used to wake a poll loop; -1 with errno ENOSYS elsewhere.
 int mp_eventfd_cloexec(void);
 
-/// prctl(PR_SET_PDEATHSIG, signal) on Linux; 0 (no-op) elsewhere.
-int mp_set_parent_death_signal(int signal);
+/// Asks the kernel to signal this process when its parent dies, with a handler that kills the
+/// process's group (when it leads it) and exits: a worker's commands do not outlive it.
+int mp_die_with_parent_taking_group(void);
 
 /// posix_spawn_file_actions_addclosefrom_np(actions, from) where the C library has it
 /// (glibc 2.34+); otherwise returns ENOSYS and does nothing.

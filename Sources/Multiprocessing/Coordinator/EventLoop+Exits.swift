@@ -9,6 +9,12 @@ extension EventLoop {
         // 2. Collect its exit status; stop what it left running; release its connection.
         let status = worker.connection.finish()
         removeWorker(worker)
+        // Everything it sent has been read and every whole frame handled: bytes left over are a
+        // frame it never finished. Exiting in the middle of one breaks the protocol; dying of a
+        // signal there is a crash like any other.
+        if worker.violation == nil, case .exited = status, worker.reader.bufferedByteCount > 0 {
+            worker.violation = "it exited in the middle of a frame (\(worker.reader.bufferedByteCount) bytes of it had arrived)"
+        }
 
         let lifecycle = core.state.withLock { $0.lifecycle }
         // 3. Its jobs.

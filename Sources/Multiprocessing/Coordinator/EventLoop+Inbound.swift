@@ -43,7 +43,10 @@ extension EventLoop {
             }
             if !wouldBlock { readAnything = true }
             if !ended && !wouldBlock { processFrames(of: worker) }
-            if ended { return readAnything }
+            if ended {
+                if worker.outputEndedAt == nil { worker.outputEndedAt = clock.now }
+                return readAnything
+            }
             if wouldBlock || (drained && !untilDrained) { return readAnything }
         }
         return readAnything
@@ -127,13 +130,14 @@ extension EventLoop {
             batch.markResolved(count)
             lastName = slice.chunk.jobName
             let (firstIndex, firstJobID) = (slice.inputIndex(at: position), slice.jobID(at: position))
-            let run = if allSucceeded {
+            var run = if allSucceeded {
                 ResultRun(
                     firstIndex: firstIndex, firstJobID: firstJobID, jobName: slice.chunk.jobName,
                     succeeded: SucceededResults(bytes: UnsafeRawBufferPointer(rebasing: resultBytes[resultOffsets[offset]..<resultOffsets[offset + count]]), count: count))
             } else {
                 ResultRun(firstIndex: firstIndex, firstJobID: firstJobID, jobName: slice.chunk.jobName, outcomes: outcomes[offset..<(offset + count)])
             }
+            run.workerProcessID = worker.pid
             slice.chunk.sink.deliver(run)
             offset += count
         }

@@ -221,6 +221,12 @@ extension EventLoop {
         return started + timeout
     }
 
+    /// When a worker whose output has ended must have exited.
+    func exitDeadline(of worker: PooledWorker) -> ContinuousClock.Instant? {
+        guard let ended = worker.outputEndedAt, worker.violation == nil, worker.killDeadline == nil else { return nil }
+        return ended + core.configuration.terminationGracePeriod
+    }
+
     /// When a starting worker must have sent its hello.
     func handshakeDeadline(of worker: PooledWorker) -> ContinuousClock.Instant? {
         guard worker.jobNames.isEmpty, worker.violation == nil, worker.termination == nil else { return nil }
@@ -235,6 +241,8 @@ extension EventLoop {
         for worker in workers {
             if let deadline = handshakeDeadline(of: worker), deadline <= now {
                 protocolViolation(by: worker, "no hello within \(Self.format(core.configuration.handshakeTimeout)) of starting: is the executable a worker?")
+            } else if let deadline = exitDeadline(of: worker), deadline <= now {
+                protocolViolation(by: worker, "it closed its output but was still running \(Self.format(core.configuration.terminationGracePeriod)) later")
             }
         }
         if let idleTimeout = core.configuration.idleTimeout {

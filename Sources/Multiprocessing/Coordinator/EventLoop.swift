@@ -163,16 +163,25 @@ final class EventLoop: @unchecked Sendable {
     /// Milliseconds until the nearest deadline (a kill, a job's timeout, a handshake, a
     /// respawn, an idle worker's retirement), -1 for none.
     private func pollTimeout() -> Int32 {
-        var deadlines = workers.compactMap(\.killDeadline) + workers.compactMap(jobDeadline(of:)) + workers.compactMap(handshakeDeadline(of:))
-        if let respawnAt = respawns.dueAt { deadlines.append(respawnAt) }
-        if let idleTimeout = core.configuration.idleTimeout {
-            deadlines += workers.compactMap { $0.state == .ready ? $0.idleSince.map { $0 + idleTimeout } : nil }
+        var nearest = respawns.dueAt
+        func consider(_ deadline: ContinuousClock.Instant?) {
+            guard let deadline else { return }
+            if nearest == nil || deadline < nearest! { nearest = deadline }
         }
-        guard let nearest = deadlines.min() else { return -1 }
+        let idleTimeout = core.configuration.idleTimeout
+        for worker in workers {
+            consider(worker.killDeadline)
+            consider(jobDeadline(of: worker))
+            consider(handshakeDeadline(of: worker))
+            consider(exitDeadline(of: worker))
+            if let idleTimeout, worker.state == .ready, let idleSince = worker.idleSince { consider(idleSince + idleTimeout) }
+        }
+        guard let nearest else { return -1 }
         let remaining = nearest - clock.now
         if remaining <= .zero { return 0 }
         let (seconds, attoseconds) = remaining.components
-        return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
+        guard seconds < Int64(Int32.max / 1000) else { return Int32.max }
+        return Int32(seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
     }
 
     /// Spins for up to ``spinDuration`` waiting for `worker`'s answer: waking a sleeping thread

@@ -35,6 +35,9 @@ final class PooledWorker {
     var fatalMessage: String?
     /// When to escalate to SIGKILL, once a termination has begun.
     var killDeadline: ContinuousClock.Instant?
+    /// When its output ended while it still ran: a worker exits right after, and one that does
+    /// not within the grace period has broken the protocol.
+    var outputEndedAt: ContinuousClock.Instant?
     /// When the job (in a batch that reports each result) or the batch now at the head of
     /// `inFlight` started; nil while idle.
     var runningSince: ContinuousClock.Instant?

@@ -21,8 +21,26 @@ extension ProcessPool {
         let id = core.reserveJobIDs(1)
         let sink = FutureSink<[UInt8]> { run in
             switch run.firstOutcome {
-            case .succeeded(_, let payload):
-                return .success(Array(payload))
+            case .succeeded(let codec, let payload):
+                // What a worker sends is checked, never passed through: one JSON value, on one line.
+                func violation(_ message: String) -> Result<[UInt8], ProcessPoolError> {
+                    var error = ProcessPoolError(.protocolViolation, message)
+                    error.jobID = run.firstJobID
+                    error.workerProcessID = run.workerProcessID
+                    return .failure(error.forJob(name: run.jobName, inputIndex: nil))
+                }
+                guard codec == .json else { return violation("the worker answered a JSON job in codec \(codec.rawValue), not JSON") }
+                do {
+                    _ = try JSONParser.parse(payload)
+                } catch {
+                    return violation("the worker's output is not one JSON value: \(error)")
+                }
+                // In valid JSON a line break can only be whitespace between tokens, and a byte
+                // order mark only its first three bytes: both go, so the output is one line.
+                var output = Array(payload)
+                if output.starts(with: [0xEF, 0xBB, 0xBF]) { output.removeFirst(3) }
+                output.removeAll { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") }
+                return .success(output)
             case .failed(var error):
                 error.jobID = error.jobID ?? run.firstJobID
                 return .failure(error.forJob(name: run.jobName, inputIndex: nil))

@@ -14,6 +14,8 @@ struct ResultRun {
     let firstIndex: Int
     let firstJobID: UInt64
     let jobName: String
+    /// The worker that answered, when one did (nil for jobs that failed without reaching one).
+    var workerProcessID: Int32?
     private let storage: Storage
 
     private enum Storage {

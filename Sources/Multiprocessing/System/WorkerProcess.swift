@@ -67,10 +67,12 @@ enum WorkerProcess {
         let inputIsNonBlocking: Bool
     }
 
-    /// Asks the kernel to SIGKILL this process when its parent dies (Linux), then closes the
-    /// start-up race: if the parent already died, the signal will never come, so exit now.
+    /// Asks the kernel to signal this process when its parent dies (Linux), with a handler that
+    /// SIGKILLs the worker's whole process group, so the commands its job started die with it;
+    /// then closes the start-up race: if the parent already died, the signal will never come,
+    /// so exit now.
     static func dieWithParent(expectedParent: pid_t) {
-        _ = mp_set_parent_death_signal(SIGKILL)
+        _ = mp_die_with_parent_taking_group()
         if getppid() != expectedParent {
             _exit(0)
         }
