@@ -94,6 +94,9 @@ enum Help {
       --bar            show a progress bar (count, rate, ETA) on stderr when it is a terminal
       --line-buffer    print output a line at a time as jobs write it (lines of different
                        jobs mix, but no line is cut); with -k, later jobs' lines wait their turn
+      --max-output SIZE  the most output one job may write, stdout and stderr together
+                       (bytes, or with K, M or G; default 255M): a job that writes more is
+                       killed and fails saying so, so that no job's output takes all memory
       --worker PATH    the worker binary (default: pool-worker next to pool)
 
     Each job's stdout and stderr are printed whole when it ends, never mixed with another's.

@@ -19,6 +19,8 @@ struct RunCommand {
     var halt: HaltPolicy?
     var showBar = false
     var lineBuffer = false
+    /// `--max-output`: the most output one command may write.
+    var outputLimit: Int?
     var command: [String] = []
     /// Inputs given after `:::`; nil means read them from stdin.
     var inputs: [String]?
@@ -56,6 +58,7 @@ struct RunCommand {
             case "--halt": halt = try HaltPolicy(parsing: try value(for: argument))
             case "--bar": showBar = true
             case "--line-buffer": lineBuffer = true
+            case "--max-output": outputLimit = try Self.parseSize(try value(for: argument), for: argument)
             default:
                 if argument.hasPrefix("-j"), argument.count > 2 {
                     jobs = try Self.parseJobs(String(argument.dropFirst(2)))
@@ -72,6 +75,25 @@ struct RunCommand {
         }
         guard !command.isEmpty else { throw UsageError("no command given (see 'pool help run')") }
         if (resume || resumeFailed) && jobLogPath == nil { throw UsageError("--resume and --resume-failed need --joblog FILE") }
+    }
+
+    /// The largest `--max-output`: a frame's length field holds at most 4 GiB.
+    static let largestOutputLimit = 3 << 30
+
+    /// `SIZE`: bytes, or with a suffix K, M or G (powers of 1024), above zero and at most
+    /// ``largestOutputLimit``.
+    static func parseSize(_ text: String, for option: String) throws(UsageError) -> Int {
+        let units: [Character: Int] = ["K": 1 << 10, "k": 1 << 10, "M": 1 << 20, "m": 1 << 20, "G": 1 << 30, "g": 1 << 30]
+        var digits = Substring(text)
+        var unit = 1
+        if let last = digits.last, let multiplier = units[last] {
+            unit = multiplier
+            digits = digits.dropLast()
+        }
+        guard let count = Int(digits), count > 0, count <= largestOutputLimit / unit else {
+            throw UsageError("\(option) needs a size above 0 and at most 3G (bytes, or with K, M or G), not '\(text)'")
+        }
+        return count * unit
     }
 
     /// The longest `--timeout`: about 31 years, far below what a `Duration` of nanoseconds holds.
@@ -112,6 +134,10 @@ struct RunCommand {
         }
         var configuration = ProcessPoolConfiguration(workerCount: jobs, executablePath: try workerExecutable(workerPath))
         configuration.jobTimeout = timeout
+        if let outputLimit {
+            // The output travels back in one frame, with room for the rest of the result.
+            configuration.maximumFrameSize = max(configuration.maximumFrameSize, outputLimit + (1 << 20))
+        }
         // Commands cost at least a process start (half a millisecond): batches of about 5 ms
         // send several of the shortest per round trip; anything slower still goes one by one.
         configuration.targetBatchDuration = .milliseconds(5)
@@ -220,7 +246,8 @@ struct RunCommand {
                     if skip.contains(index + 1) {
                         printer.skip(sequence: index)
                     } else {
-                        let command = CommandJob.Input(arguments: template.arguments(for: input, sequence: index + 1), streamsOutput: lineBuffer)
+                        var command = CommandJob.Input(arguments: template.arguments(for: input, sequence: index + 1), streamsOutput: lineBuffer)
+                        command.outputLimit = outputLimit
                         await start(index, input, command, attempt: 0)
                     }
                 case .inputsEnded:

@@ -428,9 +428,22 @@ struct CommandLineTests {
         #expect(result.status == 1)
     }
 
+    @Test("a job that writes endless output is killed at --max-output and fails saying so")
+    func endlessOutputIsCapped() async throws {
+        let result = try await pool(["run", "--max-output", "1M", "yes", ":::", "a"])
+        #expect(result.status == 1)
+        #expect(result.output.isEmpty, "what it wrote is dropped, not printed in part")
+        #expect(result.error.contains("more than 1048576 bytes of output"), "\(result.error)")
+        // Under the limit, output is whole.
+        let small = try await pool(["run", "--max-output", "1K", "printf", "%s", ":::", "fits"])
+        #expect(small.status == 0)
+        #expect(small.output == "fits")
+    }
+
     @Test("absurd numbers are usage errors naming the option, never a crash", arguments: [
         ["--timeout", "inf"], ["--timeout", "nan"], ["--timeout", "1e300"], ["--timeout", "9223372036854775.807"],
         ["--timeout", "-1"], ["--timeout", "0"], ["-j", "inf%"], ["-j", "1e300%"], ["-j", "nan%"], ["-j", "0"], ["-j", "-3"],
+        ["--max-output", "0"], ["--max-output", "4G"], ["--max-output", "-1"], ["--max-output", "1e9"], ["--max-output", "9223372036854775807K"],
     ])
     func absurdNumbers(option: [String]) async throws {
         let result = try await pool(["run"] + option + ["echo", ":::", "a"])

@@ -17,6 +17,12 @@ public struct CommandJob: Job {
         /// time as it is written (`pool run --line-buffer`) instead of in the ``Output``.
         package var streamsOutput: Bool?
 
+        /// The most bytes of output (standard output and standard error together) the command
+        /// may write; one that writes more is killed and the job fails saying so. Nil:
+        /// ``defaultOutputLimit``. It must stay below the pool's
+        /// ``ProcessPoolConfiguration/maximumFrameSize``, which the output travels in.
+        public var outputLimit: Int?
+
         /// Creates a command.
         /// - Parameter arguments: The program (found in `PATH` unless it contains a slash) and
         ///   its arguments.
@@ -48,6 +54,10 @@ public struct CommandJob: Job {
         public var succeeded: Bool { exitCode == 0 }
     }
 
+    /// The output a command may write when its input sets no ``Input/outputLimit``: what fits
+    /// in a frame of the default size, with room for the rest of the result.
+    public static let defaultOutputLimit = WireProtocol.defaultMaximumFrameSize - (1 << 20)
+
     /// Stands for the worker's slot number in ``Input/arguments``. NUL cannot occur in a real
     /// argument, so no input can be mistaken for it.
     public static let slotPlaceholder = "\u{0}slot\u{0}"
@@ -63,9 +73,13 @@ public struct CommandJob: Job {
         let outcome: CommandRunner.Outcome
         do {
             let send = input.streamsOutput == true ? StreamedOutput.send : nil
-            outcome = try CommandRunner.run(arguments, stream: send.map { send in { send($0, $1) } })
+            outcome = try CommandRunner.run(
+                arguments, stream: send.map { send in { send($0, $1) } }, outputLimit: max(0, input.outputLimit ?? Self.defaultOutputLimit))
         } catch {
             throw ProcessPoolError(.spawnFailed, "cannot run \(arguments.first ?? "") (\(error.call) failed: \(error.errno))")
+        }
+        if outcome.exceededOutputLimit {
+            throw OutputLimitExceeded(limit: input.outputLimit ?? Self.defaultOutputLimit)
         }
         let elapsed = clock.now - began
         var output = Output(
@@ -77,5 +91,16 @@ public struct CommandJob: Job {
         case .signaled(let signal): output.signal = signal
         }
         return output
+    }
+}
+
+/// The error of a command that wrote more output than its limit: it was killed, and what it had
+/// written was dropped rather than held in memory.
+public struct OutputLimitExceeded: Error, CustomStringConvertible {
+    /// The limit, in bytes.
+    public var limit: Int
+
+    public var description: String {
+        "the command wrote more than \(limit) bytes of output (stdout and stderr together) and was killed; raise the limit with pool run --max-output SIZE (CommandJob.Input.outputLimit)"
     }
 }

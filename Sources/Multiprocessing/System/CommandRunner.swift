@@ -13,6 +13,8 @@ enum CommandRunner {
         var status: TerminationStatus
         var standardOutput: [UInt8]
         var standardError: [UInt8]
+        /// Set when the command wrote more than the limit it was given and was killed for it.
+        var exceededOutputLimit = false
     }
 
     /// Per-process cache: a worker runs many commands, and `PATH` does not change.
@@ -60,9 +62,15 @@ enum CommandRunner {
     /// group, and reads its stdout and stderr until it exits; blocks the calling thread (a
     /// worker's own job thread).
     ///
-    /// - Parameter stream: If given, output is passed to it as it arrives, whole lines at a
-    ///   time (index 0 stdout, 1 stderr), instead of being returned in the outcome.
-    static func run(_ arguments: [String], stream: ((Int, UnsafeRawBufferPointer) -> Void)? = nil) throws(SpawnFailure) -> Outcome {
+    /// - Parameters:
+    ///   - stream: If given, output is passed to it as it arrives, whole lines at a time
+    ///     (index 0 stdout, 1 stderr), instead of being returned in the outcome.
+    ///   - outputLimit: The most bytes of output (both streams) kept; a command that writes
+    ///     more is killed at once, what it wrote is dropped, and the outcome says so, so that a
+    ///     runaway command (`yes`) cannot take the worker's memory.
+    static func run(
+        _ arguments: [String], stream: ((Int, UnsafeRawBufferPointer) -> Void)? = nil, outputLimit: Int = .max
+    ) throws(SpawnFailure) -> Outcome {
         guard let name = arguments.first else {
             return Outcome(status: .exited(127), standardOutput: [], standardError: Array("pool: empty command\n".utf8))
         }
@@ -103,7 +111,8 @@ enum CommandRunner {
             }
             throw error
         }
-        var captured = CapturedOutput(stream: stream)
+        let pid = child.pid
+        var captured = CapturedOutput(stream: stream, limit: outputLimit) { _ = kill(pid, SIGKILL) }
         let outputReader = output.readEnd
         let errorReader = errors.readEnd
         if child.exitDescriptor != nil, (try? outputReader.setNonBlocking()) != nil, (try? errorReader.setNonBlocking()) != nil {
@@ -114,8 +123,10 @@ enum CommandRunner {
             captureUntilExit(outputReader, errorReader, exit: child.exitDescriptor!, into: &captured)
             output.writeEnd.close()
             errors.writeEnd.close()
-            drain(outputReader, into: &captured, 0)
-            drain(errorReader, into: &captured, 1)
+            if !captured.exceededLimit {
+                drain(outputReader, into: &captured, 0)
+                drain(errorReader, into: &captured, 1)
+            }
             outputReader.close()
             errorReader.close()
         } else {
@@ -126,20 +137,37 @@ enum CommandRunner {
         captured.finish()
         let status = (try? child.reap()) ?? .exited(-1)
         child.closeExitDescriptor()
-        return Outcome(status: status, standardOutput: captured.bytes[0], standardError: captured.bytes[1])
+        return Outcome(
+            status: status, standardOutput: captured.bytes[0], standardError: captured.bytes[1], exceededOutputLimit: captured.exceededLimit)
     }
 
     /// A command's stdout (0) and stderr (1): kept whole, or passed on line by line.
     private struct CapturedOutput {
         var bytes: [[UInt8]] = [[], []]
         let stream: ((Int, UnsafeRawBufferPointer) -> Void)?
+        /// The most bytes kept, both streams together.
+        let limit: Int
+        /// Called once, when the output passes `limit`.
+        let onLimit: () -> Void
+        private(set) var exceededLimit = false
 
         /// A line this long is passed on unfinished, so memory stays bounded.
         static let longestHeldLine = 1 << 20
 
-        init(stream: ((Int, UnsafeRawBufferPointer) -> Void)?) { self.stream = stream }
+        init(stream: ((Int, UnsafeRawBufferPointer) -> Void)?, limit: Int, onLimit: @escaping () -> Void) {
+            self.stream = stream
+            self.limit = limit
+            self.onLimit = onLimit
+        }
 
         mutating func append(_ chunk: UnsafeRawBufferPointer, to index: Int) {
+            guard !exceededLimit else { return }  // read only to let the command's writes go on
+            if stream == nil && bytes[0].count + bytes[1].count + chunk.count > limit {
+                exceededLimit = true
+                bytes = [[], []]
+                onLimit()
+                return
+            }
             bytes[index].append(contentsOf: chunk)
             guard let stream else { return }
             let end: Int
@@ -156,7 +184,7 @@ enum CommandRunner {
 
         /// Passes on what is left (a last line without a newline).
         mutating func finish() {
-            guard let stream else { return }
+            guard let stream, !exceededLimit else { return }
             for index in bytes.indices where !bytes[index].isEmpty {
                 bytes[index].withUnsafeBytes { stream(index, $0) }
                 bytes[index].removeAll()
