@@ -59,28 +59,38 @@ struct MapCommand {
             let window = max(64, jobs * 64)
             try await withThrowingTaskGroup(of: (Int, Data, Bool).self) { group in
                 var running = 0
-                for (index, line) in StandardInputRecords(separator: UInt8(ascii: "\n")).enumerated() {
+                var lines = StandardInputRecords(separator: UInt8(ascii: "\n"))
+                var index = -1
+                while let bytes = lines.nextRecord() {
+                    index += 1
                     let lineNumber = index + 1
                     if running >= window, let (sequence, record, failed) = try await group.next() {
                         running -= 1
                         printer.print(sequence: sequence, record: record, failed: failed)
                     }
-                    let bytes = Array(line.utf8)
                     if let problem = Self.jsonProblem(bytes) {
                         printer.print(sequence: index, record: Self.error(line: lineNumber, code: "invalidJSON", message: problem), failed: true)
                         continue
                     }
-                    let future = try await pool.submit(jobName: jobName, json: bytes)
+                    let future: JobFuture<[UInt8]>
+                    do {
+                        future = try await pool.submit(jobName: jobName, json: bytes)
+                    } catch let error as ProcessPoolError where error.code != .poolShutDown {
+                        // This line alone cannot be sent (larger than a frame): the others go on.
+                        printer.print(sequence: index, record: Self.error(line: lineNumber, code: "\(error.code)", message: error.message), failed: true)
+                        continue
+                    }
                     running += 1
+                    let sequence = index
                     group.addTask {
                         do {
                             let output = try await future.value
                             var record = Data("{\"line\":\(lineNumber),\"output\":".utf8)
                             record.append(contentsOf: output)
                             record.append(contentsOf: Array("}\n".utf8))
-                            return (index, record, false)
+                            return (sequence, record, false)
                         } catch let error as ProcessPoolError {
-                            return (index, Self.error(line: lineNumber, code: "\(error.code)", message: error.message, worker: error.workerProcessID), true)
+                            return (sequence, Self.error(line: lineNumber, code: "\(error.code)", message: error.message, worker: error.workerProcessID), true)
                         }
                     }
                 }
@@ -97,12 +107,30 @@ struct MapCommand {
         guard bytes.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != UInt8(ascii: "\r") }) else {
             return "the line is empty"
         }
+        // JSON is UTF-8 (RFC 8259): a line that is not is refused, never silently repaired.
+        if let offset = firstInvalidUTF8(in: bytes) {
+            return "the line is not valid UTF-8 (byte 0x\(String(bytes[offset], radix: 16)) at offset \(offset))"
+        }
         do {
             _ = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
             return nil
         } catch {
             let described = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
             return "not valid JSON" + (described.map { ": \($0)" } ?? "")
+        }
+    }
+
+    /// Where the first byte that is not part of valid UTF-8 is, if there is one.
+    static func firstInvalidUTF8(in bytes: [UInt8]) -> Int? {
+        var parser = Unicode.UTF8.ForwardParser()
+        var iterator = bytes.makeIterator()
+        var offset = 0
+        while true {
+            switch parser.parseScalar(from: &iterator) {
+            case .valid(let scalar): offset += scalar.count
+            case .emptyInput: return nil
+            case .error: return offset
+            }
         }
     }
 

@@ -413,24 +413,57 @@ final class InputFeed: @unchecked Sendable {
 struct StandardInputRecords: Sequence, IteratorProtocol {
     let separator: UInt8
     private var buffer: [UInt8] = []
+    /// Where the next record starts in `buffer`.
+    private var start = 0
+    /// How many bytes from `start` are known to hold no separator: each byte is looked at
+    /// once, so a record of N bytes costs O(N) however many reads it arrives in.
+    private var scanned = 0
     private var ended = false
+    /// How much one read asks for.
+    static let chunkSize = 1 << 16
 
     init(separator: UInt8) { self.separator = separator }
 
-    mutating func next() -> String? {
+    /// The next record's bytes, without its separator; nil at the end of input.
+    mutating func nextRecord() -> [UInt8]? {
         while true {
-            if let end = buffer.firstIndex(of: separator) {
-                let record = String(decoding: buffer[..<end], as: UTF8.self)
-                buffer.removeSubrange(...end)
+            if let end = buffer[(start + scanned)...].firstIndex(of: separator) {
+                let record = Array(buffer[start..<end])
+                start = end + 1
+                scanned = 0
                 return record
             }
+            scanned = buffer.count - start
             if ended {
-                guard !buffer.isEmpty else { return nil }
-                defer { buffer.removeAll() }
-                return String(decoding: buffer, as: UTF8.self)
+                guard start < buffer.count else { return nil }
+                defer { start = buffer.count }
+                return Array(buffer[start...])
             }
-            let data = FileHandle.standardInput.availableData
-            if data.isEmpty { ended = true } else { buffer.append(contentsOf: data) }
+            // Drop what was consumed once it is half the buffer: each byte moves at most once
+            // or twice on average, so compaction stays linear too.
+            if start > 0 && start >= buffer.count / 2 {
+                buffer.removeSubrange(..<start)
+                start = 0
+            }
+            readChunk()
         }
+    }
+
+    mutating func next() -> String? {
+        nextRecord().map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Appends what one read of standard input brings; marks the end (or a read error).
+    private mutating func readChunk() {
+        let oldCount = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: Self.chunkSize))
+        var count = 0
+        buffer.withUnsafeMutableBytes { bytes in
+            repeat {
+                count = read(0, bytes.baseAddress! + oldCount, Self.chunkSize)
+            } while count < 0 && errno == EINTR
+        }
+        buffer.removeLast(Self.chunkSize - Swift.max(0, count))
+        if count <= 0 { ended = true }
     }
 }

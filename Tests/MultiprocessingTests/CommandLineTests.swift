@@ -440,6 +440,41 @@ struct CommandLineTests {
         #expect(small.output == "fits")
     }
 
+    @Test("pool map refuses a line that is not UTF-8 with an error record; a long line after it is whole")
+    func mapRefusesInvalidUTF8() async throws {
+        let long = "\"" + String(repeating: "x", count: 1 << 20) + "\""
+        let input = "\"caf\u{E9}\"\n" + long + "\n"
+        var bytes = Array(input.utf8)
+        // Replace the UTF-8 é (C3 A9) of line 1 with Latin-1's lone E9.
+        let e = bytes.firstIndex(of: 0xC3)!
+        bytes.replaceSubrange(e...(e + 1), with: [0xE9])
+        let inputBytes = Data(bytes)
+        let result = try await onDedicatedThread { () throws -> (status: Int32, output: String) in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Binaries.directory + "/pool")
+            process.arguments = ["map", "--worker", Binaries.poolWorker, "--job", "echo", "-k"]
+            let stdin = Pipe()
+            let stdout = Pipe()
+            process.standardInput = stdin
+            process.standardOutput = stdout
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let writer = Thread {
+                stdin.fileHandleForWriting.write(inputBytes)
+                try? stdin.fileHandleForWriting.close()
+            }
+            writer.start()
+            let output = stdout.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        }
+        let lines = result.output.split(separator: "\n").map(String.init)
+        #expect(lines.count == 2)
+        #expect(lines.first?.hasPrefix(#"{"line":1,"error":{"code":"invalidJSON","message":"the line is not valid UTF-8 (byte 0xe9 at offset 4)"#) == true, "\(lines.first ?? "")")
+        #expect(lines.last == #"{"line":2,"output":"# + long + "}")
+        #expect(result.status == 1)
+    }
+
     @Test("absurd numbers are usage errors naming the option, never a crash", arguments: [
         ["--timeout", "inf"], ["--timeout", "nan"], ["--timeout", "1e300"], ["--timeout", "9223372036854775.807"],
         ["--timeout", "-1"], ["--timeout", "0"], ["-j", "inf%"], ["-j", "1e300%"], ["-j", "nan%"], ["-j", "0"], ["-j", "-3"],
