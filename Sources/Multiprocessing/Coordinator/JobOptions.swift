@@ -32,7 +32,10 @@ struct ResolvedJobOptions: Sendable {
         self.maximumRetries = maximumRetries
     }
 
-    init(_ options: JobOptions, defaults configuration: ProcessPoolConfiguration) {
+    /// - Throws: ``ProcessPoolError`` if `options` holds a value out of range (the pool's own
+    ///   were checked when it started).
+    init(_ options: JobOptions, defaults configuration: ProcessPoolConfiguration) throws(ProcessPoolError) {
+        try options.validate()
         timeout = options.timeout ?? configuration.jobTimeout
         maximumRetries = max(0, options.maximumRetries ?? configuration.maximumRetries)
     }

@@ -46,7 +46,7 @@ extension ProcessPool {
                 return .failure(error.forJob(name: run.jobName, inputIndex: nil))
             }
         }
-        let resolved = ResolvedJobOptions(options, defaults: core.configuration)
+        let resolved = try ResolvedJobOptions(options, defaults: core.configuration)
         try await core.enqueue(builder.build(sink: sink, jobName: jobName, firstIndex: 0, firstJobID: id, options: resolved))
         return JobFuture(sink: sink, core: core, id: id)
     }

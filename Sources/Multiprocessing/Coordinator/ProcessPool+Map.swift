@@ -62,7 +62,9 @@ extension ProcessPool {
     public func mapUnordered<J: Job, Inputs: Sequence>(
         _ job: J.Type, _ inputs: Inputs, options: JobOptions = JobOptions()
     ) -> UnorderedResults<J.Output, Inputs> where Inputs.Element == J.Input {
-        UnorderedResults(core: core, jobName: J.name, options: ResolvedJobOptions(options, defaults: core.configuration), inputs: inputs)
+        UnorderedResults(
+            core: core, jobName: J.name, options: Result { () throws(ProcessPoolError) in try ResolvedJobOptions(options, defaults: core.configuration) },
+            inputs: inputs)
     }
 
     /// Encodes and queues every input, then waits for the sink to complete.
@@ -77,7 +79,7 @@ extension ProcessPool {
         // The inputs are read here, on the caller's actor (the sequence and its closures may be
         // bound to it); a closure handed to withTaskCancellationHandler would lose that.
         var producer = InputProducer(
-            core: core, jobName: J.name, options: ResolvedJobOptions(options, defaults: core.configuration),
+            core: core, jobName: J.name, options: try ResolvedJobOptions(options, defaults: core.configuration),
             inputs: InputIterator(inputs), sink: sink)
         do {
             while sink.isAcceptingResults, let chunk = producer.nextChunk(limit: Int.max, onEncodingFailure: encodingFailure) {

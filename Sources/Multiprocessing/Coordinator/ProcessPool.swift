@@ -60,6 +60,7 @@ public final class ProcessPool: Sendable {
     /// - Throws: ``ProcessPoolError`` with ``ProcessPoolError/Code/spawnFailed`` naming the
     ///   executable and the error number if a worker cannot be started.
     public init(configuration: ProcessPoolConfiguration) async throws {
+        try configuration.validate()
         let core: PoolCore
         let loop: EventLoop
         do {
@@ -115,7 +116,7 @@ public final class ProcessPool: Sendable {
         let sink = FutureSink<J.Output>(decode: { run in
             run.firstOutcome.decoded(J.Output.self, index: nil, jobID: run.firstJobID, jobName: run.jobName)
         }, onOutput: onOutput)
-        let resolved = ResolvedJobOptions(options, defaults: core.configuration)
+        let resolved = try ResolvedJobOptions(options, defaults: core.configuration)
         try await core.enqueue(builder.build(sink: sink, jobName: J.name, firstIndex: 0, firstJobID: id, options: resolved))
         return JobFuture(sink: sink, core: core, id: id)
     }

@@ -6,6 +6,7 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
         enum Storage: Hashable, Sendable {
             case jobThrew, workerCrashed, unknownJob, encodingFailed, decodingFailed
             case spawnFailed, poolShutDown, protocolViolation, timedOut, memoryLimitExceeded
+            case invalidConfiguration
         }
 
         let storage: Storage
@@ -32,6 +33,10 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
         /// The job needed more memory than ``ProcessPoolConfiguration/memoryLimit`` allows; its
         /// worker died and was replaced.
         public static let memoryLimitExceeded = Code(storage: .memoryLimitExceeded)
+        /// A ``ProcessPoolConfiguration`` field or a ``JobOptions`` value is out of range
+        /// (negative, zero where a positive value is needed, or too large to mean anything);
+        /// ``ProcessPoolError/message`` names the field and its value.
+        public static let invalidConfiguration = Code(storage: .invalidConfiguration)
 
         public var description: String {
             switch storage {
@@ -45,6 +50,7 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
             case .protocolViolation: return "protocolViolation"
             case .timedOut: return "timedOut"
             case .memoryLimitExceeded: return "memoryLimitExceeded"
+            case .invalidConfiguration: return "invalidConfiguration"
             }
         }
     }

@@ -6,24 +6,38 @@ public struct UnorderedResults<Output: Decodable & Sendable, Inputs: Sequence>: 
 
     let core: PoolCore
     let jobName: String
-    let options: ResolvedJobOptions
+    /// The call's options, or why they are out of range (thrown by the first `next()`).
+    let options: Result<ResolvedJobOptions, ProcessPoolError>
     let inputs: Inputs
 
     /// Starts the call: inputs are read and jobs queued as the iterator is advanced.
     public func makeAsyncIterator() -> Iterator {
-        Iterator(run: UnorderedRun(core: core, jobName: jobName, options: options, inputs: InputIterator(inputs)))
+        switch options {
+        case .success(let options):
+            return Iterator(run: .success(UnorderedRun(core: core, jobName: jobName, options: options, inputs: InputIterator(inputs))))
+        case .failure(let error):
+            return Iterator(run: .failure(error))
+        }
     }
 
     /// Yields results as they arrive and keeps the workers fed.
     public struct Iterator: AsyncIteratorProtocol {
-        let run: UnorderedRun<Output, Inputs>
+        var run: Result<UnorderedRun<Output, Inputs>, ProcessPoolError>?
 
         /// The next finished job's index and output, or nil when every input has been yielded.
         ///
         /// - Throws: The first failing job's ``ProcessPoolError``; `CancellationError` if the
         ///   task is cancelled (the remaining jobs are cancelled too).
         public mutating func next() async throws -> Element? {
-            try await run.next()
+            switch run {
+            case .success(let run)?:
+                return try await run.next()
+            case .failure(let error)?:
+                self.run = nil  // thrown once; then the sequence is over
+                throw error
+            case nil:
+                return nil
+            }
         }
     }
 }
