@@ -28,6 +28,7 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .executableTarget(name: "trivial", swiftSettings: [.swiftLanguageMode(.v6)]),
+        .executableTarget(name: "input-figures", swiftSettings: [.swiftLanguageMode(.v6)]),
         .executableTarget(
             name: "reliability-figures",
             dependencies: [.product(name: "Multiprocessing", package: mainPackage)],
