@@ -7,6 +7,13 @@ import Testing
 private func pool(
     _ arguments: [String], standardInput: String? = nil, in directory: URL? = nil, environment: [String: String] = [:]
 ) async throws -> (status: Int32, output: String, error: String) {
+    try await pool(arguments, standardInputBytes: standardInput.map { Data($0.utf8) }, in: directory, environment: environment)
+}
+
+/// ``pool(_:standardInput:in:environment:)`` with stdin given as bytes, which need not be UTF-8.
+private func pool(
+    _ arguments: [String], standardInputBytes: Data?, in directory: URL? = nil, environment: [String: String] = [:]
+) async throws -> (status: Int32, output: String, error: String) {
     try await onDedicatedThread {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Binaries.directory + "/pool")
@@ -20,11 +27,15 @@ private func pool(
         process.standardOutput = output
         process.standardError = error
         let input = Pipe()
-        process.standardInput = standardInput == nil ? FileHandle.nullDevice : input
+        process.standardInput = standardInputBytes == nil ? FileHandle.nullDevice : input
         try process.run()
-        if let standardInput {
-            input.fileHandleForWriting.write(Data(standardInput.utf8))
-            try input.fileHandleForWriting.close()
+        if let standardInputBytes {
+            // Written from a thread of its own: a large input must not wait for the output
+            // that only the reads below make room for.
+            Thread {
+                input.fileHandleForWriting.write(standardInputBytes)
+                try? input.fileHandleForWriting.close()
+            }.start()
         }
         // Read stderr on another thread so neither pipe can fill up and stall the child.
         let errorData = Mutex<Data>(Data())
@@ -448,26 +459,7 @@ struct CommandLineTests {
         // Replace the UTF-8 é (C3 A9) of line 1 with Latin-1's lone E9.
         let e = bytes.firstIndex(of: 0xC3)!
         bytes.replaceSubrange(e...(e + 1), with: [0xE9])
-        let inputBytes = Data(bytes)
-        let result = try await onDedicatedThread { () throws -> (status: Int32, output: String) in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: Binaries.directory + "/pool")
-            process.arguments = ["map", "--worker", Binaries.poolWorker, "--job", "echo", "-k"]
-            let stdin = Pipe()
-            let stdout = Pipe()
-            process.standardInput = stdin
-            process.standardOutput = stdout
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let writer = Thread {
-                stdin.fileHandleForWriting.write(inputBytes)
-                try? stdin.fileHandleForWriting.close()
-            }
-            writer.start()
-            let output = stdout.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: output, as: UTF8.self))
-        }
+        let result = try await pool(["map", "--worker", Binaries.poolWorker, "--job", "echo", "-k"], standardInputBytes: Data(bytes))
         let lines = result.output.split(separator: "\n").map(String.init)
         #expect(lines.count == 2)
         #expect(lines.first?.hasPrefix(#"{"line":1,"error":{"code":"invalidJSON","message":"the line is not valid UTF-8 (byte 0xe9 at offset 4)"#) == true, "\(lines.first ?? "")")

@@ -76,7 +76,7 @@ struct ChildProcess: ~Copyable {
     /// been reaped: processes its job started that ignored the termination signal. No
     /// fallback to the pid alone, which may belong to someone else by now.
     func killRemainingGroupMembers() {
-        _ = kill(-pid, SIGKILL)
+        ThisProcess.killProcessGroup(pid)
     }
 
     mutating func closeExitDescriptor() {

@@ -124,28 +124,28 @@ final class LocalPipeConnection: WorkerConnection {
     func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> FileDescriptor.IOResult {
         // The hot path of every round trip: a plain borrow of the descriptor, no inout access.
         guard output != nil else { return .transferred(0) }
-        let result: FileDescriptor.IOResult
-        do {
-            result = try output!.read(into: buffer)
-        } catch {
-            output.take()?.close()
-            throw error
-        }
-        if result == .transferred(0) { output.take()?.close() }
-        return result
+        let (result, ended) = Self.read(output!, into: buffer)
+        if ended { output.take()?.close() }
+        return try result.get()
     }
 
     func readDiagnostics(into buffer: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> FileDescriptor.IOResult {
         guard diagnostics != nil else { return .transferred(0) }
-        let result: FileDescriptor.IOResult
+        let (result, ended) = Self.read(diagnostics!, into: buffer)
+        if ended { diagnostics.take()?.close() }
+        return try result.get()
+    }
+
+    /// One read; `ended` when the stream is over (its end, or a failure), so its owner closes it.
+    private static func read(
+        _ descriptor: borrowing FileDescriptor, into buffer: UnsafeMutableRawBufferPointer
+    ) -> (result: Result<FileDescriptor.IOResult, SystemCallError>, ended: Bool) {
         do {
-            result = try diagnostics!.read(into: buffer)
+            let result = try descriptor.read(into: buffer)
+            return (.success(result), result == .transferred(0))
         } catch {
-            diagnostics.take()?.close()
-            throw error
+            return (.failure(error), true)
         }
-        if result == .transferred(0) { diagnostics.take()?.close() }
-        return result
     }
 
     func write(_ buffer: UnsafeRawBufferPointer) throws(SystemCallError) -> FileDescriptor.IOResult {
