@@ -52,6 +52,7 @@ struct MapCommand {
         configuration.jobTimeout = timeout
         let printer = LinePrinter(keepOrder: keepOrder)
         try await withProcessPool(configuration: configuration) { pool in
+            reportCapacity(of: pool)
             let served = try await pool.servedJobNames()
             guard served.contains(jobName) else {
                 throw UsageError("the worker serves no job named '\(jobName)'; it serves: \(served.joined(separator: ", "))")

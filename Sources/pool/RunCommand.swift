@@ -184,6 +184,7 @@ struct RunCommand {
             return halt?.isReached(failed: printer.failures, finished: finished) ?? false
         }
         try await withProcessPool(configuration: configuration) { pool in
+            reportCapacity(of: pool)
             interrupt.setEmergencyStop { pool.killWorkersNow() }
             // One stream of events drives the run: inputs arriving (read on a thread of their
             // own, so a slow stdin such as `tail -f` blocks nothing), and jobs finishing. So

@@ -48,6 +48,52 @@ func workerExecutable(_ explicit: String?) throws -> String {
     return URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("pool-worker").path
 }
 
+/// Says on stderr when the pool runs fewer workers than asked for: a limit on processes or
+/// descriptors let it start only some of them (see ``ProcessPool/capacityShortfall``).
+func reportCapacity(of pool: ProcessPool) {
+    guard let shortfall = pool.capacityShortfall else { return }
+    Output.write("pool: running \(pool.workerCapacity) workers, not \(pool.configuration.workerCount): \(shortfall)\n", to: .standardError)
+}
+
+/// Exits with a message naming the limit if this process cannot start `count` threads at once.
+///
+/// Swift's concurrency runtime does not fail when it cannot start a thread: it waits and tries
+/// again, forever. Under a very low process limit (`RLIMIT_NPROC`) `pool` would hang before it
+/// could say anything; this finds out first, with threads that start, wait and end at once.
+func requireThreads(_ count: Int) {
+    var gate: [Int32] = [0, 0]
+    guard pipe(&gate) == 0 else { return }
+    var threads: [pthread_t] = []
+    var failure: Int32 = 0
+    for _ in 0..<count {
+        var thread = pthread_t()
+        let readEnd = UnsafeMutableRawPointer(bitPattern: Int(gate[0]) + 1)
+        let result = pthread_create(&thread, nil, { context in
+            // Waits until the gate's write end closes.
+            var byte: UInt8 = 0
+            _ = read(Int32(Int(bitPattern: context) - 1), &byte, 1)
+            return nil
+        }, readEnd)
+        if result != 0 {
+            failure = result
+            break
+        }
+        threads.append(thread)
+    }
+    close(gate[1])
+    for thread in threads { pthread_join(thread, nil) }
+    close(gate[0])
+    guard failure != 0 else { return }
+    var limit = rlimit()
+    getrlimit(__rlimit_resource_t(__RLIMIT_NPROC.rawValue), &limit)
+    let value = limit.rlim_cur == rlim_t.max ? "unlimited" : String(limit.rlim_cur)
+    Output.write("pool: cannot start threads: pthread_create failed: \(String(cString: strerror(failure))); the limit RLIMIT_NPROC (processes and threads per user) is \(value)\n", to: .standardError)
+    exit(255)
+}
+
+// Room for the runtime's first threads (measured: four is enough to fail cleanly later rather than hang).
+requireThreads(4)
+
 let version = "pool 0.1.0 (swift-multiprocessing, protocol 1)"
 let arguments = Array(CommandLine.arguments.dropFirst())
 

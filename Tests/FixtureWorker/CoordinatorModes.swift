@@ -52,3 +52,16 @@ func openDescriptors() -> Set<Int> {
 func describeDescriptor(_ descriptor: Int) -> String {
     (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(descriptor)")) ?? "?"
 }
+
+/// Lowers this process's descriptor limit to 64, asks for a pool of 200 workers, runs a map on
+/// it, and prints `capacity N sum S` and the pool's ``ProcessPool/capacityShortfall`` on a
+/// second line.
+func capacityReport() async throws {
+    var limit = rlimit(rlim_cur: 64, rlim_max: 64)
+    guard setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { fatalError("setrlimit failed") }
+    try await withProcessPool(workers: 200, arguments: []) { pool in
+        let squares = try await pool.map(Square.self, 0..<100)
+        print("capacity \(pool.workerCapacity) sum \(squares.reduce(0, +))")
+        print(pool.capacityShortfall.map(String.init(describing:)) ?? "no shortfall")
+    }
+}

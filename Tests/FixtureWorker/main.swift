@@ -25,11 +25,13 @@ case "coordinate-and-wait":
     try await coordinateAndWait()
 case "lifecycle-report":
     try await lifecycleReport()
+case "capacity-report":
+    try await capacityReport()
 case "chaos":
     try await chaos(arguments: Array(CommandLine.arguments.dropFirst(2)))
 case "serve":
     try await Worker.serve(jobs: fixtureJobs)
 default:
-    FileHandle.standardError.write(Data("usage: fixture-worker serve | coordinate-and-wait | lifecycle-report\n".utf8))
+    FileHandle.standardError.write(Data("usage: fixture-worker serve | coordinate-and-wait | lifecycle-report | capacity-report\n".utf8))
     exit(2)
 }

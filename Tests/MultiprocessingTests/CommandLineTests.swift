@@ -5,19 +5,23 @@ import Testing
 
 /// Runs the built `pool` binary to completion, on a thread of its own.
 private func pool(
-    _ arguments: [String], standardInput: String? = nil, in directory: URL? = nil, environment: [String: String] = [:]
+    _ arguments: [String], standardInput: String? = nil, in directory: URL? = nil, environment: [String: String] = [:],
+    launcher: [String] = []
 ) async throws -> (status: Int32, output: String, error: String) {
-    try await pool(arguments, standardInputBytes: standardInput.map { Data($0.utf8) }, in: directory, environment: environment)
+    try await pool(arguments, standardInputBytes: standardInput.map { Data($0.utf8) }, in: directory, environment: environment, launcher: launcher)
 }
 
-/// ``pool(_:standardInput:in:environment:)`` with stdin given as bytes, which need not be UTF-8.
+/// ``pool(_:standardInput:in:environment:launcher:)`` with stdin given as bytes, which need
+/// not be UTF-8. `launcher` is a command that runs the rest (`prlimit …`, `setpriv …`) and
+/// `poolPath` the binary it runs.
 private func pool(
-    _ arguments: [String], standardInputBytes: Data?, in directory: URL? = nil, environment: [String: String] = [:]
+    _ arguments: [String], standardInputBytes: Data?, in directory: URL? = nil, environment: [String: String] = [:],
+    launcher: [String] = [], poolPath: String = Binaries.directory + "/pool"
 ) async throws -> (status: Int32, output: String, error: String) {
     try await onDedicatedThread {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Binaries.directory + "/pool")
-        process.arguments = arguments
+        process.executableURL = URL(fileURLWithPath: launcher.first ?? poolPath)
+        process.arguments = launcher.isEmpty ? arguments : launcher.dropFirst() + [poolPath] + arguments
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
@@ -427,6 +431,18 @@ struct CommandLineTests {
         #expect(logged.error == "pool: cannot write the job log \(log): No such file or directory\n")
     }
 
+    @Test("-j beyond the descriptor limit runs on half the workers it could start, and says so")
+    func moreWorkersThanTheDescriptorLimit() async throws {
+        let inputs = (1...20).map(String.init)
+        let result = try await pool(["run", "-k", "-j", "1000", "echo", ":::"] + inputs, launcher: ["/usr/bin/prlimit", "--nofile=100"])
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.output == inputs.map { $0 + "\n" }.joined())
+        #expect(result.error.hasPrefix("pool: running "), "\(result.error)")
+        #expect(result.error.contains("workers, not 1000: spawnFailed"), "\(result.error)")
+        #expect(result.error.contains("EMFILE"), "\(result.error)")
+        #expect(result.error.contains("RLIMIT_NOFILE (open descriptors per process) is 100"), "\(result.error)")
+    }
+
     @Test("pool map --timeout stops a line's job; the other lines succeed")
     func mapTimeout() async throws {
         let result = try await pool(
@@ -520,4 +536,54 @@ struct CommandLineTests {
             #expect(ready == 1, "command \(pid) was still running 10 s after pool \(sleepers.pool) was killed")
         }
     }
+}
+
+/// The tests that run `pool` as the user `nobody` under a process limit. One at a time: the
+/// limit counts all of that user's processes and threads, whichever test started them.
+@Suite("The pool command line under a process limit", .serialized, .timeLimit(.minutes(2)),
+       .enabled(if: getuid() == 0, "needs root to become nobody"))
+struct ProcessLimitTests {
+    /// `pool` and `pool-worker` copied where the user `nobody` can run them (a build folder
+    /// under /root is out of its reach).
+    static let binariesForNobody: String = {
+        let directory = "/tmp/pool-nobody-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for name in ["pool", "pool-worker"] {
+            try? FileManager.default.removeItem(atPath: directory + "/" + name)
+            try? FileManager.default.copyItem(atPath: Binaries.directory + "/" + name, toPath: directory + "/" + name)
+        }
+        chmod(directory, 0o755)
+        return directory
+    }()
+
+    /// Runs the `pool` binary as the user `nobody` under a process limit of `processes`: the
+    /// limit counts every process and thread of the user, which root would be exempt from.
+    private func poolAsNobody(processes: Int, _ arguments: [String]) async throws -> (status: Int32, output: String, error: String) {
+        try await pool(
+            arguments, standardInputBytes: nil, in: URL(fileURLWithPath: Self.binariesForNobody),
+            launcher: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/prlimit", "--nproc=\(processes)"],
+            poolPath: Self.binariesForNobody + "/pool")
+    }
+
+    @Test("a process limit too low for a pool is an error naming RLIMIT_NPROC, never a hang or a trap", arguments: [1, 3, 4, 6])
+    func processLimitTooLow(processes: Int) async throws {
+        let result = try await poolAsNobody(processes: processes, ["run", "-j", "4", "echo", ":::", "1", "2", "3"])
+        #expect(result.status == 255, "\(result.error)")
+        #expect(result.error.hasPrefix("pool: "), "\(result.error)")
+        #expect(result.error.contains("RLIMIT_NPROC (processes and threads per user) is \(processes)"), "\(result.error)")
+        #expect(result.error.contains("Resource temporarily unavailable"), "\(result.error)")
+        #expect(!result.error.contains("Fatal error"), "\(result.error)")
+    }
+
+    @Test("-j beyond the process limit runs every job on the workers it could start, and says so")
+    func moreWorkersThanTheProcessLimit() async throws {
+        let inputs = (1...20).map(String.init)
+        let result = try await poolAsNobody(processes: 60, ["run", "-k", "-j", "1000", "echo", ":::"] + inputs)
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.output == inputs.map { $0 + "\n" }.joined())
+        #expect(result.error.hasPrefix("pool: running "), "\(result.error)")
+        #expect(result.error.contains("workers, not 1000: spawnFailed"), "\(result.error)")
+        #expect(result.error.contains("RLIMIT_NPROC (processes and threads per user) is 60"), "\(result.error)")
+    }
+
 }

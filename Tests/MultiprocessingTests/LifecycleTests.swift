@@ -105,6 +105,21 @@ struct LifecycleTests {
         #expect(value("workers") == "2")
     }
 
+    @Test("a pool that runs out of descriptors while starting its workers runs its jobs on part of them and says why")
+    func partialStart() async throws {
+        let (status, output) = try await runFixtureProcess(["capacity-report"])
+        #expect(status == 0, "\(output)")
+        let lines = output.split(separator: "\n").map(String.init)
+        let fields = lines.first?.split(separator: " ").map(String.init) ?? []
+        #expect(fields.count == 4 && fields[0] == "capacity" && fields[2] == "sum", "\(output)")
+        let capacity = fields.count == 4 ? Int(fields[1]) ?? 0 : 0
+        #expect((1..<200).contains(capacity), "\(output)")
+        #expect(fields.last == String((0..<100).reduce(0) { $0 + $1 * $1 }), "\(output)")
+        #expect(lines.last?.hasPrefix("spawnFailed") == true, "\(output)")
+        #expect(lines.last?.contains("EMFILE") == true, "\(output)")
+        #expect(lines.last?.contains("RLIMIT_NOFILE (open descriptors per process) is 64") == true, "\(output)")
+    }
+
     @Test("a coordinator killed with SIGKILL in the middle of a busy map leaves no worker alive one second later")
     func coordinatorKilled() async throws {
         let pids = try await onDedicatedThread { () throws -> [Int32] in

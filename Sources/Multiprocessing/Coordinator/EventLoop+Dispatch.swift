@@ -38,7 +38,7 @@ extension EventLoop {
         }
         // Every worker (all of them started) holding all it may: the next report from one of
         // them brings the loop back here, so new jobs need not wake it.
-        let saturated = !workers.isEmpty && workers.count >= core.configuration.workerCount
+        let saturated = !workers.isEmpty && workers.count >= capacity
             && workers.allSatisfy { $0.state == .ready && $0.inFlight.count >= batchSizer.pipelineDepth(behind: $0.inFlight.first) }
         if core.state.withLock({ $0.loopSaturated(saturated) }) {
             // Work queued while the flag said the loop would look: it has not, so make the

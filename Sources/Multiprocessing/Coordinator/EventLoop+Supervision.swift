@@ -29,6 +29,7 @@ extension EventLoop {
         } catch {
             var failure = ProcessPoolError(.spawnFailed, "cannot start the worker executable (\(error.call) failed)")
             failure.errno = error.errno
+            failure.resourceLimit = ThisProcess.resourceLimitNote(call: error.call, errno: error.errno)
             failure.executablePath = executable
             throw failure
         }
@@ -72,8 +73,8 @@ extension EventLoop {
         let configuration = core.configuration
         let live = workers.count { $0.state != .stopping } + respawns.pending
         let busy = !queueIsEmpty || workers.contains { !$0.inFlight.isEmpty }
-        let minimum = min(configuration.workerCount, configuration.minimumWorkerCount ?? configuration.workerCount)
-        let target = busy ? max(1, configuration.workerCount) : max(minimum, 0)
+        let minimum = min(capacity, configuration.minimumWorkerCount ?? capacity)
+        let target = busy ? capacity : max(minimum, 0)
         guard live < target else { return }
         for _ in live..<target {
             scheduleReplacement()
@@ -246,7 +247,7 @@ extension EventLoop {
             }
         }
         if let idleTimeout = core.configuration.idleTimeout {
-            let minimum = core.configuration.minimumWorkerCount ?? core.configuration.workerCount
+            let minimum = min(capacity, core.configuration.minimumWorkerCount ?? capacity)
             var live = workers.count { $0.state != .stopping }
             for worker in workers where live > minimum && worker.state == .ready && worker.inFlight.isEmpty {
                 if let idleSince = worker.idleSince, idleSince + idleTimeout <= now {

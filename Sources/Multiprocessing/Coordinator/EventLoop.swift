@@ -22,6 +22,9 @@ final class EventLoop: @unchecked Sendable {
     var resultOffsets: [Int] = []
     /// Replacements for workers that failed to start, and when to try again.
     var respawns = RespawnSchedule()
+    /// How many workers the pool keeps: the configured count, or fewer when a resource limit
+    /// stopped the first start part of the way (see ``spawnInitialWorkers()``).
+    private(set) var capacity: Int
     let clock = ContinuousClock()
     /// Scratch space for reads of diagnostics.
     var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
@@ -35,6 +38,7 @@ final class EventLoop: @unchecked Sendable {
     /// - Throws: ``SystemCallError`` if the thread that forwards workers' stderr cannot start.
     init(core: PoolCore) throws(SystemCallError) {
         self.core = core
+        capacity = max(1, core.configuration.workerCount)
         batchSizer = BatchSizer(
             targetBatchDuration: core.configuration.targetBatchDuration, fixedBatchSize: core.configuration.batchSize,
             spinDuration: Self.spinDuration)
@@ -65,11 +69,20 @@ final class EventLoop: @unchecked Sendable {
         }
     }
 
+    /// Starts the configured number of workers. If a resource limit (processes, descriptors,
+    /// memory) stops it after at least one has started, the pool runs on those: a pool asked
+    /// for more workers than the machine allows still does its work, and says so through
+    /// ``ProcessPool/capacityShortfall``. Any other failure, or a first worker that cannot
+    /// start, fails the pool.
     private func spawnInitialWorkers() -> ProcessPoolError? {
-        for _ in 0..<max(1, core.configuration.workerCount) {
+        for _ in 0..<capacity {
             do {
                 addWorker(try spawnWorker())
             } catch {
+                if !workers.isEmpty, let errno = error.errno, errno.meansResourceLimit {
+                    keepPartOfWorkers(errno == .wouldBlock ? workers.count / 4 : workers.count / 2, because: error)
+                    return nil
+                }
                 for worker in workers { worker.connection.signal(Signal.kill) }
                 for worker in workers { _ = worker.connection.finish() }
                 workers.removeAll()
@@ -79,6 +92,22 @@ final class EventLoop: @unchecked Sendable {
             }
         }
         return nil
+    }
+
+    /// Runs on `count` (at least one) of the workers started so far and stops the rest, after a
+    /// start failed on a resource limit: what was left of the limit is kept for the workers'
+    /// own threads and the processes their jobs start, and for the coordinator's descriptors.
+    /// A worker counts a process and two threads against the per-user process limit
+    /// (`EAGAIN`), and a command it runs one or two more, so a quarter of those that could be
+    /// started leaves room for all of them; a descriptor limit keeps half.
+    private func keepPartOfWorkers(_ count: Int, because error: ProcessPoolError) {
+        capacity = max(1, count)
+        let extra = workers[capacity...]
+        for worker in extra { worker.connection.signal(Signal.kill) }
+        for worker in extra { _ = worker.connection.finish() }
+        workers.removeLast(extra.count)
+        publishWorkerProcessIDs()
+        core.state.withLock { $0.capacityReduced(to: capacity, because: error) }
     }
 
     func addWorker(_ worker: PooledWorker) {

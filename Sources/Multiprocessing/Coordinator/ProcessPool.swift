@@ -17,6 +17,25 @@ public final class ProcessPool: Sendable {
     /// replaced when they crash, so the list changes).
     public var workerProcessIDs: [Int32] { core.state.withLock { $0.workerProcessIDs } }
 
+    /// How many workers the pool keeps: ``ProcessPoolConfiguration/workerCount``, or fewer when a
+    /// resource limit let it start only some of them (see ``capacityShortfall``).
+    public var workerCapacity: Int {
+        core.state.withLock { $0.capacityShortfall?.capacity } ?? max(1, configuration.workerCount)
+    }
+
+    /// Why the pool runs with fewer workers than ``ProcessPoolConfiguration/workerCount``, or nil
+    /// when it started them all.
+    ///
+    /// A pool whose first workers' start runs into a limit of the machine — processes or
+    /// threads per user (`RLIMIT_NPROC`), open descriptors, memory — after at least one has
+    /// started does not fail: it runs on part of the workers it could start, ``workerCapacity``
+    /// of them, and this is the error of the start that failed, naming the limit
+    /// (``ProcessPoolError/resourceLimit``). It keeps a quarter of them under a process limit
+    /// (each worker's threads, and the processes its jobs start, count against the same
+    /// limit) and half under a descriptor or memory limit. A pool that cannot start even one
+    /// worker throws.
+    public var capacityShortfall: ProcessPoolError? { core.state.withLock { $0.capacityShortfall?.error } }
+
     /// Sends SIGKILL to every live worker's process group at once, from any thread: the last
     /// resort of a command line interrupted twice. The event loop then sees the exits as usual.
     package func killWorkersNow() {

@@ -79,6 +79,10 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
     public var executablePath: String?
     /// The error number behind a failed system call.
     public var errno: Errno?
+    /// The resource limit the failed system call ran into, with its value, when its error
+    /// number points at one: e.g. `RLIMIT_NPROC (processes and threads per user) is 6` for a
+    /// process or thread that could not be started with `EAGAIN`.
+    public var resourceLimit: String?
     /// The names of the jobs the worker serves, for ``Code/unknownJob``.
     public var availableJobNames: [String]?
     /// For a job that was retried: the error of every attempt, oldest first (this error is the
@@ -95,6 +99,7 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
     init(systemCallFailure failure: SystemCallError, _ context: String, code: Code = .spawnFailed) {
         self.init(code, "\(context): \(failure.call) failed")
         errno = failure.errno
+        resourceLimit = ThisProcess.resourceLimitNote(call: failure.call, errno: failure.errno)
     }
 
     /// A copy with the job's identity filled in.
@@ -120,6 +125,7 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
         if let terminationStatus { text += ", \(terminationStatus)" }
         if let executablePath { text += "; executable \(executablePath)" }
         if let errno { text += ": \(errno)" }
+        if let resourceLimit { text += "; the limit \(resourceLimit)" }
         if let availableJobNames {
             text += "; the worker serves: " + (availableJobNames.isEmpty ? "no jobs" : availableJobNames.map { "\"\($0)\"" }.joined(separator: ", "))
         }

@@ -28,6 +28,9 @@ struct SchedulerState {
     private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
     /// The pids of the live workers, kept by the event loop for ``ProcessPool/workerProcessIDs``.
     private(set) var workerProcessIDs: [Int32] = []
+    /// Why the pool keeps fewer workers than it was configured for, and how many: set once,
+    /// when a resource limit stopped the first workers' start part of the way.
+    private(set) var capacityShortfall: (capacity: Int, error: ProcessPoolError)?
     /// The job names the first worker to say hello announced.
     private(set) var servedJobNames: [String]?
     private var jobNameWaiters: [CheckedContinuation<[String], any Error>] = []
@@ -205,6 +208,11 @@ struct SchedulerState {
     /// The event loop's list of live workers changed.
     mutating func workersChanged(processIDs: [Int32]) {
         workerProcessIDs = processIDs
+    }
+
+    /// The event loop could start only `capacity` workers, because of `error`, and runs on them.
+    mutating func capacityReduced(to capacity: Int, because error: ProcessPoolError) {
+        capacityShortfall = (capacity, error)
     }
 
     /// The event loop says whether every worker holds all it may (see ``loopWillCheckQueue``).

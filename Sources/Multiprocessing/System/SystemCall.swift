@@ -61,6 +61,11 @@ extension Errno {
     /// Error numbers that only a bug in this library can cause: a descriptor it closed or never
     /// had, a pointer it got wrong. Going on would act on someone else's descriptor.
     var meansBugInCaller: Bool { self == .badDescriptor || self == .badAddress }
+
+    /// Whether the error is a limit of the machine rather than a fault of the caller: no more
+    /// processes or threads (`EAGAIN` from a start), descriptors (`EMFILE`, `ENFILE`) or
+    /// memory (`ENOMEM`).
+    var meansResourceLimit: Bool { [EAGAIN, EMFILE, ENFILE, ENOMEM].contains(rawValue) }
 }
 
 /// The one place the library turns a failed C call into Swift: a call interrupted by a signal

@@ -49,6 +49,30 @@ enum ThisProcess {
     /// Lets the calling thread receive SIGCHLD, which the C library's `posix_spawn` may need
     /// on the thread that starts commands.
     static func unblockChildSignalOnThisThread() { mp_unblock_sigchld_on_this_thread() }
+
+    /// The resource limit a failed call most likely ran into, with its current value, e.g.
+    /// `RLIMIT_NPROC (processes and threads per user) is 6`; nil when the error number points
+    /// at no limit.
+    ///
+    /// `EAGAIN` from a call that makes a process or thread means the per-user limit on them;
+    /// `EMFILE`, the limit on this process's open descriptors; `ENFILE`, the system's.
+    ///
+    /// The corresponding C function is `getrlimit(2)`.
+    static func resourceLimitNote(call: String, errno: Errno) -> String? {
+        func limit(_ resource: __rlimit_resource, _ name: String, _ meaning: String) -> String {
+            var value = rlimit()
+            guard getrlimit(__rlimit_resource_t(resource.rawValue), &value) == 0 else { return "\(name) (\(meaning))" }
+            let current = value.rlim_cur == rlim_t.max ? "unlimited" : String(value.rlim_cur)
+            return "\(name) (\(meaning)) is \(current)"
+        }
+        let makesTask = ["pthread_create", "posix_spawn", "fork", "clone"].contains { call.hasPrefix($0) }
+        switch errno.rawValue {
+        case EAGAIN where makesTask: return limit(__RLIMIT_NPROC, "RLIMIT_NPROC", "processes and threads per user")
+        case EMFILE: return limit(RLIMIT_NOFILE, "RLIMIT_NOFILE", "open descriptors per process")
+        case ENFILE: return "the system's table of open files is full (ENFILE)"
+        default: return nil
+        }
+    }
 }
 
 /// The signals the library sends, by their Swift names.
