@@ -23,21 +23,30 @@ final class JobLog {
         try handle.seekToEnd()
     }
 
-    func record(sequence: Int, command rawCommand: String, result: Result<CommandJob.Output, ProcessPoolError>) {
-        // One job, one line: a newline in an input must not start a line of its own.
-        let command = rawCommand.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\n", with: "\\n")
+    func record(sequence: Int, command rawCommand: Bytes, result: Result<CommandJob.Output, ProcessPoolError>) {
+        // One job, one line: a newline in an input must not start a line of its own. The
+        // command's other bytes are written as they are.
+        var command: Bytes = []
+        command.reserveCapacity(rawCommand.count)
+        for byte in rawCommand {
+            switch byte {
+            case UInt8(ascii: "\\"): command += Array("\\\\".utf8)
+            case UInt8(ascii: "\n"): command += Array("\\n".utf8)
+            default: command.append(byte)
+            }
+        }
         let line: String
         switch result {
         case .success(let output):
             let received = output.standardOutput.count + output.standardError.count
-            line = "\(sequence)\t:\t\(String(format: "%.3f", output.startTime))\t\(String(format: "%.3f", output.runtime))\t0\t\(received)\t\(output.exitCode ?? -1)\t\(output.signal ?? 0)\t\(command)\n"
+            line = "\(sequence)\t:\t\(String(format: "%.3f", output.startTime))\t\(String(format: "%.3f", output.runtime))\t0\t\(received)\t\(output.exitCode ?? -1)\t\(output.signal ?? 0)\t"
         case .failure(let error):
             // The job did not finish on its own (timed out, worker lost, pool stopped).
             var signal: Int32 = 0
             if case .signaled(let number)? = error.terminationStatus { signal = number }
-            line = "\(sequence)\t:\t\(String(format: "%.3f", Date().timeIntervalSince1970))\t0.000\t0\t0\t-1\t\(signal)\t\(command)\n"
+            line = "\(sequence)\t:\t\(String(format: "%.3f", Date().timeIntervalSince1970))\t0.000\t0\t0\t-1\t\(signal)\t"
         }
-        handle.write(Data(line.utf8))
+        handle.write(Data(Array(line.utf8) + command + [UInt8(ascii: "\n")]))
     }
 
     func close() { try? handle.close() }
@@ -45,12 +54,14 @@ final class JobLog {
     /// The sequence numbers a previous run logged: all of them, or (for `--resume-failed`)
     /// only those that succeeded, which are the ones to skip.
     static func finishedSequences(in path: String, successfulOnly: Bool) -> Set<Int> {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        // Read as bytes: the commands in it need not be UTF-8.
+        guard let contents = FileManager.default.contents(atPath: path) else { return [] }
         var done: Set<Int> = []
-        for line in text.split(separator: "\n").dropFirst() {
-            let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
-            guard fields.count >= 9, let sequence = Int(fields[0]) else { continue }
-            if !successfulOnly || (fields[6] == "0" && fields[7] == "0") { done.insert(sequence) }
+        for line in Array(contents).split(separator: UInt8(ascii: "\n")).dropFirst() {
+            let fields = line.split(separator: UInt8(ascii: "\t"), maxSplits: 8, omittingEmptySubsequences: false)
+            func number(_ index: Int) -> Int? { Int(String(decoding: fields[index], as: UTF8.self)) }
+            guard fields.count >= 9, let sequence = number(0) else { continue }
+            if !successfulOnly || (number(6) == 0 && number(7) == 0) { done.insert(sequence) }
         }
         return done
     }

@@ -21,19 +21,31 @@ struct RunCommand {
     var lineBuffer = false
     /// `--max-output`: the most output one command may write.
     var outputLimit: Int?
-    var command: [String] = []
-    /// Inputs given after `:::`; nil means read them from stdin.
-    var inputs: [String]?
+    /// The command's words, as bytes: they may hold file names, which need not be UTF-8.
+    var command: [Bytes] = []
+    /// Inputs given after `:::`, as bytes; nil means read them from stdin.
+    var inputs: [Bytes]?
 
-    /// Parses the arguments after `run`.
+    /// Parses the arguments after `run`, byte for byte as the kernel passed them.
     /// - Throws: `UsageError` naming the bad option.
-    init(arguments: [String]) throws(UsageError) {
+    init(arguments: [Bytes]) throws(UsageError) {
         var rest = arguments[...]
         func value(for option: String) throws(UsageError) -> String {
             guard let value = rest.popFirst() else { throw UsageError("option \(option) needs a value") }
-            return value
+            // Numbers and keywords: text that is not UTF-8 is wrong anyway, and says so below.
+            return String(decoding: value, as: UTF8.self)
         }
-        parsing: while let argument = rest.first {
+        /// A path option's value. The library takes paths as text, so one that is not UTF-8 is
+        /// refused rather than changed.
+        func path(for option: String) throws(UsageError) -> String {
+            guard let value = rest.popFirst() else { throw UsageError("option \(option) needs a value") }
+            guard let path = String(validating: value, as: UTF8.self) else {
+                throw UsageError("\(option) needs a path in UTF-8; '\(String(decoding: value, as: UTF8.self))' is not")
+            }
+            return path
+        }
+        parsing: while let first = rest.first {
+            let argument = String(decoding: first, as: UTF8.self)
             guard argument.hasPrefix("-"), argument != "-" else { break }
             rest.removeFirst()
             switch argument {
@@ -50,11 +62,11 @@ struct RunCommand {
                 let text = try value(for: argument)
                 guard let count = Int(text), count >= 0 else { throw UsageError("--retries needs a whole number, not '\(text)'") }
                 retries = count
-            case "--worker": workerPath = try value(for: argument)
-            case "--joblog": jobLogPath = try value(for: argument)
+            case "--worker": workerPath = try path(for: argument)
+            case "--joblog": jobLogPath = try path(for: argument)
             case "--resume": resume = true
             case "--resume-failed": resumeFailed = true
-            case "--results": resultsDirectory = try value(for: argument)
+            case "--results": resultsDirectory = try path(for: argument)
             case "--halt": halt = try HaltPolicy(parsing: try value(for: argument))
             case "--bar": showBar = true
             case "--line-buffer": lineBuffer = true
@@ -67,7 +79,7 @@ struct RunCommand {
                 }
             }
         }
-        if let separator = rest.firstIndex(of: ":::") {
+        if let separator = rest.firstIndex(of: Array(":::".utf8)) {
             command = Array(rest[..<separator])
             inputs = Array(rest[(separator + 1)...])
         } else {
@@ -126,10 +138,18 @@ struct RunCommand {
     func run() async throws -> Int32 {
         let template = CommandTemplate(words: command, forceShell: forceShell)
         if dryRun {
-            let inputs: AnySequence<String> = self.inputs.map { AnySequence($0) } ?? AnySequence(StandardInputRecords(separator: nullSeparated ? 0 : UInt8(ascii: "\n")))
+            let inputs: AnySequence<Bytes> = self.inputs.map { AnySequence($0) } ?? AnySequence(StandardInputRecords(separator: nullSeparated ? 0 : UInt8(ascii: "\n")))
+            // Written in blocks: one write per line would be most of the time for many lines.
+            var block: Bytes = []
             for (index, input) in inputs.enumerated() {
-                Output.write(template.display(for: input, sequence: index + 1) + "\n", to: .standardOutput)
+                block += template.display(for: input, sequence: index + 1)
+                block.append(UInt8(ascii: "\n"))
+                if block.count >= 1 << 16 {
+                    Output.write(Data(block), to: .standardOutput)
+                    block.removeAll(keepingCapacity: true)
+                }
             }
+            Output.write(Data(block), to: .standardOutput)
             return 0
         }
         var configuration = ProcessPoolConfiguration(workerCount: jobs, executablePath: try workerExecutable(workerPath))
@@ -159,7 +179,7 @@ struct RunCommand {
         /// or --results need it (they record a job's output once it ends).
         var streamed: [Int: [Data]] = [:]
         let keepsStreamed = lineBuffer && (log != nil || results != nil)
-        func finish(_ sequence: Int, _ input: String, _ result: Result<CommandJob.Output, ProcessPoolError>) -> Bool {
+        func finish(_ sequence: Int, _ input: Bytes, _ result: Result<CommandJob.Output, ProcessPoolError>) -> Bool {
             bar?.clear()
             printer.print(sequence: sequence, input: input, result: result)
             if log != nil || results != nil {
@@ -209,7 +229,7 @@ struct RunCommand {
                 requested += wanted
                 feed.request(wanted)
             }
-            func start(_ index: Int, _ input: String, _ command: CommandJob.Input, attempt: Int) async {
+            func start(_ index: Int, _ input: Bytes, _ command: CommandJob.Input, attempt: Int) async {
                 let future: JobFuture<CommandJob.Output>
                 if keepsStreamed { streamed[index] = [Data(), Data()] }
                 var onOutput: (@Sendable (Int, [UInt8]) -> Void)?
@@ -247,7 +267,7 @@ struct RunCommand {
                     if skip.contains(index + 1) {
                         printer.skip(sequence: index)
                     } else {
-                        var command = CommandJob.Input(arguments: template.arguments(for: input, sequence: index + 1), streamsOutput: lineBuffer)
+                        var command = CommandJob.Input(argumentBytes: template.arguments(for: input, sequence: index + 1), streamsOutput: lineBuffer)
                         command.outputLimit = outputLimit
                         await start(index, input, command, attempt: 0)
                     }
@@ -294,9 +314,9 @@ struct RunCommand {
 final class ResultPrinter {
     private let keepOrder: Bool
     private let tag: Bool
-    private var order = InputOrder<(sequence: Int, input: String, result: Result<CommandJob.Output, ProcessPoolError>)>()
+    private var order = InputOrder<(sequence: Int, input: Bytes, result: Result<CommandJob.Output, ProcessPoolError>)>()
     /// Streamed lines held back by `-k`, by job.
-    private var held: [Int: [(input: String, stream: Int, bytes: [UInt8])]] = [:]
+    private var held: [Int: [(input: Bytes, stream: Int, bytes: [UInt8])]] = [:]
     private(set) var failures = 0
 
     /// Counts a job as failed that ran fine but whose results could not be saved.
@@ -307,7 +327,7 @@ final class ResultPrinter {
         self.tag = tag
     }
 
-    func print(sequence: Int, input: String, result: Result<CommandJob.Output, ProcessPoolError>) {
+    func print(sequence: Int, input: Bytes, result: Result<CommandJob.Output, ProcessPoolError>) {
         // Counted on arrival, not when printed: -k may hold a failure back, and --halt and the
         // exit status must see it at once.
         switch result {
@@ -326,19 +346,19 @@ final class ResultPrinter {
         releaseHeldLines(of: order.nextSequence)
     }
 
-    private func release(_ item: (sequence: Int, input: String, result: Result<CommandJob.Output, ProcessPoolError>)) {
+    private func release(_ item: (sequence: Int, input: Bytes, result: Result<CommandJob.Output, ProcessPoolError>)) {
         releaseHeldLines(of: item.sequence)
         emit(item.input, item.result)
     }
 
     /// Lines a running job streamed (--line-buffer): printed now, or with `-k` held until
     /// every earlier job has been printed.
-    func stream(sequence: Int, input: String, stream: Int, bytes: [UInt8]) {
+    func stream(sequence: Int, input: Bytes, stream: Int, bytes: [UInt8]) {
         if keepOrder && sequence != order.nextSequence {
             held[sequence, default: []].append((input, stream, bytes))
             return
         }
-        Output.write(tagged(Data(bytes), input), to: stream == 0 ? .standardOutput : .standardError)
+        Output.write(Data(tagged(bytes, input)), to: stream == 0 ? .standardOutput : .standardError)
     }
 
     /// A job whose turn has come prints what it streamed while it waited (and, if still
@@ -346,40 +366,50 @@ final class ResultPrinter {
     private func releaseHeldLines(of sequence: Int) {
         guard let lines = held.removeValue(forKey: sequence) else { return }
         for line in lines {
-            Output.write(tagged(Data(line.bytes), line.input), to: line.stream == 0 ? .standardOutput : .standardError)
+            Output.write(Data(tagged(line.bytes, line.input)), to: line.stream == 0 ? .standardOutput : .standardError)
         }
     }
 
-    private func emit(_ input: String, _ result: Result<CommandJob.Output, ProcessPoolError>) {
+    private func emit(_ input: Bytes, _ result: Result<CommandJob.Output, ProcessPoolError>) {
         switch result {
         case .success(let output):
-            Output.write(tagged(Data(output.standardOutput), input), to: .standardOutput)
-            Output.write(tagged(Data(output.standardError), input), to: .standardError)
+            Output.write(Data(tagged(output.standardOutput, input)), to: .standardOutput)
+            Output.write(Data(tagged(output.standardError, input)), to: .standardError)
         case .failure(let error):
-            Output.write(Data("pool: \(input): \(error)\n".utf8), to: .standardError)
+            Output.write(Data(Array("pool: ".utf8) + input + Array(": \(error)\n".utf8)), to: .standardError)
         }
     }
 
-    private func tagged(_ data: Data, _ input: String) -> Data {
-        guard tag, !data.isEmpty else { return data }
-        var text = String(decoding: data, as: UTF8.self)
-        let endsWithNewline = text.hasSuffix("\n")
-        if endsWithNewline { text.removeLast() }
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { "\(input)\t\($0)" }
-        return Data((lines.joined(separator: "\n") + (endsWithNewline ? "\n" : "")).utf8)
+    /// With `--tag`, each line of `output` starts with the input and a tab; the bytes are
+    /// left as they are.
+    private func tagged(_ output: [UInt8], _ input: Bytes) -> [UInt8] {
+        guard tag, !output.isEmpty else { return output }
+        let newline = UInt8(ascii: "\n")
+        var result: [UInt8] = []
+        result.reserveCapacity(output.count + input.count + 1)
+        var atLineStart = true
+        for byte in output {
+            if atLineStart {
+                result += input
+                result.append(UInt8(ascii: "\t"))
+            }
+            result.append(byte)
+            atLineStart = byte == newline
+        }
+        return result
     }
 }
 
 /// What drives `pool run`.
 enum RunEvent: Sendable {
-    case input(String)
+    case input(Bytes)
     case inputsEnded
     /// A job ended: its sequence index, input and result, which attempt it was, and the
     /// command (nil where it never ran and must not be retried).
-    case finished(Int, String, Result<CommandJob.Output, ProcessPoolError>, attempt: Int = 0, command: CommandJob.Input? = nil)
+    case finished(Int, Bytes, Result<CommandJob.Output, ProcessPoolError>, attempt: Int = 0, command: CommandJob.Input? = nil)
     case cancelled(Int)
     /// With --line-buffer: lines a running job wrote to stdout (0) or stderr (1).
-    case output(Int, String, Int, [UInt8])
+    case output(Int, Bytes, Int, [UInt8])
 }
 
 /// Reads inputs one at a time, on request, on a queue of its own: reading stdin may block for
@@ -387,10 +417,10 @@ enum RunEvent: Sendable {
 final class InputFeed: @unchecked Sendable {
     // @unchecked: `records` is only touched on `queue`, one request at a time.
     private let queue = DispatchQueue(label: "pool.inputs")
-    private let records: AnyIterator<String>
+    private let records: AnyIterator<Bytes>
     private let events: AsyncStream<RunEvent>.Continuation
 
-    init(records: AnyIterator<String>, events: AsyncStream<RunEvent>.Continuation) {
+    init(records: AnyIterator<Bytes>, events: AsyncStream<RunEvent>.Continuation) {
         self.records = records
         self.events = events
     }
@@ -450,9 +480,7 @@ struct StandardInputRecords: Sequence, IteratorProtocol {
         }
     }
 
-    mutating func next() -> String? {
-        nextRecord().map { String(decoding: $0, as: UTF8.self) }
-    }
+    mutating func next() -> Bytes? { nextRecord() }
 
     /// Appends what one read of standard input brings; marks the end (or a read error).
     private mutating func readChunk() {

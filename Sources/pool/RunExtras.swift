@@ -49,7 +49,7 @@ struct ResultsDirectory {
     /// Saves one job's input, command, output and exit value in `PATH/SEQUENCE/`.
     ///
     /// - Throws: ``FileError`` naming the file that could not be written and why.
-    func record(sequence: Int, input: String, command: String, result: Result<CommandJob.Output, ProcessPoolError>) throws {
+    func record(sequence: Int, input: Bytes, command: Bytes, result: Result<CommandJob.Output, ProcessPoolError>) throws {
         let directory = path + "/" + String(sequence)
         if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw FileError("create the results directory", directory) }
         var stdout = Data()
@@ -64,7 +64,7 @@ struct ResultsDirectory {
             stderr = Data("pool: \(error)\n".utf8)
         }
         for (name, contents) in [("stdout", stdout), ("stderr", stderr), ("exitval", Data("\(exitValue)\n".utf8)),
-                                 ("input", Data(input.utf8)), ("command", Data((command + "\n").utf8))] {
+                                 ("input", Data(input)), ("command", Data(command + [UInt8(ascii: "\n")]))] {
             try Self.write(contents, to: directory + "/" + name)
         }
     }

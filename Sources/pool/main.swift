@@ -96,6 +96,12 @@ requireThreads(4)
 
 let version = "pool 0.1.0 (swift-multiprocessing, protocol 1)"
 let arguments = Array(CommandLine.arguments.dropFirst())
+/// The arguments as the kernel passed them, byte for byte: `CommandLine.arguments` replaces
+/// bytes that are not UTF-8 with U+FFFD, which would change a file name given to `pool run`.
+let argumentBytes: [Bytes] = (1..<Int(CommandLine.argc)).map { index in
+    guard let argument = CommandLine.unsafeArgv[index] else { return [] }
+    return Array(UnsafeRawBufferPointer(start: argument, count: strlen(argument)))
+}
 
 do {
     switch arguments.first {
@@ -116,7 +122,7 @@ do {
         if arguments.dropFirst().first.map({ ["-h", "--help"].contains($0) }) == true {
             Output.write(Help.run, to: .standardOutput)
         } else {
-            let command = try RunCommand(arguments: Array(arguments.dropFirst()))
+            let command = try RunCommand(arguments: Array(argumentBytes.dropFirst()))
             let run = Task { try await command.run() }
             Interrupt.shared.install { run.cancel() }
             let status: Int32

@@ -7,7 +7,7 @@ import Testing
 private func pool(
     _ arguments: [String], standardInput: String? = nil, in directory: URL? = nil, environment: [String: String] = [:],
     launcher: [String] = []
-) async throws -> (status: Int32, output: String, error: String) {
+) async throws -> PoolRun {
     try await pool(arguments, standardInputBytes: standardInput.map { Data($0.utf8) }, in: directory, environment: environment, launcher: launcher)
 }
 
@@ -17,7 +17,7 @@ private func pool(
 private func pool(
     _ arguments: [String], standardInputBytes: Data?, in directory: URL? = nil, environment: [String: String] = [:],
     launcher: [String] = [], poolPath: String = Binaries.directory + "/pool"
-) async throws -> (status: Int32, output: String, error: String) {
+) async throws -> PoolRun {
     try await onDedicatedThread {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: launcher.first ?? poolPath)
@@ -52,8 +52,20 @@ private func pool(
         let outputData = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         errorRead.wait()
-        return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), errorData.withLock { String(decoding: $0, as: UTF8.self) })
+        return PoolRun(
+            status: process.terminationStatus, outputBytes: outputData, errorBytes: errorData.withLock { $0 })
     }
+}
+
+/// How a run of `pool` ended, and what it wrote.
+private struct PoolRun {
+    var status: Int32
+    /// Its stdout, byte for byte.
+    var outputBytes: Data
+    /// Its stderr, byte for byte.
+    var errorBytes: Data
+    var output: String { String(decoding: outputBytes, as: UTF8.self) }
+    var error: String { String(decoding: errorBytes, as: UTF8.self) }
 }
 
 private func temporaryDirectory() throws -> URL {
@@ -483,6 +495,58 @@ struct CommandLineTests {
         #expect(result.status == 1)
     }
 
+    @Test("file names and inputs that are not UTF-8 reach the command, --tag, --dry-run, --results and the job log byte for byte")
+    func nonUTF8Inputs() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // "café.txt" in Latin-1: the é is the single byte 0xE9, which is not UTF-8.
+        let name = Data("caf".utf8) + Data([0xE9]) + Data(".txt".utf8)
+        let path = Data(directory.path.utf8) + Data("/".utf8) + name
+        let descriptor = (path + Data([0])).withUnsafeBytes { open($0.baseAddress!.assumingMemoryBound(to: CChar.self), O_WRONLY | O_CREAT, 0o644) }
+        #expect(descriptor >= 0)
+        _ = "hi\n".withCString { write(descriptor, $0, 3) }
+        close(descriptor)
+
+        // As `ls | pool run cat` would: names on stdin, one per line, and with -0.
+        let lines = try await pool(["run", "-k", "--tag", "cat"], standardInputBytes: name + Data("\n".utf8), in: directory)
+        #expect(lines.outputBytes == name + Data("\thi\n".utf8), "\(lines.error)")
+        #expect(lines.status == 0)
+        let nulls = try await pool(["run", "-0", "cat"], standardInputBytes: name + Data([0]), in: directory)
+        #expect(nulls.outputBytes == Data("hi\n".utf8), "\(nulls.error)")
+
+        // After :::, through a shell template, quoted for the shell; `sh` makes the argument,
+        // since Foundation's Process takes only text.
+        let shell = try await pool(
+            [], standardInputBytes: nil, in: directory,
+            launcher: ["/bin/sh", "-c", #"x=$(printf 'caf\351.txt'); exec "$0" run -k 'cat {}; echo {.}' ::: "$x""#])
+        #expect(shell.outputBytes == Data("hi\ncaf".utf8) + Data([0xE9]) + Data("\n".utf8), "\(shell.error)")
+        let dryRun = try await pool(
+            [], standardInputBytes: nil, in: directory,
+            launcher: ["/bin/sh", "-c", #"x=$(printf "it's \351"); exec "$0" run --dry-run cat ::: "$x""#])
+        #expect(dryRun.outputBytes == Data(#"cat 'it'\''s "#.utf8) + Data([0xE9]) + Data("'\n".utf8))
+
+        // --results and the job log keep the bytes; --resume reads them back.
+        let results = directory.appendingPathComponent("results").path
+        let log = directory.appendingPathComponent("log").path
+        let saved = try await pool(["run", "--results", results, "--joblog", log, "cat"], standardInputBytes: name + Data("\n".utf8), in: directory)
+        #expect(saved.status == 0, "\(saved.error)")
+        #expect(FileManager.default.contents(atPath: results + "/1/input") == name)
+        #expect(FileManager.default.contents(atPath: results + "/1/stdout") == Data("hi\n".utf8))
+        #expect(FileManager.default.contents(atPath: results + "/1/command") == Data("cat '".utf8) + name + Data("'\n".utf8))
+        let logged = FileManager.default.contents(atPath: log) ?? Data()
+        #expect(logged.suffix(name.count + 8) == Data("\tcat '".utf8) + name + Data("'\n".utf8))
+        let resumed = try await pool(["run", "--joblog", log, "--resume", "cat"], standardInputBytes: name + Data("\n".utf8), in: directory)
+        #expect(resumed.outputBytes.isEmpty, "the logged job is not run again: \(resumed.output)")
+    }
+
+    @Test("an input with a NUL byte fails its job alone, saying why")
+    func nulInInput() async throws {
+        let result = try await pool(["run", "-k", "echo"], standardInputBytes: Data("a\0b\nc\n".utf8))
+        #expect(result.output == "c\n")
+        #expect(result.error.contains("contains a NUL byte"), "\(result.error)")
+        #expect(result.status == 1)
+    }
+
     @Test("absurd numbers are usage errors naming the option, never a crash", arguments: [
         ["--timeout", "inf"], ["--timeout", "nan"], ["--timeout", "1e300"], ["--timeout", "9223372036854775.807"],
         ["--timeout", "-1"], ["--timeout", "0"], ["-j", "inf%"], ["-j", "1e300%"], ["-j", "nan%"], ["-j", "0"], ["-j", "-3"],
@@ -558,7 +622,7 @@ struct ProcessLimitTests {
 
     /// Runs the `pool` binary as the user `nobody` under a process limit of `processes`: the
     /// limit counts every process and thread of the user, which root would be exempt from.
-    private func poolAsNobody(processes: Int, _ arguments: [String]) async throws -> (status: Int32, output: String, error: String) {
+    private func poolAsNobody(processes: Int, _ arguments: [String]) async throws -> PoolRun {
         try await pool(
             arguments, standardInputBytes: nil, in: URL(fileURLWithPath: Self.binariesForNobody),
             launcher: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/prlimit", "--nproc=\(processes)"],

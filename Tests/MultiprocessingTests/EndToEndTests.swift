@@ -386,6 +386,17 @@ struct EndToEndTests {
         #expect(reply == "héllo, wörld")
     }
 
+    @Test("CommandJob passes arguments that are not UTF-8 to the command byte for byte")
+    func commandArgumentBytes() async throws {
+        let latin1: [UInt8] = Array("caf".utf8) + [0xE9]
+        let input = CommandJob.Input(argumentBytes: [Array("printf".utf8), Array("%s|".utf8), latin1, Array("plain".utf8)])
+        let output = try await withProcessPool(workers: 1, executable: Binaries.poolWorker) { pool in
+            try await pool.run(CommandJob.self, input)
+        }
+        #expect(output.standardOutput == latin1 + Array("|plain|".utf8))
+
+    }
+
     #if os(Linux)
     /// Loading FoundationEssentials would cost every worker about 2 MiB of resident memory, so
     /// the library does without it; this keeps a dependency from creeping back in.

@@ -77,6 +77,15 @@ private func describedError(_ body: () throws -> Void) -> String? {
 }
 
 @Suite struct JSONCodecTests {
+    @Test("a command's arguments are text in JSON when they are UTF-8, and byte arrays only when not")
+    func commandArguments() throws {
+        #expect(try ours(CommandJob.Input(arguments: ["echo", "é"])) == #"{"arguments":["echo","é"]}"#)
+        let bytes: [[UInt8]] = [Array("cat".utf8), Array("caf".utf8) + [0xE9]]
+        let text = try ours(CommandJob.Input(argumentBytes: bytes))
+        #expect(text == #"{"argumentBytes":[[99,97,116],[99,97,102,233]]}"#)
+        #expect(try decodeOurs(CommandJob.Input.self, text).argumentBytes == bytes)
+    }
+
     @Test("Encoding writes exactly what JSONEncoder writes with sorted keys")
     func sameTextAsFoundation() throws {
         let value = Everything()

@@ -8,10 +8,20 @@ public struct CommandJob: Job {
     public static let name = "command"
 
     /// What to run.
-    public struct Input: Codable, Sendable {
-        /// The program and its arguments. Occurrences of ``slotPlaceholder`` are replaced by
-        /// the worker's slot number (GNU parallel's `{%}`).
-        public var arguments: [String]
+    public struct Input: Sendable {
+        /// The program and its arguments, byte for byte: Linux file names and arguments need not
+        /// be UTF-8, and each reaches the program exactly as given. Occurrences of
+        /// ``slotPlaceholder`` are replaced by the worker's slot number (GNU parallel's `{%}`).
+        /// An argument may not contain any other NUL byte (the kernel ends it there): the job
+        /// fails instead.
+        public var argumentBytes: [[UInt8]]
+
+        /// ``argumentBytes`` as text. Setting it replaces them with the strings' UTF-8; reading
+        /// it repairs any invalid UTF-8 with U+FFFD, so use ``argumentBytes`` for the exact bytes.
+        public var arguments: [String] {
+            get { argumentBytes.map { String(decoding: $0, as: UTF8.self) } }
+            set { argumentBytes = newValue.map { Array($0.utf8) } }
+        }
 
         /// Whether the worker sends the command's output to the coordinator whole lines at a
         /// time as it is written (`pool run --line-buffer`) instead of in the ``Output``.
@@ -26,10 +36,15 @@ public struct CommandJob: Job {
         /// Creates a command.
         /// - Parameter arguments: The program (found in `PATH` unless it contains a slash) and
         ///   its arguments.
-        public init(arguments: [String]) { self.arguments = arguments }
+        public init(arguments: [String]) { argumentBytes = arguments.map { Array($0.utf8) } }
 
-        package init(arguments: [String], streamsOutput: Bool) {
-            self.arguments = arguments
+        /// Creates a command from arguments given as bytes, which need not be UTF-8.
+        /// - Parameter argumentBytes: The program (found in `PATH` unless it contains a slash)
+        ///   and its arguments.
+        public init(argumentBytes: [[UInt8]]) { self.argumentBytes = argumentBytes }
+
+        package init(argumentBytes: [[UInt8]], streamsOutput: Bool) {
+            self.argumentBytes = argumentBytes
             self.streamsOutput = streamsOutput
         }
     }
@@ -65,8 +80,12 @@ public struct CommandJob: Job {
     public init() {}
 
     public func run(_ input: Input) throws -> Output {
-        let slot = WorkerProcess.environmentValue(WireProtocol.slotEnvironmentKey) ?? "1"
-        let arguments = input.arguments.map { $0.replacing(Self.slotPlaceholder, with: slot) }
+        let slot = Array((WorkerProcess.environmentValue(WireProtocol.slotEnvironmentKey) ?? "1").utf8)
+        let placeholder = Array(Self.slotPlaceholder.utf8)
+        let arguments = input.argumentBytes.map { $0.replacing(placeholder, with: slot) }
+        if let position = arguments.firstIndex(where: { $0.contains(0) }) {
+            throw ProcessPoolError(.invalidConfiguration, "argument \(position) of the command contains a NUL byte, which no argument can hold")
+        }
         let start = ThisProcess.wallClockNanoseconds()
         let clock = ContinuousClock()
         let began = clock.now
@@ -76,7 +95,10 @@ public struct CommandJob: Job {
             outcome = try CommandRunner.run(
                 arguments, stream: send.map { send in { send($0, $1) } }, outputLimit: max(0, input.outputLimit ?? Self.defaultOutputLimit))
         } catch {
-            throw ProcessPoolError(.spawnFailed, "cannot run \(arguments.first ?? "") (\(error.call) failed: \(error.errno))")
+            var failure = ProcessPoolError(.spawnFailed, "cannot run \(String(decoding: arguments.first ?? [], as: UTF8.self)) (\(error.call) failed)")
+            failure.errno = error.errno
+            failure.resourceLimit = ThisProcess.resourceLimitNote(call: error.call, errno: error.errno)
+            throw failure
         }
         if outcome.exceededOutputLimit {
             throw OutputLimitExceeded(limit: input.outputLimit ?? Self.defaultOutputLimit)
@@ -102,5 +124,36 @@ public struct OutputLimitExceeded: Error, CustomStringConvertible {
 
     public var description: String {
         "the command wrote more than \(limit) bytes of output (stdout and stderr together) and was killed; raise the limit with pool run --max-output SIZE (CommandJob.Input.outputLimit)"
+    }
+}
+
+extension CommandJob.Input: Codable {
+    private enum CodingKeys: String, CodingKey {
+        case arguments, argumentBytes, streamsOutput, outputLimit
+    }
+
+    /// Arguments that are all valid UTF-8 travel as strings (readable in JSON, the same bytes
+    /// on the wire); any others as `argumentBytes`, arrays of bytes.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        let texts = argumentBytes.map { String(validating: $0, as: UTF8.self) }
+        if texts.allSatisfy({ $0 != nil }) {
+            try container.encode(texts.map { $0! }, forKey: .arguments)
+        } else {
+            try container.encode(argumentBytes, forKey: .argumentBytes)
+        }
+        try container.encodeIfPresent(streamsOutput, forKey: .streamsOutput)
+        try container.encodeIfPresent(outputLimit, forKey: .outputLimit)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        if let bytes = try container.decodeIfPresent([[UInt8]].self, forKey: .argumentBytes) {
+            argumentBytes = bytes
+        } else {
+            argumentBytes = try container.decode([String].self, forKey: .arguments).map { Array($0.utf8) }
+        }
+        streamsOutput = try container.decodeIfPresent(Bool.self, forKey: .streamsOutput)
+        outputLimit = try container.decodeIfPresent(Int.self, forKey: .outputLimit)
     }
 }

@@ -18,7 +18,7 @@ enum CommandRunner {
     }
 
     /// Per-process cache: a worker runs many commands, and `PATH` does not change.
-    private static let resolved = Mutex<[String: String]>([:])
+    private static let resolved = Mutex<[[UInt8]: [UInt8]]>([:])
 
     /// /dev/null, opened once and shared by every command as its stdin.
     private static let cachedNullDevice = Mutex<DescriptorBox?>(nil)
@@ -37,8 +37,8 @@ enum CommandRunner {
 
     /// Finds `name` the way a shell does: as a path if it contains a slash, else in `PATH`
     /// (remembered, as shells hash commands).
-    static func resolve(_ name: String) -> String? {
-        if name.contains("/") { return name }
+    static func resolve(_ name: [UInt8]) -> [UInt8]? {
+        if name.contains(UInt8(ascii: "/")) { return name }
         if let known = resolved.withLock({ $0[name] }) { return known }
         guard let found = search(name) else { return nil }
         resolved.withLock { $0[name] = found }
@@ -49,11 +49,13 @@ enum CommandRunner {
     /// every command gets the same.
     private static let environmentBlock = CStringArray(currentEnvironment())
 
-    private static func search(_ name: String) -> String? {
+    private static func search(_ name: [UInt8]) -> [UInt8]? {
         let path = WorkerProcess.environmentValue("PATH") ?? "/usr/local/bin:/usr/bin:/bin"
-        for directory in path.split(separator: ":", omittingEmptySubsequences: false) {
-            let candidate = (directory.isEmpty ? "." : String(directory)) + "/" + name
-            if access(candidate, X_OK) == 0 { return candidate }
+        for directory in path.utf8.split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: false) {
+            let candidate = (directory.isEmpty ? Array(".".utf8) : Array(directory)) + [UInt8(ascii: "/")] + name + [0]
+            if candidate.withUnsafeBufferPointer({ access(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), X_OK) }) == 0 {
+                return Array(candidate.dropLast())
+            }
         }
         return nil
     }
@@ -69,15 +71,17 @@ enum CommandRunner {
     ///     more is killed at once, what it wrote is dropped, and the outcome says so, so that a
     ///     runaway command (`yes`) cannot take the worker's memory.
     static func run(
-        _ arguments: [String], stream: ((Int, UnsafeRawBufferPointer) -> Void)? = nil, outputLimit: Int = .max
+        _ arguments: [[UInt8]], stream: ((Int, UnsafeRawBufferPointer) -> Void)? = nil, outputLimit: Int = .max
     ) throws(SpawnFailure) -> Outcome {
         guard let name = arguments.first else {
             return Outcome(status: .exited(127), standardOutput: [], standardError: Array("pool: empty command\n".utf8))
         }
         guard let executable = resolve(name) else {
-            return Outcome(status: .exited(127), standardOutput: [], standardError: Array("pool: \(name): command not found\n".utf8))
+            return Outcome(status: .exited(127), standardOutput: [], standardError: Array("pool: ".utf8) + name + Array(": command not found\n".utf8))
         }
-        func fail(_ error: SystemCallError) -> SpawnFailure { SpawnFailure(executable: executable, call: error.call, errno: error.errno) }
+        func fail(_ error: SystemCallError) -> SpawnFailure {
+            SpawnFailure(executable: String(decoding: executable, as: UTF8.self), call: error.call, errno: error.errno)
+        }
         let input: DescriptorBox
         let output: FileDescriptor.Pipe
         let errors: FileDescriptor.Pipe
@@ -106,8 +110,8 @@ enum CommandRunner {
             errors.readEnd.close()
             errors.writeEnd.close()
             if error.errno.rawValue == ENOENT || error.errno.rawValue == EACCES {
-                let message = "pool: \(name): \(error.errno)\n"
-                return Outcome(status: .exited(error.errno.rawValue == ENOENT ? 127 : 126), standardOutput: [], standardError: Array(message.utf8))
+                let message = Array("pool: ".utf8) + name + Array(": \(error.errno)\n".utf8)
+                return Outcome(status: .exited(error.errno.rawValue == ENOENT ? 127 : 126), standardOutput: [], standardError: message)
             }
             throw error
         }

@@ -29,8 +29,25 @@ func spawnProcess(
     standardError: borrowing FileDescriptor,
     newProcessGroup: Bool = true
 ) throws(SpawnFailure) -> ChildProcess {
+    try spawnProcess(
+        executable: Array(executable.utf8), arguments: arguments.map { Array($0.utf8) }, environment: environment,
+        standardInput: standardInput, standardOutput: standardOutput, standardError: standardError, newProcessGroup: newProcessGroup)
+}
+
+/// ``spawnProcess(executable:arguments:environment:standardInput:standardOutput:standardError:newProcessGroup:)``
+/// with the path and arguments as bytes, exactly as the kernel takes them: Linux file names and
+/// arguments need not be UTF-8. None may contain a NUL byte.
+func spawnProcess(
+    executable: [UInt8],
+    arguments: [[UInt8]],
+    environment: borrowing CStringArray,
+    standardInput: borrowing FileDescriptor,
+    standardOutput: borrowing FileDescriptor,
+    standardError: borrowing FileDescriptor,
+    newProcessGroup: Bool = true
+) throws(SpawnFailure) -> ChildProcess {
     func failure(_ call: String, _ code: CInt) -> SpawnFailure {
-        SpawnFailure(executable: executable, call: call, errno: Errno(rawValue: code))
+        SpawnFailure(executable: String(decoding: executable, as: UTF8.self), call: call, errno: Errno(rawValue: code))
     }
 
     var actions = posix_spawn_file_actions_t()
@@ -73,10 +90,10 @@ func spawnProcess(
     code = posix_spawnattr_setsigdefault(&attributes, &allSignals)
     guard code == 0 else { throw failure("posix_spawnattr_setsigdefault", code) }
 
-    let argv = CStringArray([executable] + arguments)
+    let argv = CStringArray(bytes: [executable] + arguments)
     var pid: pid_t = 0
     // glibc reports a failed exec (ENOENT, EACCES, ENOEXEC) as posix_spawn's own result.
-    code = posix_spawn(&pid, executable, &actions, &attributes, argv.pointers, environment.pointers)
+    code = posix_spawn(&pid, argv.pointers[0]!, &actions, &attributes, argv.pointers, environment.pointers)
     argv.deallocate()
     guard code == 0 else { throw failure("posix_spawn", code) }
 
@@ -98,6 +115,21 @@ struct CStringArray: ~Copyable, @unchecked Sendable {
         pointers = .allocate(capacity: strings.count + 1)
         for (index, string) in strings.enumerated() {
             pointers[index] = strdup(string)
+        }
+        pointers[strings.count] = nil
+    }
+
+    /// C strings of exactly these bytes, each with a NUL added.
+    init(bytes strings: [[UInt8]]) {
+        count = strings.count
+        pointers = .allocate(capacity: strings.count + 1)
+        for (index, string) in strings.enumerated() {
+            let copy = malloc(string.count + 1)!.assumingMemoryBound(to: CChar.self)
+            string.withUnsafeBytes { source in
+                if let base = source.baseAddress { memcpy(copy, base, string.count) }
+            }
+            copy[string.count] = 0
+            pointers[index] = copy
         }
         pointers[strings.count] = nil
     }
