@@ -33,9 +33,10 @@ enum Help {
       {"line":N,"output":OUTPUT}
       {"line":N,"error":{"code":CODE,"message":TEXT,"worker":PID}}
 
-    N is the input's line number (from 1). A line that is not JSON (code invalidJSON), or that
-    the worker cannot decode as the job's input (code decodingFailed), gets an error record that
-    says what was wrong; every other line is processed. What a worker answers is checked before
+    N is the input's line number (from 1). A line that is not JSON (code invalidJSON), that is
+    longer than a frame can carry (256 MiB, code lineTooLong; it is dropped as it is read), or
+    that the worker cannot decode as the job's input (code decodingFailed), gets an error record
+    that says what was wrong; every other line is processed. What a worker answers is checked before
     it is printed: anything but one JSON value is an error record (code protocolViolation)
     naming the worker's pid, and an output is always written on one line.
 
@@ -98,6 +99,10 @@ enum Help {
                        (bytes, or with K, M or G; default 255M): a job that writes more is
                        killed and fails saying so, so that no job's output takes all memory
       --worker PATH    the worker binary (default: pool-worker next to pool)
+
+    Inputs are bytes, like Linux file names: one that is not UTF-8 reaches the command, --tag,
+    --results and the job log unchanged. An input with a NUL byte, or longer than an argument
+    can be (131071 bytes), fails alone; the other jobs run.
 
     Each job's stdout and stderr are printed whole when it ends, never mixed with another's.
     Output is collected until the command exits: what a process it leaves running in the

@@ -60,14 +60,23 @@ struct MapCommand {
             let window = max(64, jobs * 64)
             try await withThrowingTaskGroup(of: (Int, Data, Bool).self) { group in
                 var running = 0
-                var lines = StandardInputRecords(separator: UInt8(ascii: "\n"))
+                // A line longer than a frame could never be sent: it is dropped as it is read,
+                // rather than held, and becomes an error record.
+                let longestLine = configuration.maximumFrameSize
+                var lines = StandardInputRecords(separator: UInt8(ascii: "\n"), maximumLength: longestLine)
                 var index = -1
-                while let bytes = lines.nextRecord() {
+                while let line = lines.next() {
                     index += 1
                     let lineNumber = index + 1
                     if running >= window, let (sequence, record, failed) = try await group.next() {
                         running -= 1
                         printer.print(sequence: sequence, record: record, failed: failed)
+                    }
+                    guard case .complete(let bytes) = line else {
+                        guard case .tooLong(let length) = line else { continue }
+                        let message = "the line is \(length) bytes; a job's input may be at most \(longestLine) (the pool's frame size limit)"
+                        printer.print(sequence: index, record: Self.error(line: lineNumber, code: "lineTooLong", message: message), failed: true)
+                        continue
                     }
                     if let problem = Self.jsonProblem(bytes) {
                         printer.print(sequence: index, record: Self.error(line: lineNumber, code: "invalidJSON", message: problem), failed: true)

@@ -134,14 +134,35 @@ struct RunCommand {
         return count
     }
 
+    /// The longest input `pool run` takes: the kernel's limit on one argument
+    /// (`MAX_ARG_STRLEN`, 128 KiB with its terminating NUL).
+    static let longestInput = (128 << 10) - 1
+
+    /// The inputs: those after `:::`, or the records of stdin.
+    private func inputRecords() -> AnyIterator<StandardInputRecords.Record> {
+        if let inputs { return AnyIterator(inputs.lazy.map { .complete($0) }.makeIterator()) }
+        return AnyIterator(StandardInputRecords(separator: nullSeparated ? 0 : UInt8(ascii: "\n"), maximumLength: Self.longestInput))
+    }
+
+    /// The error line for an input too long to run.
+    private static func tooLongMessage(_ record: StandardInputRecords.Record, sequence: Int) -> String {
+        guard case .tooLong(let length) = record else { return "" }
+        return "pool: input \(sequence) is \(length) bytes; an argument holds at most \(longestInput) (the kernel's MAX_ARG_STRLEN), so its job did not run\n"
+    }
+
     /// Runs every job; returns the exit status (failed jobs, at most 101).
     func run() async throws -> Int32 {
         let template = CommandTemplate(words: command, forceShell: forceShell)
         if dryRun {
-            let inputs: AnySequence<Bytes> = self.inputs.map { AnySequence($0) } ?? AnySequence(StandardInputRecords(separator: nullSeparated ? 0 : UInt8(ascii: "\n")))
             // Written in blocks: one write per line would be most of the time for many lines.
             var block: Bytes = []
-            for (index, input) in inputs.enumerated() {
+            var rejected = 0
+            for (index, record) in inputRecords().enumerated() {
+                guard case .complete(let input) = record else {
+                    Output.write(Self.tooLongMessage(record, sequence: index + 1), to: .standardError)
+                    rejected += 1
+                    continue
+                }
                 block += template.display(for: input, sequence: index + 1)
                 block.append(UInt8(ascii: "\n"))
                 if block.count >= 1 << 16 {
@@ -150,7 +171,7 @@ struct RunCommand {
                 }
             }
             Output.write(Data(block), to: .standardOutput)
-            return 0
+            return Int32(min(rejected, 101))
         }
         var configuration = ProcessPoolConfiguration(workerCount: jobs, executablePath: try workerExecutable(workerPath))
         configuration.jobTimeout = timeout
@@ -199,6 +220,10 @@ struct RunCommand {
                     printer.countFailure()
                 }
             }
+            return countFinished()
+        }
+        /// Counts a job as ended; true when --halt says to stop.
+        func countFinished() -> Bool {
             finished += 1
             bar?.update(finished: finished, failed: printer.failures)
             return halt?.isReached(failed: printer.failures, finished: finished) ?? false
@@ -212,8 +237,7 @@ struct RunCommand {
             // With --halt, no job waits queued behind the running ones.
             let window = halt == nil ? max(64, jobs * 16) : jobs
             let (events, sink) = AsyncStream<RunEvent>.makeStream()
-            let feed = InputFeed(records: self.inputs.map { AnyIterator($0.makeIterator()) }
-                ?? AnyIterator(StandardInputRecords(separator: nullSeparated ? 0 : UInt8(ascii: "\n"))), events: sink)
+            let feed = InputFeed(records: inputRecords(), events: sink)
             // Jobs are followed with completion callbacks rather than a task each: a finished
             // job costs one event here, not a task switch or two.
             var running: [Int: JobFuture<CommandJob.Output>] = [:]
@@ -259,11 +283,23 @@ struct RunCommand {
             requestInputs()
             eventLoop: for await event in events {
                 switch event {
-                case .input(let input):
+                case .input(let record):
                     let index = sequence
                     sequence += 1
                     requested -= 1
                     if halted || interrupt.signal != nil { break }
+                    guard case .complete(let input) = record else {
+                        // It cannot be an argument: it fails alone, and the run goes on.
+                        bar?.clear()
+                        Output.write(Self.tooLongMessage(record, sequence: index + 1), to: .standardError)
+                        printer.countFailure()
+                        printer.skip(sequence: index)
+                        if countFinished(), !halted {
+                            halted = true
+                            if halt?.stopsRunningJobs == true { for future in running.values { future.cancel() } }
+                        }
+                        break
+                    }
                     if skip.contains(index + 1) {
                         printer.skip(sequence: index)
                     } else {
@@ -402,7 +438,7 @@ final class ResultPrinter {
 
 /// What drives `pool run`.
 enum RunEvent: Sendable {
-    case input(Bytes)
+    case input(StandardInputRecords.Record)
     case inputsEnded
     /// A job ended: its sequence index, input and result, which attempt it was, and the
     /// command (nil where it never ran and must not be retried).
@@ -417,10 +453,10 @@ enum RunEvent: Sendable {
 final class InputFeed: @unchecked Sendable {
     // @unchecked: `records` is only touched on `queue`, one request at a time.
     private let queue = DispatchQueue(label: "pool.inputs")
-    private let records: AnyIterator<Bytes>
+    private let records: AnyIterator<StandardInputRecords.Record>
     private let events: AsyncStream<RunEvent>.Continuation
 
-    init(records: AnyIterator<Bytes>, events: AsyncStream<RunEvent>.Continuation) {
+    init(records: AnyIterator<StandardInputRecords.Record>, events: AsyncStream<RunEvent>.Continuation) {
         self.records = records
         self.events = events
     }
@@ -437,62 +473,5 @@ final class InputFeed: @unchecked Sendable {
                 events.yield(.input(record))
             }
         }
-    }
-}
-
-/// Records from stdin, separated by newlines or NULs, read as the pool asks for them.
-struct StandardInputRecords: Sequence, IteratorProtocol {
-    let separator: UInt8
-    private var buffer: [UInt8] = []
-    /// Where the next record starts in `buffer`.
-    private var start = 0
-    /// How many bytes from `start` are known to hold no separator: each byte is looked at
-    /// once, so a record of N bytes costs O(N) however many reads it arrives in.
-    private var scanned = 0
-    private var ended = false
-    /// How much one read asks for.
-    static let chunkSize = 1 << 16
-
-    init(separator: UInt8) { self.separator = separator }
-
-    /// The next record's bytes, without its separator; nil at the end of input.
-    mutating func nextRecord() -> [UInt8]? {
-        while true {
-            if let end = buffer[(start + scanned)...].firstIndex(of: separator) {
-                let record = Array(buffer[start..<end])
-                start = end + 1
-                scanned = 0
-                return record
-            }
-            scanned = buffer.count - start
-            if ended {
-                guard start < buffer.count else { return nil }
-                defer { start = buffer.count }
-                return Array(buffer[start...])
-            }
-            // Drop what was consumed once it is half the buffer: each byte moves at most once
-            // or twice on average, so compaction stays linear too.
-            if start > 0 && start >= buffer.count / 2 {
-                buffer.removeSubrange(..<start)
-                start = 0
-            }
-            readChunk()
-        }
-    }
-
-    mutating func next() -> Bytes? { nextRecord() }
-
-    /// Appends what one read of standard input brings; marks the end (or a read error).
-    private mutating func readChunk() {
-        let oldCount = buffer.count
-        buffer.append(contentsOf: repeatElement(0, count: Self.chunkSize))
-        var count = 0
-        buffer.withUnsafeMutableBytes { bytes in
-            repeat {
-                count = read(0, bytes.baseAddress! + oldCount, Self.chunkSize)
-            } while count < 0 && errno == EINTR
-        }
-        buffer.removeLast(Self.chunkSize - Swift.max(0, count))
-        if count <= 0 { ended = true }
     }
 }

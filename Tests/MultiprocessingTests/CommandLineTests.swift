@@ -539,6 +539,17 @@ struct CommandLineTests {
         #expect(resumed.outputBytes.isEmpty, "the logged job is not run again: \(resumed.output)")
     }
 
+    @Test("an input longer than an argument can be fails alone, read without being kept; the others run")
+    func inputTooLong() async throws {
+        var input = Data("a\n".utf8)
+        input.append(Data(repeating: UInt8(ascii: "x"), count: 3 << 20))
+        input.append(Data("\nb\n".utf8))
+        let result = try await pool(["run", "-k", "echo"], standardInputBytes: input)
+        #expect(result.output == "a\nb\n")
+        #expect(result.error == "pool: input 2 is \(3 << 20) bytes; an argument holds at most 131071 (the kernel's MAX_ARG_STRLEN), so its job did not run\n")
+        #expect(result.status == 1)
+    }
+
     @Test("an input with a NUL byte fails its job alone, saying why")
     func nulInInput() async throws {
         let result = try await pool(["run", "-k", "echo"], standardInputBytes: Data("a\0b\nc\n".utf8))
