@@ -5,102 +5,263 @@ import Multiprocessing
 typealias Bytes = [UInt8]
 
 /// A command line with GNU parallel's replacement strings, turned into an argument vector for
-/// one input.
+/// one job's arguments (one per input source, or several with argument packing).
 ///
 /// It works on bytes: every character with a meaning here (braces, slashes, dots, quotes and
 /// the shell's syntax) is ASCII, and a byte below 0x80 never occurs inside a multi-byte UTF-8
-/// character, so text in any encoding passes through unchanged.
+/// character, so text in any encoding passes through unchanged. The command is parsed once;
+/// each job only fills in the pieces.
 struct CommandTemplate {
-    let words: [Bytes]
-    /// Run through `/bin/sh -c`: asked for with `--shell`, or implied by a single word with
-    /// spaces or shell syntax in it.
-    let usesShell: Bool
+    /// One word of the command (or, under a shell, the whole line): literal bytes and
+    /// replacement strings.
+    typealias Word = [Piece]
 
-    init(words: [Bytes], forceShell: Bool) {
-        self.words = words
+    enum Piece: Equatable {
+        case literal(Bytes)
+        /// A replacement string, and the shell quoting in force where it stands.
+        case replacement(Replacement, Quoting)
+    }
+
+    let words: [Word]
+    /// Run through `/bin/sh -c`: asked for with `--shell`, or implied by a single word with
+    /// spaces or shell syntax in it. Then `words` is the one line.
+    let usesShell: Bool
+    /// Whether any word contains a replacement string; if none does, the arguments are appended.
+    let hasReplacement: Bool
+
+    /// The spellings of the replacement strings: GNU parallel's, or others chosen with `-I`
+    /// and its relatives.
+    struct Spellings {
+        var input = Array("{}".utf8)
+        var withoutExtension = Array("{.}".utf8)
+        var basename = Array("{/}".utf8)
+        var dirname = Array("{//}".utf8)
+        var basenameWithoutExtension = Array("{/.}".utf8)
+        var sequence = Array("{#}".utf8)
+        var slot = Array("{%}".utf8)
+    }
+
+    init(words: [Bytes], forceShell: Bool, spellings: Spellings = Spellings()) {
         let shellSyntax = Set(" \t\n|&;<>()$`\\\"'*?[]#~=%".utf8)
         usesShell = forceShell || (words.count == 1 && words[0].contains(where: shellSyntax.contains))
+        let parser = Parser(spellings: spellings)
+        if usesShell {
+            self.words = [parser.parseShellLine(Array(words.joined(separator: [UInt8(ascii: " ")])))]
+        } else {
+            self.words = words.map { parser.parse($0, quoting: .none) }
+        }
+        hasReplacement = self.words.contains { $0.contains { if case .replacement = $0 { true } else { false } } }
     }
 
-    /// Whether any word contains a replacement string; if none does, the input is appended.
-    var hasReplacement: Bool {
-        words.contains { word in word.indices.contains { Replacement.parse(word[$0...]) != nil } }
-    }
-
-    /// The argument vector for `input`, the `sequence`-th job (1-based).
-    func arguments(for input: Bytes, sequence: Int) -> [Bytes] {
+    /// The argument vector for a job with `arguments` (one per input source, or several with
+    /// `-n`), the `sequence`-th job (1-based).
+    func arguments(for arguments: [Bytes], sequence: Int) -> [Bytes] {
         guard usesShell else {
-            var expanded = words.map { Self.expand($0, input: input, sequence: sequence) }
-            if !hasReplacement { expanded.append(input) }
+            var expanded: [Bytes] = []
+            for word in words { Self.expand(word, arguments: arguments, sequence: sequence, into: &expanded) }
+            if !hasReplacement { expanded += arguments }
             return expanded
         }
-        // In a shell, every substituted input is quoted for the place it lands in (outside
+        // In a shell, every substituted argument is quoted for the place it lands in (outside
         // quotes, inside '…', inside "…"), so an input can never become code.
-        var line = Self.expandShell(Array(words.joined(separator: [UInt8(ascii: " ")])), input: input, sequence: sequence)
-        if !hasReplacement { line += [UInt8(ascii: " ")] + Self.shellQuoted(input) }
+        var line: Bytes = []
+        for piece in words[0] {
+            switch piece {
+            case .literal(let bytes): line += bytes
+            case .replacement(let replacement, let quoting):
+                let values = replacement.values(arguments: arguments, sequence: sequence)
+                line += Array(values.map(quoting.apply).joined(separator: [UInt8(ascii: " ")]))
+            }
+        }
+        if !hasReplacement {
+            for argument in arguments { line += [UInt8(ascii: " ")] + Self.shellQuoted(argument) }
+        }
         return [Array("/bin/sh".utf8), Array("-c".utf8), line]
     }
 
     /// The command as a person would type it, for `--dry-run`, the job log and `--results`.
-    func display(for input: Bytes, sequence: Int) -> Bytes {
-        let arguments = arguments(for: input, sequence: sequence)
+    func display(for arguments: [Bytes], sequence: Int) -> Bytes {
+        let vector = self.arguments(for: arguments, sequence: sequence)
         let placeholder = Array(CommandJob.slotPlaceholder.utf8)
         let shown = Array("{%}".utf8)
-        if usesShell { return arguments[2].replacing(placeholder, with: shown) }
-        return Array(arguments.map { Self.displayQuoted($0.replacing(placeholder, with: shown)) }.joined(separator: [UInt8(ascii: " ")]))
+        if usesShell { return vector[2].replacing(placeholder, with: shown) }
+        return Array(vector.map { Self.displayQuoted($0.replacing(placeholder, with: shown)) }.joined(separator: [UInt8(ascii: " ")]))
     }
 
-    /// GNU parallel's replacement strings.
-    enum Replacement: CaseIterable {
-        /// `{}`: the input.
-        case input
-        /// `{.}`: the input without its last extension.
-        case withoutExtension
-        /// `{/}`: the input's last path component.
-        case basename
-        /// `{//}`: the input's directory.
-        case dirname
-        /// `{/.}`: the last path component without its extension.
-        case basenameWithoutExtension
-        /// `{#}`: the job's sequence number.
-        case sequence
-        /// `{%}`: the worker's slot number.
-        case slot
-
-        var token: Bytes {
-            switch self {
-            case .input: Array("{}".utf8)
-            case .withoutExtension: Array("{.}".utf8)
-            case .basename: Array("{/}".utf8)
-            case .dirname: Array("{//}".utf8)
-            case .basenameWithoutExtension: Array("{/.}".utf8)
-            case .sequence: Array("{#}".utf8)
-            case .slot: Array("{%}".utf8)
+    /// Expands one word (not under a shell). A replacement string that stands for several
+    /// arguments (`{}` with two sources, or with `-n 2`) splits the word there, as the shell
+    /// splits GNU parallel's space-joined arguments: `pre{}post` with `a b` gives `prea` and
+    /// `bpost`. A word with no replacement is one argument, even when empty.
+    private static func expand(_ word: Word, arguments: [Bytes], sequence: Int, into result: inout [Bytes]) {
+        var current: Bytes = []
+        for piece in word {
+            switch piece {
+            case .literal(let bytes): current += bytes
+            case .replacement(let replacement, _):
+                let values = replacement.values(arguments: arguments, sequence: sequence)
+                for (index, value) in values.enumerated() {
+                    if index > 0 {
+                        result.append(current)
+                        current = []
+                    }
+                    current += value
+                }
             }
+        }
+        result.append(current)
+    }
+
+    /// A replacement string: what it stands for, and how it changes each value.
+    struct Replacement: Equatable {
+        enum Source: Equatable {
+            /// `{}` and its modified forms: every argument of the job.
+            case all
+            /// `{N}` (from 1) or `{-N}` (from the end): one argument; empty if there is none.
+            case position(Int)
+            /// `{#}`: the job's sequence number.
+            case sequence
+            /// `{%}`: the worker's slot number.
+            case slot
+        }
+
+        enum Modifier: Equatable {
+            case none
+            /// `.`: without the last extension.
+            case withoutExtension
+            /// `/`: the last path component.
+            case basename
+            /// `//`: the directory.
+            case dirname
+            /// `/.`: the last path component without its extension.
+            case basenameWithoutExtension
+
+            func apply(_ value: Bytes) -> Bytes {
+                switch self {
+                case .none: value
+                case .withoutExtension: CommandTemplate.removingExtension(value)
+                case .basename: CommandTemplate.basename(value)
+                case .dirname: CommandTemplate.dirname(value)
+                case .basenameWithoutExtension: CommandTemplate.removingExtension(CommandTemplate.basename(value))
+                }
+            }
+        }
+
+        var source: Source
+        var modifier: Modifier = .none
+
+        func values(arguments: [Bytes], sequence: Int) -> [Bytes] {
+            switch source {
+            case .all: return arguments.map(modifier.apply)
+            case .position(let position):
+                let index = position > 0 ? position - 1 : arguments.count + position
+                return [arguments.indices.contains(index) ? modifier.apply(arguments[index]) : []]
+            case .sequence: return [Array(String(sequence).utf8)]
+            case .slot: return [Array(CommandJob.slotPlaceholder.utf8)]
+            }
+        }
+    }
+
+    /// Finds replacement strings in the command's words.
+    private struct Parser {
+        /// The fixed spellings, longest first so that `{//}` wins over `{/}`.
+        let fixed: [(Bytes, Replacement)]
+
+        init(spellings: Spellings) {
+            fixed = [
+                (spellings.input, Replacement(source: .all)),
+                (spellings.withoutExtension, Replacement(source: .all, modifier: .withoutExtension)),
+                (spellings.basename, Replacement(source: .all, modifier: .basename)),
+                (spellings.dirname, Replacement(source: .all, modifier: .dirname)),
+                (spellings.basenameWithoutExtension, Replacement(source: .all, modifier: .basenameWithoutExtension)),
+                (spellings.sequence, Replacement(source: .sequence)),
+                (spellings.slot, Replacement(source: .slot)),
+            ].filter { !$0.0.isEmpty }.sorted { $0.0.count > $1.0.count }
         }
 
         /// The replacement string `text` starts with, and its length.
-        static func parse(_ text: ArraySlice<UInt8>) -> (Replacement, length: Int)? {
-            guard text.first == UInt8(ascii: "{") else { return nil }
-            // Longest first: `{//}` before `{/}`.
-            for replacement in byLength where text.starts(with: replacement.token) {
-                return (replacement, replacement.token.count)
+        func replacement(at text: ArraySlice<UInt8>) -> (Replacement, length: Int)? {
+            for (spelling, replacement) in fixed where text.starts(with: spelling) {
+                return (replacement, spelling.count)
             }
-            return nil
+            return Self.positional(at: text)
         }
 
-        private static let byLength = allCases.sorted { $0.token.count > $1.token.count }
-
-        func value(input: Bytes, sequence: Int) -> Bytes {
-            switch self {
-            case .input: input
-            case .withoutExtension: CommandTemplate.removingExtension(input)
-            case .basename: CommandTemplate.basename(input)
-            case .dirname: CommandTemplate.dirname(input)
-            case .basenameWithoutExtension: CommandTemplate.removingExtension(CommandTemplate.basename(input))
-            case .sequence: Array(String(sequence).utf8)
-            case .slot: Array(CommandJob.slotPlaceholder.utf8)
+        /// `{N}`, `{-N}`, and each with `.`, `/`, `//` or `/.` after the number.
+        private static func positional(at text: ArraySlice<UInt8>) -> (Replacement, length: Int)? {
+            guard text.first == UInt8(ascii: "{") else { return nil }
+            var index = text.startIndex + 1
+            let negative = index < text.endIndex && text[index] == UInt8(ascii: "-")
+            if negative { index += 1 }
+            let digitsStart = index
+            while index < text.endIndex, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(text[index]), index - digitsStart < 9 { index += 1 }
+            guard index > digitsStart, let number = Int(String(decoding: text[digitsStart..<index], as: UTF8.self)), number > 0,
+                  let close = text[index...].prefix(4).firstIndex(of: UInt8(ascii: "}"))
+            else { return nil }
+            let modifier: Replacement.Modifier
+            switch String(decoding: text[index..<close], as: UTF8.self) {
+            case "": modifier = .none
+            case ".": modifier = .withoutExtension
+            case "/": modifier = .basename
+            case "//": modifier = .dirname
+            case "/.": modifier = .basenameWithoutExtension
+            default: return nil
             }
+            return (Replacement(source: .position(negative ? -number : number), modifier: modifier), close + 1 - text.startIndex)
+        }
+
+        func parse(_ word: Bytes, quoting: Quoting) -> Word {
+            var pieces: Word = []
+            var literal: Bytes = []
+            var index = word.startIndex
+            while index < word.endIndex {
+                if let (replacement, length) = replacement(at: word[index...]) {
+                    if !literal.isEmpty { pieces.append(.literal(literal)) }
+                    literal = []
+                    pieces.append(.replacement(replacement, quoting))
+                    index += length
+                } else {
+                    literal.append(word[index])
+                    index += 1
+                }
+            }
+            if !literal.isEmpty || pieces.isEmpty { pieces.append(.literal(literal)) }
+            return pieces
+        }
+
+        /// Parses a shell command line, tracking the quoting state the way /bin/sh reads it, so
+        /// that each replacement is quoted for where it stands.
+        func parseShellLine(_ line: Bytes) -> Word {
+            var pieces: Word = []
+            var literal: Bytes = []
+            var state = Quoting.unquoted
+            var index = line.startIndex
+            while index < line.endIndex {
+                if let (replacement, length) = replacement(at: line[index...]) {
+                    if !literal.isEmpty { pieces.append(.literal(literal)) }
+                    literal = []
+                    pieces.append(.replacement(replacement, state))
+                    index += length
+                    continue
+                }
+                let byte = line[index]
+                literal.append(byte)
+                switch (state, byte) {
+                case (.unquoted, UInt8(ascii: "'")): state = .singleQuoted
+                case (.singleQuoted, UInt8(ascii: "'")): state = .unquoted
+                case (.unquoted, UInt8(ascii: "\"")): state = .doubleQuoted
+                case (.doubleQuoted, UInt8(ascii: "\"")): state = .unquoted
+                case (.unquoted, UInt8(ascii: "\\")), (.doubleQuoted, UInt8(ascii: "\\")):
+                    // A backslash takes the next byte literally.
+                    if index + 1 < line.endIndex {
+                        index += 1
+                        literal.append(line[index])
+                    }
+                default: break
+                }
+                index += 1
+            }
+            if !literal.isEmpty || pieces.isEmpty { pieces.append(.literal(literal)) }
+            return pieces
         }
     }
 
@@ -134,53 +295,6 @@ struct CommandTemplate {
         private static let specialInDoubleQuotes = Set("$`\"\\".utf8)
     }
 
-    private static func expand(_ word: Bytes, input: Bytes, sequence: Int) -> Bytes {
-        guard word.contains(UInt8(ascii: "{")) else { return word }
-        var result: Bytes = []
-        var index = word.startIndex
-        while index < word.endIndex {
-            if let (replacement, length) = Replacement.parse(word[index...]) {
-                result += replacement.value(input: input, sequence: sequence)
-                index += length
-            } else {
-                result.append(word[index])
-                index += 1
-            }
-        }
-        return result
-    }
-
-    /// Expands a shell command line, tracking the quoting state the way /bin/sh reads it.
-    private static func expandShell(_ line: Bytes, input: Bytes, sequence: Int) -> Bytes {
-        var result: Bytes = []
-        var state = Quoting.unquoted
-        var index = line.startIndex
-        while index < line.endIndex {
-            if let (replacement, length) = Replacement.parse(line[index...]) {
-                result += state.apply(replacement.value(input: input, sequence: sequence))
-                index += length
-                continue
-            }
-            let byte = line[index]
-            result.append(byte)
-            switch (state, byte) {
-            case (.unquoted, UInt8(ascii: "'")): state = .singleQuoted
-            case (.singleQuoted, UInt8(ascii: "'")): state = .unquoted
-            case (.unquoted, UInt8(ascii: "\"")): state = .doubleQuoted
-            case (.doubleQuoted, UInt8(ascii: "\"")): state = .unquoted
-            case (.unquoted, UInt8(ascii: "\\")), (.doubleQuoted, UInt8(ascii: "\\")):
-                // A backslash takes the next byte literally.
-                if index + 1 < line.endIndex {
-                    index += 1
-                    result.append(line[index])
-                }
-            default: break
-            }
-            index += 1
-        }
-        return result
-    }
-
     static func basename(_ path: Bytes) -> Bytes {
         guard let slash = path.lastIndex(of: UInt8(ascii: "/")) else { return path }
         return Array(path[(slash + 1)...])
@@ -191,10 +305,11 @@ struct CommandTemplate {
         return slash == path.startIndex ? Array("/".utf8) : Array(path[..<slash])
     }
 
-    /// `dir/file.tar.gz` → `dir/file.tar` (only the last extension, and not a leading dot).
+    /// `dir/file.tar.gz` → `dir/file.tar`: from the last dot of the last path component on,
+    /// as GNU parallel does (so `.hidden` → nothing, and `dir.d/file` is left as it is).
     static func removingExtension(_ path: Bytes) -> Bytes {
         let name = basename(path)
-        guard let dot = name.lastIndex(of: UInt8(ascii: ".")), dot != name.startIndex else { return path }
+        guard let dot = name.lastIndex(of: UInt8(ascii: ".")) else { return path }
         return Array(path.dropLast(name.count - dot))
     }
 

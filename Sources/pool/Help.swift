@@ -57,23 +57,36 @@ enum Help {
     """
 
     static let run = """
-    usage: pool run [options] COMMAND [ARGS...] [::: INPUT...]
+    usage: pool run [options] COMMAND [ARGS...] [::: INPUT... | :::: FILE...]...
 
-    Runs COMMAND once per input, on -j workers at a time. Inputs follow ':::' or come one per
-    line on stdin (-0: separated by NUL bytes). The first word that is not an option starts the
-    command ('--' also ends the options).
+    Runs COMMAND once per input, on -j workers at a time. Inputs follow ':::', or are the lines
+    of the files after '::::' or given with -a ('-' is stdin), or come one per line on stdin
+    (-0: separated by NUL bytes). The first word that is not an option starts the command
+    ('--' also ends the options); the first word spelled like a separator ends it.
+
+    input sources: each ':::' or '::::' file is a source; a job takes one value from each, and
+    the jobs are every combination of them, the last source varying fastest (as GNU parallel):
+      pool run echo {1}-{2} ::: x y ::: 1 2      x-1 x-2 y-1 y-2
+    ':::+' and '::::+' pair a source with the one before it, value by value, up to the shorter;
+    --link pairs all of them, the shorter ones starting over. A source with no values makes no
+    jobs. A file that cannot be opened stops the run before any job (exit 255). A word of
+    three colons or more that is not one of :::, :::+, ::::, ::::+ is a usage error.
 
     A command of several words runs directly from its argument vector, with no shell, so
     inputs are never split or interpreted. A command given as one word with spaces or shell
     syntax runs under /bin/sh -c (as GNU parallel runs it), and so does any command with
     --shell; there, every substituted input is shell-quoted, so an input can never become code.
 
-    replacement strings (where none appears, the input is appended as the last argument):
-      {}    the input               {.}   the input without its extension
-      {/}   the input's basename    {//}  the input's directory
+    replacement strings (where none appears, the job's values are appended as arguments):
+      {}    the input (all of the job's values)   {.}   without its extension
+      {/}   the basename                           {//}  the directory
       {/.}  basename without extension
+      {N}   the value from source N (from 1); {-N} counts from the last; empty if none.
+            {N.} {N/} {N//} {N/.} as above
       {#}   the job's number (1, 2, ...)
       {%}   the job slot (1 ... -j) of the worker that runs it
+    Where {} stands for several values, the word splits between them: pre{}post with a and b
+    gives the two arguments prea and bpost (GNU parallel's shell would split it the same way).
 
     options:
       -j, --jobs N     run N jobs at once (default: the number of cores); N% of the cores
@@ -83,7 +96,12 @@ enum Help {
                        SIGKILL); it counts as failed
       --retries N      run a failed job (non-zero exit, signal, timeout) up to N more times
       --shell          run the command under /bin/sh -c
-      -0, --null       read NUL-separated inputs from stdin
+      -0, --null       read NUL-separated inputs from stdin and input files
+      -a, --arg-file FILE  an input source read from FILE (repeatable; before the ::: ones)
+      --link           pair the input sources value by value instead of combining them
+      -I STR           spell {} as STR; --extensionreplace ({.}), --basenamereplace ({/}),
+                       --dirnamereplace ({//}), --basenameextensionreplace ({/.}),
+                       --seqreplace ({#}) and --slotreplace ({%}) respell the others
       --dry-run        print the commands instead of running them
       --joblog FILE    log each finished job (GNU parallel's columns: Seq Host Starttime
                        JobRuntime Send Receive Exitval Signal Command)
@@ -99,6 +117,10 @@ enum Help {
                        (bytes, or with K, M or G; default 255M): a job that writes more is
                        killed and fails saying so, so that no job's output takes all memory
       --worker PATH    the worker binary (default: pool-worker next to pool)
+
+    Unlike GNU parallel, a command of several words is not joined into a line for a shell: each
+    word is one argument, so an empty value ({3} with two sources) is an empty argument, and
+    quotes and $ in a value are never interpreted.
 
     Inputs are bytes, like Linux file names: one that is not UTF-8 reaches the command, --tag,
     --results and the job log unchanged. An input with a NUL byte, or longer than an argument

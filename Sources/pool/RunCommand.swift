@@ -1,7 +1,7 @@
 import Foundation
 import Multiprocessing
 
-/// `pool run`: options, then a command, then `:::` and inputs (or inputs on stdin).
+/// `pool run`: options, then a command, then input sources (`:::`, `::::`; or `-a`; or stdin).
 struct RunCommand {
     var jobs = ProcessInfo.processInfo.activeProcessorCount
     var keepOrder = false
@@ -23,8 +23,12 @@ struct RunCommand {
     var outputLimit: Int?
     /// The command's words, as bytes: they may hold file names, which need not be UTF-8.
     var command: [Bytes] = []
-    /// Inputs given after `:::`, as bytes; nil means read them from stdin.
-    var inputs: [Bytes]?
+    /// The input sources, `-a` files first; none means stdin.
+    var sources: [InputSource] = []
+    /// `--link`: pair all sources element by element instead of combining them.
+    var linkAll = false
+    /// `-I` and its relatives: other spellings of the replacement strings.
+    var spellings = CommandTemplate.Spellings()
 
     /// Parses the arguments after `run`, byte for byte as the kernel passed them.
     /// - Throws: `UsageError` naming the bad option.
@@ -35,6 +39,17 @@ struct RunCommand {
             // Numbers and keywords: text that is not UTF-8 is wrong anyway, and says so below.
             return String(decoding: value, as: UTF8.self)
         }
+        func bytes(for option: String) throws(UsageError) -> Bytes {
+            guard let value = rest.popFirst() else { throw UsageError("option \(option) needs a value") }
+            return value
+        }
+        /// A replacement string's new spelling: not empty.
+        func spelling(for option: String) throws(UsageError) -> Bytes {
+            let value = try bytes(for: option)
+            guard !value.isEmpty else { throw UsageError("option \(option) needs a replacement string that is not empty") }
+            return value
+        }
+        var argumentFiles: [InputSource] = []
         /// A path option's value. The library takes paths as text, so one that is not UTF-8 is
         /// refused rather than changed.
         func path(for option: String) throws(UsageError) -> String {
@@ -71,6 +86,15 @@ struct RunCommand {
             case "--bar": showBar = true
             case "--line-buffer": lineBuffer = true
             case "--max-output": outputLimit = try Self.parseSize(try value(for: argument), for: argument)
+            case "-a", "--arg-file": argumentFiles.append(InputSource(origin: .file(try bytes(for: argument))))
+            case "--link", "--xapply": linkAll = true
+            case "-I", "--replace": spellings.input = try spelling(for: argument)
+            case "--extensionreplace", "--er": spellings.withoutExtension = try spelling(for: argument)
+            case "--basenamereplace", "--bnr": spellings.basename = try spelling(for: argument)
+            case "--dirnamereplace", "--dnr": spellings.dirname = try spelling(for: argument)
+            case "--basenameextensionreplace", "--bner": spellings.basenameWithoutExtension = try spelling(for: argument)
+            case "--seqreplace": spellings.sequence = try spelling(for: argument)
+            case "--slotreplace": spellings.slot = try spelling(for: argument)
             default:
                 if argument.hasPrefix("-j"), argument.count > 2 {
                     jobs = try Self.parseJobs(String(argument.dropFirst(2)))
@@ -79,12 +103,11 @@ struct RunCommand {
                 }
             }
         }
-        if let separator = rest.firstIndex(of: Array(":::".utf8)) {
-            command = Array(rest[..<separator])
-            inputs = Array(rest[(separator + 1)...])
-        } else {
-            command = Array(rest)
-        }
+        // The command ends at the first word spelled like a source separator; a misspelled one
+        // is an error there, never a word of the command or an input.
+        let separator = rest.firstIndex(where: InputSource.looksLikeSeparator) ?? rest.endIndex
+        command = Array(rest[..<separator])
+        sources = argumentFiles + (try InputSource.parse(rest[separator...]))
         guard !command.isEmpty else { throw UsageError("no command given (see 'pool help run')") }
         if (resume || resumeFailed) && jobLogPath == nil { throw UsageError("--resume and --resume-failed need --joblog FILE") }
     }
@@ -138,32 +161,51 @@ struct RunCommand {
     /// (`MAX_ARG_STRLEN`, 128 KiB with its terminating NUL).
     static let longestInput = (128 << 10) - 1
 
-    /// The inputs: those after `:::`, or the records of stdin.
-    private func inputRecords() -> AnyIterator<StandardInputRecords.Record> {
-        if let inputs { return AnyIterator(inputs.lazy.map { .complete($0) }.makeIterator()) }
-        return AnyIterator(StandardInputRecords(separator: nullSeparated ? 0 : UInt8(ascii: "\n"), maximumLength: Self.longestInput))
+    /// Each job's arguments, from the input sources.
+    /// - Throws: ``FileError`` naming an input file that cannot be opened.
+    private func jobArguments() throws -> JobArguments {
+        let separator = nullSeparated ? 0 : UInt8(ascii: "\n")
+        return try JobArguments.open(sources, linkAll: linkAll) { descriptor in
+            InputRecords(descriptor: descriptor, separator: separator, maximumLength: Self.longestInput)
+        }
     }
 
+    /// A job's arguments as one line, for `--tag`, messages and `--results`: joined by spaces,
+    /// as GNU parallel shows them.
+    static func label(_ arguments: [Bytes]) -> Bytes { Array(arguments.joined(separator: [UInt8(ascii: " ")])) }
+
     /// The error line for an input too long to run.
-    private static func tooLongMessage(_ record: StandardInputRecords.Record, sequence: Int) -> String {
-        guard case .tooLong(let length) = record else { return "" }
+    private static func tooLongMessage(_ records: [InputRecords.Record], sequence: Int) -> String {
+        let length = records.lazy.compactMap { if case .tooLong(let length) = $0 { length } else { nil } }.first ?? 0
         return "pool: input \(sequence) is \(length) bytes; an argument holds at most \(longestInput) (the kernel's MAX_ARG_STRLEN), so its job did not run\n"
+    }
+
+    /// The arguments of a job, or nil if one of them was too long to keep.
+    private static func complete(_ records: [InputRecords.Record]) -> [Bytes]? {
+        var arguments: [Bytes] = []
+        arguments.reserveCapacity(records.count)
+        for record in records {
+            guard case .complete(let bytes) = record else { return nil }
+            arguments.append(bytes)
+        }
+        return arguments
     }
 
     /// Runs every job; returns the exit status (failed jobs, at most 101).
     func run() async throws -> Int32 {
-        let template = CommandTemplate(words: command, forceShell: forceShell)
+        let template = CommandTemplate(words: command, forceShell: forceShell, spellings: spellings)
+        let inputs = try jobArguments()
         if dryRun {
             // Written in blocks: one write per line would be most of the time for many lines.
             var block: Bytes = []
             var rejected = 0
-            for (index, record) in inputRecords().enumerated() {
-                guard case .complete(let input) = record else {
-                    Output.write(Self.tooLongMessage(record, sequence: index + 1), to: .standardError)
+            for (index, records) in IteratorSequence(inputs).enumerated() {
+                guard let arguments = Self.complete(records) else {
+                    Output.write(Self.tooLongMessage(records, sequence: index + 1), to: .standardError)
                     rejected += 1
                     continue
                 }
-                block += template.display(for: input, sequence: index + 1)
+                block += template.display(for: arguments, sequence: index + 1)
                 block.append(UInt8(ascii: "\n"))
                 if block.count >= 1 << 16 {
                     Output.write(Data(block), to: .standardOutput)
@@ -191,7 +233,7 @@ struct RunCommand {
         defer { log?.close() }
         let interrupt = Interrupt.shared
         let results = try resultsDirectory.map { try ResultsDirectory(path: $0) }
-        let bar = showBar ? ProgressBar(total: self.inputs?.count) : nil
+        let bar = showBar ? ProgressBar(total: inputs.count) : nil
         let halt = halt
         var halted = false
         var finished = 0
@@ -200,9 +242,9 @@ struct RunCommand {
         /// or --results need it (they record a job's output once it ends).
         var streamed: [Int: [Data]] = [:]
         let keepsStreamed = lineBuffer && (log != nil || results != nil)
-        func finish(_ sequence: Int, _ input: Bytes, _ result: Result<CommandJob.Output, ProcessPoolError>) -> Bool {
+        func finish(_ sequence: Int, _ arguments: [Bytes], _ result: Result<CommandJob.Output, ProcessPoolError>) -> Bool {
             bar?.clear()
-            printer.print(sequence: sequence, input: input, result: result)
+            printer.print(sequence: sequence, input: Self.label(arguments), result: result)
             if log != nil || results != nil {
                 var result = result
                 if let output = streamed.removeValue(forKey: sequence), case .success(var whole) = result {
@@ -210,10 +252,10 @@ struct RunCommand {
                     whole.standardError = Array(output[1])
                     result = .success(whole)
                 }
-                let display = template.display(for: input, sequence: sequence + 1)
+                let display = template.display(for: arguments, sequence: sequence + 1)
                 log?.record(sequence: sequence + 1, command: display, result: result)
                 do {
-                    try results?.record(sequence: sequence + 1, input: input, command: display, result: result)
+                    try results?.record(sequence: sequence + 1, input: Self.label(arguments), command: display, result: result)
                 } catch {
                     // Saving failed: say where and why, and count the job as failed.
                     Output.write("pool: \(error)\n", to: .standardError)
@@ -237,7 +279,7 @@ struct RunCommand {
             // With --halt, no job waits queued behind the running ones.
             let window = halt == nil ? max(64, jobs * 16) : jobs
             let (events, sink) = AsyncStream<RunEvent>.makeStream()
-            let feed = InputFeed(records: inputRecords(), events: sink)
+            let feed = InputFeed(records: inputs, events: sink)
             // Jobs are followed with completion callbacks rather than a task each: a finished
             // job costs one event here, not a task switch or two.
             var running: [Int: JobFuture<CommandJob.Output>] = [:]
@@ -253,17 +295,17 @@ struct RunCommand {
                 requested += wanted
                 feed.request(wanted)
             }
-            func start(_ index: Int, _ input: Bytes, _ command: CommandJob.Input, attempt: Int) async {
+            func start(_ index: Int, _ arguments: [Bytes], _ command: CommandJob.Input, attempt: Int) async {
                 let future: JobFuture<CommandJob.Output>
                 if keepsStreamed { streamed[index] = [Data(), Data()] }
                 var onOutput: (@Sendable (Int, [UInt8]) -> Void)?
                 if lineBuffer {
-                    onOutput = { stream, bytes in sink.yield(.output(index, input, stream, bytes)) }
+                    onOutput = { stream, bytes in sink.yield(.output(index, arguments, stream, bytes)) }
                 }
                 do {
                     future = try await pool.submit(CommandJob.self, command, onOutput: onOutput)
                 } catch let error as ProcessPoolError {
-                    sink.yield(.finished(index, input, .failure(error)))
+                    sink.yield(.finished(index, arguments, .failure(error)))
                     return
                 } catch {
                     return  // Cancelled: the run is stopping.
@@ -272,9 +314,9 @@ struct RunCommand {
                 future.whenComplete { outcome in
                     switch outcome {
                     case .success(let output):
-                        sink.yield(.finished(index, input, .success(output), attempt: attempt, command: command))
+                        sink.yield(.finished(index, arguments, .success(output), attempt: attempt, command: command))
                     case .failure(let error as ProcessPoolError):
-                        sink.yield(.finished(index, input, .failure(error), attempt: attempt, command: command))
+                        sink.yield(.finished(index, arguments, .failure(error), attempt: attempt, command: command))
                     case .failure:
                         sink.yield(.cancelled(index))
                     }
@@ -283,15 +325,15 @@ struct RunCommand {
             requestInputs()
             eventLoop: for await event in events {
                 switch event {
-                case .input(let record):
+                case .input(let records):
                     let index = sequence
                     sequence += 1
                     requested -= 1
                     if halted || interrupt.signal != nil { break }
-                    guard case .complete(let input) = record else {
+                    guard let arguments = Self.complete(records) else {
                         // It cannot be an argument: it fails alone, and the run goes on.
                         bar?.clear()
-                        Output.write(Self.tooLongMessage(record, sequence: index + 1), to: .standardError)
+                        Output.write(Self.tooLongMessage(records, sequence: index + 1), to: .standardError)
                         printer.countFailure()
                         printer.skip(sequence: index)
                         if countFinished(), !halted {
@@ -303,28 +345,28 @@ struct RunCommand {
                     if skip.contains(index + 1) {
                         printer.skip(sequence: index)
                     } else {
-                        var command = CommandJob.Input(argumentBytes: template.arguments(for: input, sequence: index + 1), streamsOutput: lineBuffer)
+                        var command = CommandJob.Input(argumentBytes: template.arguments(for: arguments, sequence: index + 1), streamsOutput: lineBuffer)
                         command.outputLimit = outputLimit
-                        await start(index, input, command, attempt: 0)
+                        await start(index, arguments, command, attempt: 0)
                     }
                 case .inputsEnded:
                     inputsEnded = true
                     requested = 0
-                case .finished(let index, let input, let result, let attempt, let command):
+                case .finished(let index, let arguments, let result, let attempt, let command):
                     running[index] = nil
                     // As in GNU parallel, a failed job (non-zero exit, signal, timeout, a
                     // crashed worker) is run again, up to --retries more times.
                     let succeeded = (try? result.get())?.succeeded ?? false
                     if !succeeded, attempt < retries, let command, !halted, interrupt.signal == nil {
-                        await start(index, input, command, attempt: attempt + 1)
-                    } else if finish(index, input, result), !halted {
+                        await start(index, arguments, command, attempt: attempt + 1)
+                    } else if finish(index, arguments, result), !halted {
                         halted = true
                         if halt?.stopsRunningJobs == true { for future in running.values { future.cancel() } }
                     }
-                case .output(let index, let input, let stream, let bytes):
+                case .output(let index, let arguments, let stream, let bytes):
                     if keepsStreamed { streamed[index]?[stream].append(contentsOf: bytes) }
                     bar?.clear()
-                    printer.stream(sequence: index, input: input, stream: stream, bytes: bytes)
+                    printer.stream(sequence: index, input: Self.label(arguments), stream: stream, bytes: bytes)
                 case .cancelled(let index):
                     running[index] = nil
                     streamed[index] = nil
@@ -438,14 +480,15 @@ final class ResultPrinter {
 
 /// What drives `pool run`.
 enum RunEvent: Sendable {
-    case input(StandardInputRecords.Record)
+    /// A job's arguments, as read from the input sources.
+    case input([InputRecords.Record])
     case inputsEnded
-    /// A job ended: its sequence index, input and result, which attempt it was, and the
+    /// A job ended: its sequence index, arguments and result, which attempt it was, and the
     /// command (nil where it never ran and must not be retried).
-    case finished(Int, Bytes, Result<CommandJob.Output, ProcessPoolError>, attempt: Int = 0, command: CommandJob.Input? = nil)
+    case finished(Int, [Bytes], Result<CommandJob.Output, ProcessPoolError>, attempt: Int = 0, command: CommandJob.Input? = nil)
     case cancelled(Int)
     /// With --line-buffer: lines a running job wrote to stdout (0) or stderr (1).
-    case output(Int, Bytes, Int, [UInt8])
+    case output(Int, [Bytes], Int, [UInt8])
 }
 
 /// Reads inputs one at a time, on request, on a queue of its own: reading stdin may block for
@@ -453,10 +496,10 @@ enum RunEvent: Sendable {
 final class InputFeed: @unchecked Sendable {
     // @unchecked: `records` is only touched on `queue`, one request at a time.
     private let queue = DispatchQueue(label: "pool.inputs")
-    private let records: AnyIterator<StandardInputRecords.Record>
+    private var records: JobArguments
     private let events: AsyncStream<RunEvent>.Continuation
 
-    init(records: AnyIterator<StandardInputRecords.Record>, events: AsyncStream<RunEvent>.Continuation) {
+    init(records: JobArguments, events: AsyncStream<RunEvent>.Continuation) {
         self.records = records
         self.events = events
     }

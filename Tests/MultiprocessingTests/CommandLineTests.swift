@@ -539,6 +539,151 @@ struct CommandLineTests {
         #expect(resumed.outputBytes.isEmpty, "the logged job is not run again: \(resumed.output)")
     }
 
+    @Test("several input sources combine, the last varying fastest; :::+ and --link pair them; :::: and -a read files")
+    func inputSources() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try Data("a\nb\n".utf8).write(to: directory.appendingPathComponent("letters"))
+        try Data("1\n2\n3\n".utf8).write(to: directory.appendingPathComponent("numbers"))
+        func run(_ arguments: [String], standardInput: String? = nil) async throws -> String {
+            let result = try await pool(["run", "-k"] + arguments, standardInput: standardInput, in: directory)
+            #expect(result.status == 0, "\(arguments): \(result.error)")
+            return result.output
+        }
+        #expect(try await run(["printf", "%s-%s\\n", "{1}", "{2}", ":::", "x", "y", ":::", "7", "8"]) == "x-7\nx-8\ny-7\ny-8\n")
+        #expect(try await run(["echo", ":::", "x", "y", ":::+", "7", "8", "9"]) == "x 7\ny 8\n")
+        #expect(try await run(["--link", "echo", ":::", "a", "b", "c", ":::", "1", "2"]) == "a 1\nb 2\nc 1\n")
+        #expect(try await run(["echo", "::::", "letters", "numbers"]) == "a 1\na 2\na 3\nb 1\nb 2\nb 3\n")
+        #expect(try await run(["echo", "::::", "letters", "::::+", "numbers"]) == "a 1\nb 2\n")
+        #expect(try await run(["-a", "letters", "echo", "{2}{1}", ":::", "x"]) == "xa\nxb\n")
+        #expect(try await run(["echo", "{-1}", "{-2}", "::::", "-", ":::", "1", "2"], standardInput: "p\nq\n") == "1 p\n2 p\n1 q\n2 q\n")
+        // A source with no values leaves nothing to combine.
+        #expect(try await run(["echo", ":::", "a", ":::"]) == "")
+    }
+
+    @Test("positional replacement strings take the modifiers; -I and its relatives respell them")
+    func positionalReplacements() async throws {
+        let result = try await pool(["run", "-k", "echo", "{1.}", "{1/}", "{2//}", "{2/.}", "{3}", ":::", "d/a.b", ":::", "e/f.g"])
+        #expect(result.output == "d/a a.b e f \n", "\(result.error)")
+        let respelled = try await pool(["run", "-k", "-I", "@@", "--extensionreplace", "@.", "--seqreplace", "@#", "echo", "@@", "@.", "@#", "{}", ":::", "x.y"])
+        #expect(respelled.output == "x.y x 1 {}\n", "\(respelled.error)")
+        // A word that stands for several arguments splits where they meet, as the shell splits
+        // GNU parallel's line; under a shell, each is quoted on its own.
+        let split = try await pool(["run", "-k", "printf", "[%s]", "pre{}post", ":::", "a b", ":::", "c"])
+        #expect(split.output == "[prea b][cpost]", "\(split.error)")
+        let shell = try await pool(["run", "-k", "printf '[%s]' {}", ":::", "a b", ":::", "c'd"])
+        #expect(shell.output == "[a b][c'd]", "\(shell.error)")
+    }
+
+    @Test("a misspelled source separator or an input file that cannot be read stops the run before any job")
+    func sourceErrors() async throws {
+        for separator in [":::::", ":::++", "::::++"] {
+            let result = try await pool(["run", "echo", "x", separator, "a"])
+            #expect(result.status == 2)
+            #expect(result.output.isEmpty)
+            #expect(result.error == "pool: '\(separator)' is not an input source separator (they are :::, :::+, :::: and ::::+)\n")
+        }
+        let noFile = try await pool(["run", "echo", "::::"])
+        #expect(noFile.status == 2)
+        #expect(noFile.error == "pool: '::::' needs at least one input file after it\n")
+        let linkedFirst = try await pool(["run", "echo", ":::+", "a"])
+        #expect(linkedFirst.status == 2)
+        let missing = try await pool(["run", "echo", ":::", "a", "b", "::::", "/nonexistent/inputs"])
+        #expect(missing.status == 255)
+        #expect(missing.output.isEmpty)
+        #expect(missing.error == "pool: cannot read the input file /nonexistent/inputs: No such file or directory\n")
+        let missingArgumentFile = try await pool(["run", "-a", "/nonexistent/inputs", "echo"])
+        #expect(missingArgumentFile.status == 255)
+    }
+
+    /// GNU parallel 20221122's `--dry-run -k -j1` output for each command line, as it printed
+    /// it on this machine (in.txt holds "a", "b"; n.txt "1", "2"). The comparison is of
+    /// argument vectors: each printed line is split into words by /bin/sh, so the two tools may
+    /// quote differently.
+    static let gnuParallelDryRuns: [(String, String)] = [
+        ("echo ::: a b c",
+         "echo a\necho b\necho c"),
+        ("echo {} ::: a b c",
+         "echo a\necho b\necho c"),
+        ("echo {.} {/} {//} {/.} ::: dir/sub/file.tar.gz plain .hidden /root.txt",
+         "echo dir/sub/file.tar file.tar.gz dir/sub file.tar\necho plain plain . plain\necho '' .hidden . ''\necho /root root.txt / root"),
+        ("echo {#} {} ::: a b c",
+         "echo 1 a\necho 2 b\necho 3 c"),
+        ("printf %s-%s {1} {2} ::: x y ::: 7 8",
+         "printf %s-%s x 7\nprintf %s-%s x 8\nprintf %s-%s y 7\nprintf %s-%s y 8"),
+        ("echo ::: x y ::: 7 8",
+         "echo x 7\necho x 8\necho y 7\necho y 8"),
+        ("echo {} ::: x y ::: 7 8",
+         "echo x 7\necho x 8\necho y 7\necho y 8"),
+        ("echo {2} {1} ::: x y :::+ 7 8",
+         "echo 7 x\necho 8 y"),
+        ("echo {-1} {-2} ::: a b ::: 1 2",
+         "echo 1 a\necho 2 a\necho 1 b\necho 2 b"),
+        ("echo {1.} {1/} {2//} {2/.} ::: d/a.b ::: e/f.g",
+         "echo d/a a.b e f"),
+        ("echo ::: a b c :::+ 1 2 ::: x y",
+         "echo a 1 x\necho a 1 y\necho b 2 x\necho b 2 y"),
+        ("--link echo ::: a b c ::: 1 2",
+         "echo a 1\necho b 2\necho c 1"),
+        ("--xapply echo {2} ::: a b c ::: 1 2",
+         "echo 1\necho 2\necho 1"),
+        ("echo :::: in.txt",
+         "echo a\necho b"),
+        ("echo :::: in.txt n.txt",
+         "echo a 1\necho a 2\necho b 1\necho b 2"),
+        ("echo :::: in.txt ::::+ n.txt",
+         "echo a 1\necho b 2"),
+        ("-a in.txt echo",
+         "echo a\necho b"),
+        ("-a in.txt -a n.txt echo {2}{1}",
+         "echo 1a\necho 2a\necho 1b\necho 2b"),
+        ("-a in.txt echo ::: x y",
+         "echo a x\necho a y\necho b x\necho b y"),
+        ("-I XX echo XX ::: a b",
+         "echo a\necho b"),
+        ("-I ,, echo ,,.txt {} ::: a",
+         "echo a.txt {}"),
+        ("--extensionreplace EXT echo EXT ::: a.b",
+         "echo a"),
+        ("--basenamereplace BN --dirnamereplace DN echo BN DN ::: x/y/z",
+         "echo z x/y"),
+        ("--seqreplace SEQ echo SEQ ::: a b",
+         "echo 1\necho 2"),
+        ("echo pre{}post ::: a b",
+         "echo preapost\necho prebpost"),
+        ("echo {1}-{2} ::: a ::: 1 2 3",
+         "echo a-1\necho a-2\necho a-3"),
+    ]
+
+    @Test("--dry-run prints the commands GNU parallel prints for the same command lines")
+    func dryRunsMatchGNUParallel() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try Data("a\nb\n".utf8).write(to: directory.appendingPathComponent("in.txt"))
+        try Data("1\n2\n".utf8).write(to: directory.appendingPathComponent("n.txt"))
+        var mismatches: [String] = []
+        for (commandLine, expected) in Self.gnuParallelDryRuns {
+            let words = commandLine.split(separator: " ").map(String.init)
+            let result = try await pool(["run", "-k", "--dry-run", "-j", "1"] + words, in: directory)
+            #expect(result.status == 0, "\(commandLine): \(result.error)")
+            let ours = try await shellWords(result.output)
+            let theirs = try await shellWords(expected + "\n")
+            if ours != theirs { mismatches.append("\(commandLine)\n  pool:         \(ours)\n  GNU parallel: \(theirs)") }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) of \(Self.gnuParallelDryRuns.count) differ:\n\(mismatches.joined(separator: "\n"))")
+        #expect(Self.gnuParallelDryRuns.count >= 26)
+    }
+
+    /// Each line of `lines` split into words the way /bin/sh splits it, as `[word][word]`.
+    private func shellWords(_ lines: String) async throws -> [String] {
+        var script = ""
+        for line in lines.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
+            script += "printf '[%s]' \(line); echo\n"
+        }
+        let run = try await pool([], standardInputBytes: nil, launcher: ["/bin/sh", "-c", script])
+        return run.output.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
+    }
+
     @Test("an input longer than an argument can be fails alone, read without being kept; the others run")
     func inputTooLong() async throws {
         var input = Data("a\n".utf8)

@@ -1,16 +1,19 @@
 import Foundation
 
-/// Records from stdin, separated by newlines or NULs, read as the pool asks for them.
+/// Records from stdin or an input file, separated by newlines or NULs, read as the pool asks
+/// for them.
 ///
 /// Memory is bounded by the longest record allowed: the rest of a longer one is read and
 /// dropped, and it comes back as ``Record/tooLong(length:)``, so one huge line fails alone.
-struct StandardInputRecords: Sequence, IteratorProtocol {
+struct InputRecords: Sequence, IteratorProtocol {
     /// One record, or the length of one that was too long to keep.
     enum Record {
         case complete(Bytes)
         case tooLong(length: Int)
     }
 
+    /// The descriptor read: 0 for stdin, or an input file's, closed at its end.
+    let descriptor: Int32
     let separator: UInt8
     /// The longest record kept, in bytes.
     let maximumLength: Int
@@ -24,7 +27,8 @@ struct StandardInputRecords: Sequence, IteratorProtocol {
     /// How much one read asks for.
     static let chunkSize = 1 << 16
 
-    init(separator: UInt8, maximumLength: Int) {
+    init(descriptor: Int32 = 0, separator: UInt8, maximumLength: Int) {
+        self.descriptor = descriptor
         self.separator = separator
         self.maximumLength = maximumLength
     }
@@ -82,10 +86,13 @@ struct StandardInputRecords: Sequence, IteratorProtocol {
         var count = 0
         buffer.withUnsafeMutableBytes { bytes in
             repeat {
-                count = read(0, bytes.baseAddress! + oldCount, Self.chunkSize)
+                count = read(descriptor, bytes.baseAddress! + oldCount, Self.chunkSize)
             } while count < 0 && errno == EINTR
         }
         buffer.removeLast(Self.chunkSize - Swift.max(0, count))
-        if count <= 0 { ended = true }
+        if count <= 0 {
+            ended = true
+            if descriptor != 0 { close(descriptor) }
+        }
     }
 }

@@ -1,0 +1,166 @@
+import Foundation
+
+/// One of `pool run`'s input sources: the values after a `:::`, or the records of a file
+/// (`::::`, `-a`; `-` is stdin).
+struct InputSource {
+    enum Origin {
+        case values([Bytes])
+        case file(Bytes)
+    }
+
+    var origin: Origin
+    /// `:::+` or `::::+`: paired element by element with the source before it, not combined.
+    var linkedToPrevious = false
+
+    /// Whether `token` is spelled like a source separator: three colons, then only colons and
+    /// plus signs. One that is not a known separator is a usage error, never an input.
+    static func looksLikeSeparator(_ token: Bytes) -> Bool {
+        token.starts(with: Array(":::".utf8)) && token.allSatisfy { $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: "+") }
+    }
+
+    /// Reads the source sections after the command: `::: VALUE…`, `:::+ VALUE…`,
+    /// `:::: FILE…` and `::::+ FILE…`.
+    /// - Throws: `UsageError` for a separator that is not one of these, or `::::` without a file.
+    static func parse(_ tokens: ArraySlice<Bytes>) throws(UsageError) -> [InputSource] {
+        var sources: [InputSource] = []
+        enum Mode { case values, files(linked: Bool) }
+        var mode = Mode.values
+        var filesInSection = 0
+        for token in tokens {
+            if looksLikeSeparator(token) {
+                if case .files = mode, filesInSection == 0 { throw UsageError("'::::' needs at least one input file after it") }
+                switch String(decoding: token, as: UTF8.self) {
+                case ":::": sources.append(InputSource(origin: .values([])))
+                    mode = .values
+                case ":::+": sources.append(InputSource(origin: .values([]), linkedToPrevious: true))
+                    mode = .values
+                case "::::": mode = .files(linked: false)
+                case "::::+": mode = .files(linked: true)
+                default:
+                    throw UsageError("'\(String(decoding: token, as: UTF8.self))' is not an input source separator (they are :::, :::+, :::: and ::::+)")
+                }
+                filesInSection = 0
+                continue
+            }
+            switch mode {
+            case .values:
+                guard case .values(var values) = sources[sources.count - 1].origin else { continue }
+                values.append(token)
+                sources[sources.count - 1].origin = .values(values)
+            case .files(let linked):
+                sources.append(InputSource(origin: .file(token), linkedToPrevious: linked))
+                filesInSection += 1
+            }
+        }
+        if case .files = mode, filesInSection == 0 { throw UsageError("'::::' needs at least one input file after it") }
+        if sources.first?.linkedToPrevious == true { throw UsageError("':::+' and '::::+' link to a source before them, and there is none") }
+        return sources
+    }
+}
+
+/// The arguments of each job, from the input sources: every combination of them, the last
+/// source varying fastest, as GNU parallel does; sources linked with `:::+` (or all of them,
+/// with `--link`) go element by element instead.
+///
+/// The first source is read as the jobs need it (so `tail -f | pool run` works); the others
+/// are read whole before the first job, since every one of their values is needed again for
+/// each value of the first.
+struct JobArguments: IteratorProtocol {
+    typealias Record = InputRecords.Record
+
+    /// The first group of sources, one tuple at a time.
+    private var first: AnyIterator<[Record]>
+    /// The tuples of each later group.
+    private let rest: [[[Record]]]
+    /// The first group's current tuple, and where each later group is.
+    private var current: [Record]?
+    private var odometer: [Int] = []
+    /// The number of jobs, when every group was read whole up front.
+    let count: Int?
+
+    /// Opens every input file (an error names the one that cannot be opened, before any job
+    /// runs) and reads all but the first group.
+    ///
+    /// - Parameters:
+    ///   - sources: The sources in order; none means stdin.
+    ///   - linkAll: `--link`: pair every source element by element, the shorter ones wrapping
+    ///     around; `:::+` pairs a source with the one before it, up to the shorter of them.
+    ///   - readFile: Makes the records of a file (`-` is stdin).
+    static func open(
+        _ sources: [InputSource], linkAll: Bool, records: (Int32) -> InputRecords
+    ) throws -> JobArguments {
+        let sources = sources.isEmpty ? [InputSource(origin: .file(Array("-".utf8)))] : sources
+        // Every file opens before anything is read, so a missing one stops the run at once.
+        var streams: [AnyIterator<Record>] = []
+        for source in sources {
+            switch source.origin {
+            case .values(let values): streams.append(AnyIterator(values.lazy.map { Record.complete($0) }.makeIterator()))
+            case .file(let path): streams.append(AnyIterator(records(try openInputFile(path))))
+            }
+        }
+        // Groups of linked sources.
+        var groups: [[Int]] = []
+        for (index, source) in sources.enumerated() {
+            if index > 0 && (linkAll || source.linkedToPrevious) { groups[groups.count - 1].append(index) } else { groups.append([index]) }
+        }
+        func tuples(of group: [Int]) -> [[Record]] {
+            let columns = group.map { Array(streams[$0]) }
+            guard !columns.contains(where: \.isEmpty) else { return [] }
+            let length = linkAll ? columns.map(\.count).max()! : columns.map(\.count).min()!
+            return (0..<length).map { row in columns.map { $0[row % $0.count] } }
+        }
+        let rest = groups.dropFirst().map(tuples(of:))
+        let firstGroup = groups[0]
+        if firstGroup.count == 1, case .file = sources[firstGroup[0]].origin {
+            let stream = streams[firstGroup[0]]
+            return JobArguments(first: AnyIterator { stream.next().map { [$0] } }, rest: rest, count: nil)
+        }
+        let firstTuples = tuples(of: firstGroup)
+        let (count, overflow) = rest.reduce((firstTuples.count, false)) { partial, group in
+            let product = partial.0.multipliedReportingOverflow(by: group.count)
+            return (product.partialValue, partial.1 || product.overflow)
+        }
+        return JobArguments(first: AnyIterator(firstTuples.makeIterator()), rest: rest, count: overflow ? nil : count)
+    }
+
+    private init(first: AnyIterator<[Record]>, rest: [[[Record]]], count: Int?) {
+        self.first = first
+        self.rest = rest
+        self.count = count
+    }
+
+    mutating func next() -> [Record]? {
+        guard !rest.contains(where: \.isEmpty) else { return nil }
+        if current == nil || !advance() {
+            guard let tuple = first.next() else { return nil }
+            current = tuple
+            odometer = Array(repeating: 0, count: rest.count)
+        }
+        var arguments = current!
+        for (group, index) in zip(rest, odometer) { arguments += group[index] }
+        return arguments
+    }
+
+    /// Moves to the next combination of the later groups; false after the last.
+    private mutating func advance() -> Bool {
+        var position = rest.count - 1
+        while position >= 0 {
+            odometer[position] += 1
+            if odometer[position] < rest[position].count { return true }
+            odometer[position] = 0
+            position -= 1
+        }
+        return false
+    }
+}
+
+/// Opens an input file for reading (`-` is stdin).
+/// - Throws: ``FileError`` naming the file and the system's reason.
+func openInputFile(_ path: Bytes) throws -> Int32 {
+    if path == Array("-".utf8) { return 0 }
+    let descriptor = (path + [0]).withUnsafeBufferPointer { buffer in
+        buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) { open($0, O_RDONLY | O_CLOEXEC) }
+    }
+    guard descriptor >= 0 else { throw FileError("read the input file", String(decoding: path, as: UTF8.self)) }
+    return descriptor
+}
