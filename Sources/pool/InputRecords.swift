@@ -14,7 +14,8 @@ struct InputRecords: Sequence, IteratorProtocol {
 
     /// The descriptor read: 0 for stdin, or an input file's, closed at its end.
     let descriptor: Int32
-    let separator: UInt8
+    /// What ends a record: a newline, a NUL, or the bytes given with `-d`.
+    let separator: Bytes
     /// The longest record kept, in bytes.
     let maximumLength: Int
     private var buffer: [UInt8] = []
@@ -27,7 +28,8 @@ struct InputRecords: Sequence, IteratorProtocol {
     /// How much one read asks for.
     static let chunkSize = 1 << 16
 
-    init(descriptor: Int32 = 0, separator: UInt8, maximumLength: Int) {
+    init(descriptor: Int32 = 0, separator: Bytes, maximumLength: Int) {
+        precondition(!separator.isEmpty, "a record separator has at least one byte")
         self.descriptor = descriptor
         self.separator = separator
         self.maximumLength = maximumLength
@@ -36,19 +38,25 @@ struct InputRecords: Sequence, IteratorProtocol {
     /// The next record (its bytes, without the separator), or nil at the end of input.
     mutating func next() -> Record? {
         while true {
-            if let end = buffer[(start + scanned)...].firstIndex(of: separator) {
+            if let end = findSeparator(from: start + scanned) {
                 let length = end - start
                 let record: Record = length > maximumLength ? .tooLong(length: length) : .complete(Array(buffer[start..<end]))
-                start = end + 1
+                start = end + separator.count
                 scanned = 0
                 return record
             }
-            scanned = buffer.count - start
+            // A separator may have begun in the last bytes: look at them again after the read.
+            scanned = Swift.max(0, buffer.count - start - (separator.count - 1))
             if scanned > maximumLength { return skipRestOfRecord() }
             if ended {
                 guard start < buffer.count else { return nil }
-                defer { start = buffer.count }
-                return .complete(Array(buffer[start...]))
+                // The last record, with no separator after it.
+                defer {
+                    start = buffer.count
+                    scanned = 0
+                }
+                let length = buffer.count - start
+                return length > maximumLength ? .tooLong(length: length) : .complete(Array(buffer[start...]))
             }
             // Drop what was consumed once it is half the buffer: each byte moves at most once
             // or twice on average, so compaction stays linear too.
@@ -62,21 +70,32 @@ struct InputRecords: Sequence, IteratorProtocol {
 
     /// Reads and drops the rest of a record already longer than ``maximumLength``.
     private mutating func skipRestOfRecord() -> Record {
-        var length = buffer.count - start
-        buffer.removeAll(keepingCapacity: true)
+        // Keep the bytes a separator may have begun with; drop the rest.
+        let kept = Swift.min(buffer.count - start, separator.count - 1)
+        var length = buffer.count - start - kept
+        buffer.removeSubrange(..<(buffer.count - kept))
         start = 0
         scanned = 0
         while !ended {
             readChunk()
-            if let end = buffer.firstIndex(of: separator) {
+            if let end = findSeparator(from: 0) {
                 length += end
-                start = end + 1
+                start = end + separator.count
                 return .tooLong(length: length)
             }
-            length += buffer.count
-            buffer.removeAll(keepingCapacity: true)
+            let dropped = buffer.count - Swift.min(buffer.count, separator.count - 1)
+            length += dropped
+            buffer.removeSubrange(..<dropped)
         }
+        length += buffer.count
+        start = buffer.count
         return .tooLong(length: length)
+    }
+
+    /// Where the first separator at or after `offset` begins.
+    private func findSeparator(from offset: Int) -> Int? {
+        if separator.count == 1 { return buffer[offset...].firstIndex(of: separator[0]) }
+        return buffer[offset...].firstRange(of: separator)?.lowerBound
     }
 
     /// Appends what one read of standard input brings; marks the end (or a read error).

@@ -63,7 +63,7 @@ struct MapCommand {
                 // A line longer than a frame could never be sent: it is dropped as it is read,
                 // rather than held, and becomes an error record.
                 let longestLine = configuration.maximumFrameSize
-                var lines = InputRecords(separator: UInt8(ascii: "\n"), maximumLength: longestLine)
+                var lines = InputRecords(separator: Array("\n".utf8), maximumLength: longestLine)
                 var index = -1
                 while let line = lines.next() {
                     index += 1

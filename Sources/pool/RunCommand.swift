@@ -25,6 +25,8 @@ struct RunCommand {
     var command: [Bytes] = []
     /// The input sources, `-a` files first; none means stdin.
     var sources: [InputSource] = []
+    /// `-d`: what ends an input in stdin and input files, instead of a newline.
+    var delimiter: Bytes?
     /// `--link`: pair all sources element by element instead of combining them.
     var linkAll = false
     /// `-I` and its relatives: other spellings of the replacement strings.
@@ -88,6 +90,7 @@ struct RunCommand {
             case "--max-output": outputLimit = try Self.parseSize(try value(for: argument), for: argument)
             case "-a", "--arg-file": argumentFiles.append(InputSource(origin: .file(try bytes(for: argument))))
             case "--link", "--xapply": linkAll = true
+            case "-d", "--delimiter": delimiter = try Self.parseDelimiter(try bytes(for: argument))
             case "-I", "--replace": spellings.input = try spelling(for: argument)
             case "--extensionreplace", "--er": spellings.withoutExtension = try spelling(for: argument)
             case "--basenamereplace", "--bnr": spellings.basename = try spelling(for: argument)
@@ -110,6 +113,31 @@ struct RunCommand {
         sources = argumentFiles + (try InputSource.parse(rest[separator...]))
         guard !command.isEmpty else { throw UsageError("no command given (see 'pool help run')") }
         if (resume || resumeFailed) && jobLogPath == nil { throw UsageError("--resume and --resume-failed need --joblog FILE") }
+    }
+
+    /// `-d DELIM`: bytes, with `\n`, `\t`, `\r`, `\0` and `\\` for a newline, a tab, a carriage
+    /// return, a NUL and a backslash.
+    static func parseDelimiter(_ text: Bytes) throws(UsageError) -> Bytes {
+        var result: Bytes = []
+        var index = text.startIndex
+        while index < text.endIndex {
+            guard text[index] == UInt8(ascii: "\\"), index + 1 < text.endIndex else {
+                result.append(text[index])
+                index += 1
+                continue
+            }
+            switch text[index + 1] {
+            case UInt8(ascii: "n"): result.append(UInt8(ascii: "\n"))
+            case UInt8(ascii: "t"): result.append(UInt8(ascii: "\t"))
+            case UInt8(ascii: "r"): result.append(UInt8(ascii: "\r"))
+            case UInt8(ascii: "0"): result.append(0)
+            case UInt8(ascii: "\\"): result.append(UInt8(ascii: "\\"))
+            default: result += text[index...(index + 1)]
+            }
+            index += 2
+        }
+        guard !result.isEmpty else { throw UsageError("-d needs a delimiter of at least one byte") }
+        return result
     }
 
     /// The largest `--max-output`: a frame's length field holds at most 4 GiB.
@@ -164,7 +192,7 @@ struct RunCommand {
     /// Each job's arguments, from the input sources.
     /// - Throws: ``FileError`` naming an input file that cannot be opened.
     private func jobArguments() throws -> JobArguments {
-        let separator = nullSeparated ? 0 : UInt8(ascii: "\n")
+        let separator = delimiter ?? (nullSeparated ? [0] : Array("\n".utf8))
         return try JobArguments.open(sources, linkAll: linkAll) { descriptor in
             InputRecords(descriptor: descriptor, separator: separator, maximumLength: Self.longestInput)
         }

@@ -695,6 +695,21 @@ struct CommandLineTests {
         #expect(result.status == 1)
     }
 
+    @Test("the last input needs no delimiter after it; -d takes any bytes as the delimiter")
+    func lastInputAndDelimiters() async throws {
+        let unterminated = try await pool(["run", "-k", "echo"], standardInput: "a\nb")
+        #expect(unterminated.output == "a\nb\n", "\(unterminated.error)")
+        #expect(unterminated.status == 0)
+        let map = try await pool(["map", "--job", "echo", "-k"], standardInput: "\"a\"\n\"b\"")
+        #expect(map.output == "{\"line\":1,\"output\":\"a\"}\n{\"line\":2,\"output\":\"b\"}\n", "\(map.error)")
+        let multiByte = try await pool(["run", "-k", "-d", "XY", "echo"], standardInput: "aaXYbXcXY\nd")
+        #expect(multiByte.output == "aa\nbXc\n\nd\n", "\(multiByte.error)")
+        let tab = try await pool(["run", "-k", "-d", "\\t", "echo"], standardInput: "p\tq\t")
+        #expect(tab.output == "p\nq\n", "\(tab.error)")
+        let empty = try await pool(["run", "-d", "", "echo"])
+        #expect(empty.status == 2)
+    }
+
     @Test("an input with a NUL byte fails its job alone, saying why")
     func nulInInput() async throws {
         let result = try await pool(["run", "-k", "echo"], standardInputBytes: Data("a\0b\nc\n".utf8))
