@@ -28,6 +28,10 @@ struct CommandTemplate {
     let usesShell: Bool
     /// Whether any word contains a replacement string; if none does, the arguments are appended.
     let hasReplacement: Bool
+    /// `-X`: a word holding `{}` is repeated for each of the job's values (`x{}y` with `a b`
+    /// gives `xay xby`) instead of being split between them. Not under a shell, where the
+    /// line has no words of its own yet; there `-X` packs like `-m`.
+    let repeatsWords: Bool
 
     /// The spellings of the replacement strings: GNU parallel's, or others chosen with `-I`
     /// and its relatives.
@@ -41,7 +45,8 @@ struct CommandTemplate {
         var slot = Array("{%}".utf8)
     }
 
-    init(words: [Bytes], forceShell: Bool, spellings: Spellings = Spellings()) {
+    init(words: [Bytes], forceShell: Bool, spellings: Spellings = Spellings(), repeatsWords: Bool = false) {
+        self.repeatsWords = repeatsWords
         let shellSyntax = Set(" \t\n|&;<>()$`\\\"'*?[]#~=%".utf8)
         usesShell = forceShell || (words.count == 1 && words[0].contains(where: shellSyntax.contains))
         let parser = Parser(spellings: spellings)
@@ -58,7 +63,13 @@ struct CommandTemplate {
     func arguments(for arguments: [Bytes], sequence: Int) -> [Bytes] {
         guard usesShell else {
             var expanded: [Bytes] = []
-            for word in words { Self.expand(word, arguments: arguments, sequence: sequence, into: &expanded) }
+            for word in words {
+                if repeatsWords && Self.holdsAll(word) {
+                    for value in arguments { Self.expand(word, arguments: [value], sequence: sequence, into: &expanded) }
+                } else {
+                    Self.expand(word, arguments: arguments, sequence: sequence, into: &expanded)
+                }
+            }
             if !hasReplacement { expanded += arguments }
             return expanded
         }
@@ -77,6 +88,38 @@ struct CommandTemplate {
             for argument in arguments { line += [UInt8(ascii: " ")] + Self.shellQuoted(argument) }
         }
         return [Array("/bin/sh".utf8), Array("-c".utf8), line]
+    }
+
+    /// The length of the command for `arguments`, as `-s` counts it: every argument with its
+    /// terminating NUL (under a shell, the line).
+    func length(for arguments: [Bytes], sequence: Int) -> Int {
+        self.arguments(for: arguments, sequence: sequence).reduce(0) { $0 + $1.count + 1 }
+    }
+
+    /// How much longer the command grows when `value` joins a job that has values already
+    /// (`-m`, `-X`): once for each place the job's values go, with a separator.
+    func lengthIncrease(adding value: Bytes, sequence: Int) -> Int {
+        guard hasReplacement else {
+            return (usesShell ? Self.shellQuoted(value).count : value.count) + 1
+        }
+        var increase = 0
+        for word in words {
+            if !usesShell && repeatsWords && Self.holdsAll(word) {
+                var expanded: [Bytes] = []
+                Self.expand(word, arguments: [value], sequence: sequence, into: &expanded)
+                increase += expanded.reduce(0) { $0 + $1.count + 1 }
+                continue
+            }
+            for case .replacement(let replacement, let quoting) in word where replacement.source == .all {
+                increase += quoting.apply(replacement.modifier.apply(value)).count + 1
+            }
+        }
+        return increase
+    }
+
+    /// Whether `word` holds `{}` or one of its modified forms.
+    private static func holdsAll(_ word: Word) -> Bool {
+        word.contains { if case .replacement(let replacement, _) = $0 { replacement.source == .all } else { false } }
     }
 
     /// The command as a person would type it, for `--dry-run`, the job log and `--results`.

@@ -97,7 +97,17 @@ enum Help {
       --retries N      run a failed job (non-zero exit, signal, timeout) up to N more times
       --shell          run the command under /bin/sh -c
       -0, --null       read NUL-separated inputs from stdin and input files
+      -d, --delimiter DELIM  inputs in stdin and input files end with DELIM (any bytes;
+                       \n \t \r \0 \\ are escapes) instead of a newline
       -a, --arg-file FILE  an input source read from FILE (repeatable; before the ::: ones)
+      -n, --max-args N up to N inputs per job, their values one after another ({1} {2}
+                       ... count across them); -N N is the same here. -n 0: none passed
+      -m               as many inputs per job as fit -s; where {} stands in a word, the
+                       word splits between the values (pre{}post: prea b cpost)
+      -X               like -m, but the word around {} is repeated for each value
+                       (pre{}post: preapost prebpost precpost); under a shell, like -m
+      -s, --max-chars N  the longest command -m and -X make, counting each argument and
+                       its NUL (default 131071)
       --link           pair the input sources value by value instead of combining them
       -I STR           spell {} as STR; --extensionreplace ({.}), --basenamereplace ({/}),
                        --dirnamereplace ({//}), --basenameextensionreplace ({/.}),

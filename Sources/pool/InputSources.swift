@@ -164,3 +164,74 @@ func openInputFile(_ path: Bytes) throws -> Int32 {
     guard descriptor >= 0 else { throw FileError("read the input file", String(decoding: path, as: UTF8.self)) }
     return descriptor
 }
+
+/// Several inputs per job (`-n`, `-N`, `-m`, `-X`): groups the input tuples into jobs, whose
+/// values are the tuples' values one after another.
+struct PackedJobArguments: IteratorProtocol {
+    enum Packing {
+        /// One input per job.
+        case single
+        /// `-n N`, `-N N`: up to N inputs per job (0: one input per job, none of it passed).
+        case count(Int)
+        /// `-m`, `-X`: as many as keep the command within `maximumLength` bytes (`-s`).
+        case fit(maximumLength: Int)
+    }
+
+    typealias Record = InputRecords.Record
+
+    private var inputs: JobArguments
+    private let packing: Packing
+    private let template: CommandTemplate
+    private var lookahead: [Record]?
+    private var sequence = 0
+
+    init(_ inputs: JobArguments, packing: Packing, template: CommandTemplate) {
+        self.inputs = inputs
+        self.packing = packing
+        self.template = template
+    }
+
+    /// The number of jobs, when known before they run.
+    var count: Int? {
+        switch packing {
+        case .single: return inputs.count
+        case .count(let size): return inputs.count.map { size == 0 ? $0 : ($0 + size - 1) / size }
+        case .fit: return nil
+        }
+    }
+
+    mutating func next() -> [Record]? {
+        guard let first = lookahead ?? inputs.next() else { return nil }
+        lookahead = nil
+        sequence += 1
+        switch packing {
+        case .single: return first
+        case .count(let size):
+            guard size > 0 else { return [] }
+            var job = first
+            for _ in 1..<size {
+                guard let more = inputs.next() else { break }
+                job += more
+            }
+            return job
+        case .fit(let maximumLength):
+            var job = first
+            var length = template.length(for: Self.values(first), sequence: sequence)
+            while let more = inputs.next() {
+                let increase = Self.values(more).reduce(0) { $0 + template.lengthIncrease(adding: $1, sequence: sequence) }
+                guard length + increase <= maximumLength else {
+                    lookahead = more
+                    break
+                }
+                job += more
+                length += increase
+            }
+            return job
+        }
+    }
+
+    /// The values of records, a too-long one counted as empty (its job fails anyway).
+    private static func values(_ records: [Record]) -> [Bytes] {
+        records.map { if case .complete(let bytes) = $0 { bytes } else { [] } }
+    }
+}

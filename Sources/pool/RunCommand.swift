@@ -27,6 +27,12 @@ struct RunCommand {
     var sources: [InputSource] = []
     /// `-d`: what ends an input in stdin and input files, instead of a newline.
     var delimiter: Bytes?
+    /// `-n`, `-N`, `-m`, `-X`: how many inputs make one job.
+    var packing = PackedJobArguments.Packing.single
+    /// `-X`: repeat the word around `{}` for each value.
+    var repeatsWords = false
+    /// `-s`: the longest command `-m` and `-X` make.
+    var maximumCommandLength = RunCommand.longestInput
     /// `--link`: pair all sources element by element instead of combining them.
     var linkAll = false
     /// `-I` and its relatives: other spellings of the replacement strings.
@@ -91,6 +97,22 @@ struct RunCommand {
             case "-a", "--arg-file": argumentFiles.append(InputSource(origin: .file(try bytes(for: argument))))
             case "--link", "--xapply": linkAll = true
             case "-d", "--delimiter": delimiter = try Self.parseDelimiter(try bytes(for: argument))
+            case "-n", "--max-args", "-N", "--max-replace-args":
+                let text = try value(for: argument)
+                guard let count = Int(text), (0...Self.largestPack).contains(count) else {
+                    throw UsageError("\(argument) needs a whole number from 0 to \(Self.largestPack), not '\(text)'")
+                }
+                packing = .count(count)
+            case "-m": packing = .fit(maximumLength: 0)
+            case "-X":
+                packing = .fit(maximumLength: 0)
+                repeatsWords = true
+            case "-s", "--max-chars":
+                let text = try value(for: argument)
+                guard let count = Int(text), (1...Self.longestCommand).contains(count) else {
+                    throw UsageError("\(argument) needs a number of bytes from 1 to \(Self.longestCommand), not '\(text)'")
+                }
+                maximumCommandLength = count
             case "-I", "--replace": spellings.input = try spelling(for: argument)
             case "--extensionreplace", "--er": spellings.withoutExtension = try spelling(for: argument)
             case "--basenamereplace", "--bnr": spellings.basename = try spelling(for: argument)
@@ -112,6 +134,7 @@ struct RunCommand {
         command = Array(rest[..<separator])
         sources = argumentFiles + (try InputSource.parse(rest[separator...]))
         guard !command.isEmpty else { throw UsageError("no command given (see 'pool help run')") }
+        if case .fit = packing { packing = .fit(maximumLength: maximumCommandLength) }
         if (resume || resumeFailed) && jobLogPath == nil { throw UsageError("--resume and --resume-failed need --joblog FILE") }
     }
 
@@ -185,17 +208,25 @@ struct RunCommand {
         return count
     }
 
+    /// The most inputs `-n` packs into one job.
+    static let largestPack = 1 << 20
+
+    /// The largest `-s`: the kernel's limit on a command's arguments and environment together
+    /// (`ARG_MAX` on Linux).
+    static let longestCommand = 2 << 20
+
     /// The longest input `pool run` takes: the kernel's limit on one argument
     /// (`MAX_ARG_STRLEN`, 128 KiB with its terminating NUL).
     static let longestInput = (128 << 10) - 1
 
     /// Each job's arguments, from the input sources.
     /// - Throws: ``FileError`` naming an input file that cannot be opened.
-    private func jobArguments() throws -> JobArguments {
+    private func jobArguments(for template: CommandTemplate) throws -> PackedJobArguments {
         let separator = delimiter ?? (nullSeparated ? [0] : Array("\n".utf8))
-        return try JobArguments.open(sources, linkAll: linkAll) { descriptor in
+        let inputs = try JobArguments.open(sources, linkAll: linkAll) { descriptor in
             InputRecords(descriptor: descriptor, separator: separator, maximumLength: Self.longestInput)
         }
+        return PackedJobArguments(inputs, packing: packing, template: template)
     }
 
     /// A job's arguments as one line, for `--tag`, messages and `--results`: joined by spaces,
@@ -221,8 +252,8 @@ struct RunCommand {
 
     /// Runs every job; returns the exit status (failed jobs, at most 101).
     func run() async throws -> Int32 {
-        let template = CommandTemplate(words: command, forceShell: forceShell, spellings: spellings)
-        let inputs = try jobArguments()
+        let template = CommandTemplate(words: command, forceShell: forceShell, spellings: spellings, repeatsWords: repeatsWords)
+        let inputs = try jobArguments(for: template)
         if dryRun {
             // Written in blocks: one write per line would be most of the time for many lines.
             var block: Bytes = []
@@ -524,10 +555,10 @@ enum RunEvent: Sendable {
 final class InputFeed: @unchecked Sendable {
     // @unchecked: `records` is only touched on `queue`, one request at a time.
     private let queue = DispatchQueue(label: "pool.inputs")
-    private var records: JobArguments
+    private var records: PackedJobArguments
     private let events: AsyncStream<RunEvent>.Continuation
 
-    init(records: JobArguments, events: AsyncStream<RunEvent>.Continuation) {
+    init(records: PackedJobArguments, events: AsyncStream<RunEvent>.Continuation) {
         self.records = records
         self.events = events
     }

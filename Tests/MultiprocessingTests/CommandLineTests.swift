@@ -597,7 +597,7 @@ struct CommandLineTests {
     }
 
     /// GNU parallel 20221122's `--dry-run -k -j1` output for each command line, as it printed
-    /// it on this machine (in.txt holds "a", "b"; n.txt "1", "2"). The comparison is of
+    /// it on this machine (in.txt holds "a", "b"; n.txt "1", "2"; comma.txt "a,b,c"). The comparison is of
     /// argument vectors: each printed line is split into words by /bin/sh, so the two tools may
     /// quote differently.
     static let gnuParallelDryRuns: [(String, String)] = [
@@ -653,6 +653,36 @@ struct CommandLineTests {
          "echo preapost\necho prebpost"),
         ("echo {1}-{2} ::: a ::: 1 2 3",
          "echo a-1\necho a-2\necho a-3"),
+        ("-n 2 echo {1} ::: a b c d",
+         "echo a\necho c"),
+        ("-N 2 echo {} ::: a b c",
+         "echo a b\necho c"),
+        ("-n 2 echo ::: a b c ::: 1 2",
+         "echo a 1 a 2\necho b 1 b 2\necho c 1 c 2"),
+        ("-N 2 echo {1} {2} {3} ::: a b c ::: 1 2",
+         "echo a 1 a\necho b 1 b\necho c 1 c"),
+        ("-m echo ::: a b c",
+         "echo a b c"),
+        ("-X echo x{}y ::: a b c",
+         "echo xay xby xcy"),
+        ("-m echo x{}y ::: a b c",
+         "echo xa b cy"),
+        ("-s 12 -m echo ::: aaa bbb ccc ddd",
+         "echo aaa\necho bbb\necho ccc\necho ddd"),
+        ("-s 13 -m echo ::: aaa bbb ccc ddd",
+         "echo aaa bbb\necho ccc ddd"),
+        ("-s 20 -X echo x{}y ::: aaa bbb ccc ddd",
+         "echo xaaay xbbby\necho xcccy xdddy"),
+        ("-n 0 echo x ::: a b",
+         "echo x \necho x "),
+        ("-n 3 echo {#} {} ::: a b c d e",
+         "echo 1 a b c\necho 2 d e"),
+        ("-d , echo :::: comma.txt",
+         "echo a\necho b\necho c"),
+        ("-n 2 -k echo :::: in.txt n.txt",
+         "echo a 1 a 2\necho b 1 b 2"),
+        ("-m -s 30 echo {.} ::: a.x b.y c.z d.w e.v",
+         "echo a b c d e"),
     ]
 
     @Test("--dry-run prints the commands GNU parallel prints for the same command lines")
@@ -661,6 +691,7 @@ struct CommandLineTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         try Data("a\nb\n".utf8).write(to: directory.appendingPathComponent("in.txt"))
         try Data("1\n2\n".utf8).write(to: directory.appendingPathComponent("n.txt"))
+        try Data("a,b,c".utf8).write(to: directory.appendingPathComponent("comma.txt"))
         var mismatches: [String] = []
         for (commandLine, expected) in Self.gnuParallelDryRuns {
             let words = commandLine.split(separator: " ").map(String.init)
@@ -671,7 +702,7 @@ struct CommandLineTests {
             if ours != theirs { mismatches.append("\(commandLine)\n  pool:         \(ours)\n  GNU parallel: \(theirs)") }
         }
         #expect(mismatches.isEmpty, "\(mismatches.count) of \(Self.gnuParallelDryRuns.count) differ:\n\(mismatches.joined(separator: "\n"))")
-        #expect(Self.gnuParallelDryRuns.count >= 26)
+        #expect(Self.gnuParallelDryRuns.count >= 41)
     }
 
     /// Each line of `lines` split into words the way /bin/sh splits it, as `[word][word]`.
@@ -693,6 +724,20 @@ struct CommandLineTests {
         #expect(result.output == "a\nb\n")
         #expect(result.error == "pool: input 2 is \(3 << 20) bytes; an argument holds at most 131071 (the kernel's MAX_ARG_STRLEN), so its job did not run\n")
         #expect(result.status == 1)
+    }
+
+    @Test("-n packs inputs into jobs; -m and -X pack as many as fit -s, -X repeating the word around {}")
+    func argumentPacking() async throws {
+        let counted = try await pool(["run", "-k", "-n", "2", "echo", "{#}:", "{}", ":::", "a", "b", "c"])
+        #expect(counted.output == "1: a b\n2: c\n", "\(counted.error)")
+        let fitted = try await pool(["run", "-k", "-j", "1", "-m", "-s", "13", "echo", ":::", "aaa", "bbb", "ccc", "ddd"])
+        #expect(fitted.output == "aaa bbb\nccc ddd\n", "\(fitted.error)")
+        let repeated = try await pool(["run", "-k", "-X", "printf", "[%s]", "x{}y", ":::", "a", "b"])
+        #expect(repeated.output == "[xay][xby]", "\(repeated.error)")
+        let all = try await pool(["run", "-m", "sh", "-c", "echo $#", "_"], standardInput: (1...5000).map { "\($0)\n" }.joined())
+        let counts = all.output.split(separator: "\n").compactMap { Int($0) }
+        #expect(counts.reduce(0, +) == 5000, "every input once: \(all.output) \(all.error)")
+        #expect(counts.count < 5, "packed into a few commands: \(counts)")
     }
 
     @Test("the last input needs no delimiter after it; -d takes any bytes as the delimiter")
@@ -722,6 +767,7 @@ struct CommandLineTests {
         ["--timeout", "inf"], ["--timeout", "nan"], ["--timeout", "1e300"], ["--timeout", "9223372036854775.807"],
         ["--timeout", "-1"], ["--timeout", "0"], ["-j", "inf%"], ["-j", "1e300%"], ["-j", "nan%"], ["-j", "0"], ["-j", "-3"],
         ["--max-output", "0"], ["--max-output", "4G"], ["--max-output", "-1"], ["--max-output", "1e9"], ["--max-output", "9223372036854775807K"],
+        ["-n", "-1"], ["-n", "99999999999999999999"], ["-N", "x"], ["-s", "0"], ["-s", "3000000"], ["--max-chars", "-5"],
     ])
     func absurdNumbers(option: [String]) async throws {
         let result = try await pool(["run"] + option + ["echo", ":::", "a"])
