@@ -45,11 +45,12 @@ struct CommandTemplate {
         var slot = Array("{%}".utf8)
     }
 
-    init(words: [Bytes], forceShell: Bool, spellings: Spellings = Spellings(), repeatsWords: Bool = false) {
+    /// - Parameter names: `--header`: `{name}` stands for the value at this position (from 1).
+    init(words: [Bytes], forceShell: Bool, spellings: Spellings = Spellings(), repeatsWords: Bool = false, names: [Bytes: Int] = [:]) {
         self.repeatsWords = repeatsWords
         let shellSyntax = Set(" \t\n|&;<>()$`\\\"'*?[]#~=%".utf8)
         usesShell = forceShell || (words.count == 1 && words[0].contains(where: shellSyntax.contains))
-        let parser = Parser(spellings: spellings)
+        let parser = Parser(spellings: spellings, names: names)
         if usesShell {
             self.words = [parser.parseShellLine(Array(words.joined(separator: [UInt8(ascii: " ")])))]
         } else {
@@ -208,8 +209,11 @@ struct CommandTemplate {
     private struct Parser {
         /// The fixed spellings, longest first so that `{//}` wins over `{/}`.
         let fixed: [(Bytes, Replacement)]
+        /// `--header`'s column names.
+        let names: [Bytes: Int]
 
-        init(spellings: Spellings) {
+        init(spellings: Spellings, names: [Bytes: Int]) {
+            self.names = names
             fixed = [
                 (spellings.input, Replacement(source: .all)),
                 (spellings.withoutExtension, Replacement(source: .all, modifier: .withoutExtension)),
@@ -226,7 +230,12 @@ struct CommandTemplate {
             for (spelling, replacement) in fixed where text.starts(with: spelling) {
                 return (replacement, spelling.count)
             }
-            return Self.positional(at: text)
+            if let found = Self.positional(at: text) { return found }
+            if !names.isEmpty, text.first == UInt8(ascii: "{"), let close = text.dropFirst().firstIndex(of: UInt8(ascii: "}")),
+               let position = names[Array(text[(text.startIndex + 1)..<close])] {
+                return (Replacement(source: .position(position)), close + 1 - text.startIndex)
+            }
+            return nil
         }
 
         /// `{N}`, `{-N}`, and each with `.`, `/`, `//` or `/.` after the number.

@@ -100,6 +100,11 @@ enum Help {
       -d, --delimiter DELIM  inputs in stdin and input files end with DELIM (any bytes;
                        \n \t \r \0 \\ are escapes) instead of a newline
       -a, --arg-file FILE  an input source read from FILE (repeatable; before the ::: ones)
+      -C, --colsep REGEX  split each input into columns, the values {1} {2} ... (a line
+                       that is not UTF-8 is matched byte by byte, and no byte changes)
+      --header :       the first input of each source names its values (its columns, with
+                       --colsep): {name} stands for the value under that name. --header N:
+                       the first N inputs are the header
       -n, --max-args N up to N inputs per job, their values one after another ({1} {2}
                        ... count across them); -N N is the same here. -n 0: none passed
       -m               as many inputs per job as fit -s; where {} stands in a word, the

@@ -77,6 +77,8 @@ struct JobArguments: IteratorProtocol {
     private var odometer: [Int] = []
     /// The number of jobs, when every group was read whole up front.
     let count: Int?
+    /// `--header`: the name of each value's position (from 1), for `{name}`.
+    let names: [Bytes: Int]
 
     /// Opens every input file (an error names the one that cannot be opened, before any job
     /// runs) and reads all but the first group.
@@ -85,48 +87,69 @@ struct JobArguments: IteratorProtocol {
     ///   - sources: The sources in order; none means stdin.
     ///   - linkAll: `--link`: pair every source element by element, the shorter ones wrapping
     ///     around; `:::+` pairs a source with the one before it, up to the shorter of them.
-    ///   - readFile: Makes the records of a file (`-` is stdin).
+    ///   - columns: `--colsep`: splits each input into several values.
+    ///   - headerLines: `--header`: how many inputs at the start of each source are its header,
+    ///     which names its values (the first of them, split into columns) instead of being run.
+    ///   - records: Makes the records of a file (`-` is stdin).
     static func open(
-        _ sources: [InputSource], linkAll: Bool, records: (Int32) -> InputRecords
+        _ sources: [InputSource], linkAll: Bool, columns: ColumnSplitter? = nil, headerLines: Int = 0,
+        records: (Int32) -> InputRecords
     ) throws -> JobArguments {
         let sources = sources.isEmpty ? [InputSource(origin: .file(Array("-".utf8)))] : sources
         // Every file opens before anything is read, so a missing one stops the run at once.
-        var streams: [AnyIterator<Record>] = []
+        var inputs: [AnyIterator<Record>] = []
         for source in sources {
             switch source.origin {
-            case .values(let values): streams.append(AnyIterator(values.lazy.map { Record.complete($0) }.makeIterator()))
-            case .file(let path): streams.append(AnyIterator(records(try openInputFile(path))))
+            case .values(let values): inputs.append(AnyIterator(values.lazy.map { Record.complete($0) }.makeIterator()))
+            case .file(let path): inputs.append(AnyIterator(records(try openInputFile(path))))
             }
         }
+        /// An input as the job's values: itself, or its columns.
+        func values(_ record: Record) -> [Record] {
+            guard let columns, case .complete(let bytes) = record else { return [record] }
+            return columns.split(bytes).map(Record.complete)
+        }
+        var names: [Bytes: Int] = [:]
+        if headerLines > 0 {
+            var position = 1
+            for input in inputs {
+                let header = (0..<headerLines).compactMap { _ in input.next() }
+                for name in header.first.map(values) ?? [] {
+                    if case .complete(let bytes) = name, names[bytes] == nil { names[bytes] = position }
+                    position += 1
+                }
+            }
+        }
+        let streams = inputs.map { input in AnyIterator { input.next().map(values) } }
         // Groups of linked sources.
         var groups: [[Int]] = []
         for (index, source) in sources.enumerated() {
             if index > 0 && (linkAll || source.linkedToPrevious) { groups[groups.count - 1].append(index) } else { groups.append([index]) }
         }
         func tuples(of group: [Int]) -> [[Record]] {
-            let columns = group.map { Array(streams[$0]) }
-            guard !columns.contains(where: \.isEmpty) else { return [] }
-            let length = linkAll ? columns.map(\.count).max()! : columns.map(\.count).min()!
-            return (0..<length).map { row in columns.map { $0[row % $0.count] } }
+            let lists = group.map { Array(streams[$0]) }
+            guard !lists.contains(where: \.isEmpty) else { return [] }
+            let length = linkAll ? lists.map(\.count).max()! : lists.map(\.count).min()!
+            return (0..<length).map { row in Array(lists.map { $0[row % $0.count] }.joined()) }
         }
         let rest = groups.dropFirst().map(tuples(of:))
         let firstGroup = groups[0]
         if firstGroup.count == 1, case .file = sources[firstGroup[0]].origin {
-            let stream = streams[firstGroup[0]]
-            return JobArguments(first: AnyIterator { stream.next().map { [$0] } }, rest: rest, count: nil)
+            return JobArguments(first: streams[firstGroup[0]], rest: rest, count: nil, names: names)
         }
         let firstTuples = tuples(of: firstGroup)
         let (count, overflow) = rest.reduce((firstTuples.count, false)) { partial, group in
             let product = partial.0.multipliedReportingOverflow(by: group.count)
             return (product.partialValue, partial.1 || product.overflow)
         }
-        return JobArguments(first: AnyIterator(firstTuples.makeIterator()), rest: rest, count: overflow ? nil : count)
+        return JobArguments(first: AnyIterator(firstTuples.makeIterator()), rest: rest, count: overflow ? nil : count, names: names)
     }
 
-    private init(first: AnyIterator<[Record]>, rest: [[[Record]]], count: Int?) {
+    private init(first: AnyIterator<[Record]>, rest: [[[Record]]], count: Int?, names: [Bytes: Int]) {
         self.first = first
         self.rest = rest
         self.count = count
+        self.names = names
     }
 
     mutating func next() -> [Record]? {

@@ -33,6 +33,10 @@ struct RunCommand {
     var repeatsWords = false
     /// `-s`: the longest command `-m` and `-X` make.
     var maximumCommandLength = RunCommand.longestInput
+    /// `--colsep`: split each input into columns.
+    var columnSeparator: String?
+    /// `--header`: how many inputs at the start of each source name its values.
+    var headerLines = 0
     /// `--link`: pair all sources element by element instead of combining them.
     var linkAll = false
     /// `-I` and its relatives: other spellings of the replacement strings.
@@ -97,6 +101,19 @@ struct RunCommand {
             case "-a", "--arg-file": argumentFiles.append(InputSource(origin: .file(try bytes(for: argument))))
             case "--link", "--xapply": linkAll = true
             case "-d", "--delimiter": delimiter = try Self.parseDelimiter(try bytes(for: argument))
+            case "-C", "--colsep":
+                let pattern = try value(for: argument)
+                _ = try ColumnSplitter(pattern: pattern)
+                columnSeparator = pattern
+            case "--header":
+                let text = try value(for: argument)
+                if text == ":" {
+                    headerLines = 1
+                } else if let count = Int(text), (1...1_000_000).contains(count) {
+                    headerLines = count
+                } else {
+                    throw UsageError("--header takes ':' (the first line) or a number of lines from 1 to 1000000, not '\(text)'")
+                }
             case "-n", "--max-args", "-N", "--max-replace-args":
                 let text = try value(for: argument)
                 guard let count = Int(text), (0...Self.largestPack).contains(count) else {
@@ -219,14 +236,18 @@ struct RunCommand {
     /// (`MAX_ARG_STRLEN`, 128 KiB with its terminating NUL).
     static let longestInput = (128 << 10) - 1
 
-    /// Each job's arguments, from the input sources.
+    /// The command and each job's arguments, from the input sources (the command's `{name}`s
+    /// come from their headers).
     /// - Throws: ``FileError`` naming an input file that cannot be opened.
-    private func jobArguments(for template: CommandTemplate) throws -> PackedJobArguments {
+    private func commandAndInputs() throws -> (CommandTemplate, PackedJobArguments) {
         let separator = delimiter ?? (nullSeparated ? [0] : Array("\n".utf8))
-        let inputs = try JobArguments.open(sources, linkAll: linkAll) { descriptor in
+        let columns = try columnSeparator.map { pattern throws(UsageError) in try ColumnSplitter(pattern: pattern) }
+        let inputs = try JobArguments.open(sources, linkAll: linkAll, columns: columns, headerLines: headerLines) { descriptor in
             InputRecords(descriptor: descriptor, separator: separator, maximumLength: Self.longestInput)
         }
-        return PackedJobArguments(inputs, packing: packing, template: template)
+        let template = CommandTemplate(
+            words: command, forceShell: forceShell, spellings: spellings, repeatsWords: repeatsWords, names: inputs.names)
+        return (template, PackedJobArguments(inputs, packing: packing, template: template))
     }
 
     /// A job's arguments as one line, for `--tag`, messages and `--results`: joined by spaces,
@@ -252,8 +273,7 @@ struct RunCommand {
 
     /// Runs every job; returns the exit status (failed jobs, at most 101).
     func run() async throws -> Int32 {
-        let template = CommandTemplate(words: command, forceShell: forceShell, spellings: spellings, repeatsWords: repeatsWords)
-        let inputs = try jobArguments(for: template)
+        let (template, inputs) = try commandAndInputs()
         if dryRun {
             // Written in blocks: one write per line would be most of the time for many lines.
             var block: Bytes = []

@@ -597,7 +597,7 @@ struct CommandLineTests {
     }
 
     /// GNU parallel 20221122's `--dry-run -k -j1` output for each command line, as it printed
-    /// it on this machine (in.txt holds "a", "b"; n.txt "1", "2"; comma.txt "a,b,c"). The comparison is of
+    /// it on this machine (the files are those `dryRunsMatchGNUParallel` writes). The comparison is of
     /// argument vectors: each printed line is split into words by /bin/sh, so the two tools may
     /// quote differently.
     static let gnuParallelDryRuns: [(String, String)] = [
@@ -683,6 +683,30 @@ struct CommandLineTests {
          "echo a 1 a 2\necho b 1 b 2"),
         ("-m -s 30 echo {.} ::: a.x b.y c.z d.w e.v",
          "echo a b c d e"),
+        (#"--colsep '\t' echo {2} {1} :::: tab.txt"#,
+         #"echo b a\#necho d c"#),
+        (#"--colsep ' ' echo {1}-{2}-{3}-{4} :::: sp.txt"#,
+         #"echo x-y-''-z"#),
+        (#"--colsep ' +' echo {1}-{2}-{3} :::: sp.txt"#,
+         #"echo x-y-z"#),
+        (#"--colsep , --header : echo {age} {name} :::: h.csv"#,
+         #"echo 3 ann\#necho 4 bob"#),
+        (#"--header : echo {f1} {f2} ::: f1 a b ::: f2 1 2"#,
+         #"echo a 1\#necho a 2\#necho b 1\#necho b 2"#),
+        (#"--colsep '\t' echo :::: tab.txt"#,
+         #"echo a b\#necho c d"#),
+        (#"--colsep , echo {} :::: h.csv"#,
+         #"echo name age\#necho ann 3\#necho bob 4"#),
+        (#"--colsep '\t' echo {2} {3} :::: tab.txt ::: X"#,
+         #"echo b X\#necho d X"#),
+        (#"--colsep , --header 1 echo {1} :::: h.csv"#,
+         #"echo ann\#necho bob"#),
+        (#"--colsep , --header : echo {2} {name} {1.} :::: h.csv"#,
+         #"echo 3 ann ann\#necho 4 bob bob"#),
+        (#"--colsep ' ' echo {2} ::: 'p q' 'r s'"#,
+         #"echo q\#necho s"#),
+        (#"--colsep '[,;]' echo {3} {1} ::: 'a,b;c'"#,
+         #"echo c a"#),
     ]
 
     @Test("--dry-run prints the commands GNU parallel prints for the same command lines")
@@ -692,17 +716,22 @@ struct CommandLineTests {
         try Data("a\nb\n".utf8).write(to: directory.appendingPathComponent("in.txt"))
         try Data("1\n2\n".utf8).write(to: directory.appendingPathComponent("n.txt"))
         try Data("a,b,c".utf8).write(to: directory.appendingPathComponent("comma.txt"))
+        try Data("a\tb\nc\td\n".utf8).write(to: directory.appendingPathComponent("tab.txt"))
+        try Data("x y  z\n".utf8).write(to: directory.appendingPathComponent("sp.txt"))
+        try Data("name,age\nann,3\nbob,4\n".utf8).write(to: directory.appendingPathComponent("h.csv"))
         var mismatches: [String] = []
         for (commandLine, expected) in Self.gnuParallelDryRuns {
-            let words = commandLine.split(separator: " ").map(String.init)
-            let result = try await pool(["run", "-k", "--dry-run", "-j", "1"] + words, in: directory)
+            // The shell reads the command line, quotes and all, as it would for GNU parallel.
+            let result = try await pool(
+                [], standardInputBytes: nil, in: directory,
+                launcher: ["/bin/sh", "-c", #"exec "$0" run -k --dry-run -j 1 "# + commandLine])
             #expect(result.status == 0, "\(commandLine): \(result.error)")
             let ours = try await shellWords(result.output)
             let theirs = try await shellWords(expected + "\n")
             if ours != theirs { mismatches.append("\(commandLine)\n  pool:         \(ours)\n  GNU parallel: \(theirs)") }
         }
         #expect(mismatches.isEmpty, "\(mismatches.count) of \(Self.gnuParallelDryRuns.count) differ:\n\(mismatches.joined(separator: "\n"))")
-        #expect(Self.gnuParallelDryRuns.count >= 41)
+        #expect(Self.gnuParallelDryRuns.count >= 53)
     }
 
     /// Each line of `lines` split into words the way /bin/sh splits it, as `[word][word]`.
@@ -738,6 +767,25 @@ struct CommandLineTests {
         let counts = all.output.split(separator: "\n").compactMap { Int($0) }
         #expect(counts.reduce(0, +) == 5000, "every input once: \(all.output) \(all.error)")
         #expect(counts.count < 5, "packed into a few commands: \(counts)")
+    }
+
+    @Test("--colsep splits inputs into {1} {2} …; --header names them; bytes that are not UTF-8 split too")
+    func columns() async throws {
+        let csv = try await pool(["run", "-k", "--colsep", ",", "--header", ":", "echo", "{age}:{name}"], standardInput: "name,age\nann,3\nbob,4\n")
+        #expect(csv.output == "3:ann\n4:bob\n", "\(csv.error)")
+        let regex = try await pool(["run", "-k", "--colsep", " +", "printf", "[%s]", "{3}", "{1}", ":::", "x  y   z"])
+        #expect(regex.output == "[z][x]", "\(regex.error)")
+        // A Latin-1 line: the separator regex still finds the spaces, and the é stays one byte.
+        let latin1 = Data("caf".utf8) + Data([0xE9]) + Data(" \t bar\n".utf8)
+        let bytes = try await pool(["run", "-k", "--colsep", "\\s+", "printf", "%s|", "{2}", "{1}"], standardInputBytes: latin1)
+        #expect(bytes.outputBytes == Data("bar|caf".utf8) + Data([0xE9]) + Data("|".utf8), "\(bytes.error)")
+        let named = try await pool(["run", "-k", "--header", ":", "echo", "{size}-{color}", ":::", "color", "red", ":::", "size", "S", "M"])
+        #expect(named.output == "S-red\nM-red\n", "\(named.error)")
+        for bad in [["--colsep", "("], ["--colsep", "x*"], ["--header", "0"], ["--header", "^#"]] {
+            let result = try await pool(["run"] + bad + ["echo", ":::", "a"])
+            #expect(result.status == 2, "\(bad): \(result.error)")
+            #expect(result.error.contains(bad[0]), "\(result.error)")
+        }
     }
 
     @Test("the last input needs no delimiter after it; -d takes any bytes as the delimiter")
