@@ -45,11 +45,21 @@ struct CommandTemplate {
         var slot = Array("{%}".utf8)
     }
 
-    /// - Parameter names: `--header`: `{name}` stands for the value at this position (from 1).
-    init(words: [Bytes], forceShell: Bool, spellings: Spellings = Spellings(), repeatsWords: Bool = false, names: [Bytes: Int] = [:]) {
+    /// `--header`'s names of the values' positions (from 1), for `{name}`.
+    let names: [Bytes: Int]
+
+    /// - Parameters:
+    ///   - names: `--header`: `{name}` stands for the value at this position (from 1).
+    ///   - isCommand: False for a template that makes text, not a command (`--tagstring`):
+    ///     then no word means a shell.
+    init(
+        words: [Bytes], forceShell: Bool, spellings: Spellings = Spellings(), repeatsWords: Bool = false,
+        names: [Bytes: Int] = [:], isCommand: Bool = true
+    ) {
         self.repeatsWords = repeatsWords
+        self.names = names
         let shellSyntax = Set(" \t\n|&;<>()$`\\\"'*?[]#~=%".utf8)
-        usesShell = forceShell || (words.count == 1 && words[0].contains(where: shellSyntax.contains))
+        usesShell = isCommand && (forceShell || (words.count == 1 && words[0].contains(where: shellSyntax.contains)))
         let parser = Parser(spellings: spellings, names: names)
         if usesShell {
             self.words = [parser.parseShellLine(Array(words.joined(separator: [UInt8(ascii: " ")])))]

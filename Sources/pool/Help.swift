@@ -92,6 +92,8 @@ enum Help {
       -j, --jobs N     run N jobs at once (default: the number of cores); N% of the cores
       -k, --keep-order print output in input order (jobs still run in any order)
       --tag            prefix each output line with the input and a tab
+      --tagstring STR  prefix each output line with STR and a tab; STR may hold replacement
+                       strings ({1}, {#}, ...)
       --timeout SECS   stop a job after SECS seconds (its process group gets SIGTERM, then
                        SIGKILL); it counts as failed
       --retries N      run a failed job (non-zero exit, signal, timeout) up to N more times
@@ -124,8 +126,16 @@ enum Help {
                        succeeded (rerun failed ones)
       --results DIR    save each job's stdout, stderr, exitval, input and command in DIR/N/
       --halt WHEN,fail=N   stop after N failed jobs (or N% of those finished, from 3 on):
-                       soon lets running jobs finish, now stops them too
-      --bar            show a progress bar (count, rate, ETA) on stderr when it is a terminal
+                       soon lets running jobs finish, now stops them too. WHEN,success=N
+                       stops after N jobs succeeded instead, and exits 0
+      --delay SECS     start jobs at least SECS seconds apart
+      --nice N         run the commands with niceness N (-20 to 19), under nice(1)
+      --shuf           run the jobs in a random order ({#} and -k follow that order)
+      --bar            show a progress bar (count, rate, ETA) on stderr when it is a terminal;
+                       until the number of jobs is known (inputs still being read), the
+                       count, the rate and the time so far
+      --eta            show the time left, the jobs left and the average time per job
+      --progress       show the workers, the jobs finished and the percentage
       --line-buffer    print output a line at a time as jobs write it (lines of different
                        jobs mix, but no line is cut); with -k, later jobs' lines wait their turn
       --max-output SIZE  the most output one job may write, stdout and stderr together

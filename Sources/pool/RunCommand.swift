@@ -17,7 +17,6 @@ struct RunCommand {
     var resumeFailed = false
     var resultsDirectory: String?
     var halt: HaltPolicy?
-    var showBar = false
     var lineBuffer = false
     /// `--max-output`: the most output one command may write.
     var outputLimit: Int?
@@ -33,6 +32,16 @@ struct RunCommand {
     var repeatsWords = false
     /// `-s`: the longest command `-m` and `-X` make.
     var maximumCommandLength = RunCommand.longestInput
+    /// `--tagstring`: the tag, with replacement strings.
+    var tagString: Bytes?
+    /// `--delay`: the least time between two jobs' starts.
+    var delay: Duration?
+    /// `--nice`: the niceness commands run with.
+    var niceness: Int?
+    /// `--shuf`: run the jobs in a random order.
+    var shuffle = false
+    /// `--eta`, `--progress`: which progress line to draw.
+    var progressStyle: ProgressBar.Style?
     /// `--colsep`: split each input into columns.
     var columnSeparator: String?
     /// `--header`: how many inputs at the start of each source name its values.
@@ -95,7 +104,21 @@ struct RunCommand {
             case "--resume-failed": resumeFailed = true
             case "--results": resultsDirectory = try path(for: argument)
             case "--halt": halt = try HaltPolicy(parsing: try value(for: argument))
-            case "--bar": showBar = true
+            case "--bar": progressStyle = .bar
+            case "--eta": progressStyle = .eta
+            case "--progress": progressStyle = .progress
+            case "--tagstring":
+                tagString = try bytes(for: argument)
+                tag = true
+            case "--delay":
+                delay = try Self.parseDuration(try value(for: argument), for: argument, allowingZero: true)
+            case "--nice":
+                let text = try value(for: argument)
+                guard let value = Int(text), (-20...19).contains(value) else {
+                    throw UsageError("--nice needs a niceness from -20 to 19, not '\(text)'")
+                }
+                niceness = value
+            case "--shuf": shuffle = true
             case "--line-buffer": lineBuffer = true
             case "--max-output": outputLimit = try Self.parseSize(try value(for: argument), for: argument)
             case "-a", "--arg-file": argumentFiles.append(InputSource(origin: .file(try bytes(for: argument))))
@@ -204,8 +227,13 @@ struct RunCommand {
 
     /// `SECS`: a finite number of seconds above zero and at most ``longestTimeout``.
     static func parseTimeout(_ text: String) throws(UsageError) -> Duration {
-        guard let seconds = Double(text), seconds.isFinite, seconds > 0, seconds <= longestTimeout else {
-            throw UsageError("--timeout needs a number of seconds above 0 and at most \(Int(longestTimeout)), not '\(text)'")
+        try parseDuration(text, for: "--timeout", allowingZero: false)
+    }
+
+    /// A finite number of seconds, above zero (or from zero) and at most ``longestTimeout``.
+    static func parseDuration(_ text: String, for option: String, allowingZero: Bool) throws(UsageError) -> Duration {
+        guard let seconds = Double(text), seconds.isFinite, allowingZero ? seconds >= 0 : seconds > 0, seconds <= longestTimeout else {
+            throw UsageError("\(option) needs a number of seconds \(allowingZero ? "from 0" : "above 0") and at most \(Int(longestTimeout)), not '\(text)'")
         }
         return .nanoseconds(Int64((seconds * 1e9).rounded(.up)))
     }
@@ -305,6 +333,15 @@ struct RunCommand {
         configuration.targetBatchDuration = .milliseconds(5)
         let retries = retries
         let printer = ResultPrinter(keepOrder: keepOrder, tag: tag)
+        // --tagstring: the tag is made like a command, from the job's values.
+        let tagTemplate = tagString.map {
+            CommandTemplate(words: [$0], forceShell: false, spellings: spellings, names: template.names, isCommand: false)
+        }
+        /// What --tag puts before a job's lines: its values, or --tagstring filled in.
+        func label(_ arguments: [Bytes], sequence: Int) -> Bytes {
+            guard let tagTemplate else { return Self.label(arguments) }
+            return Self.label(tagTemplate.arguments(for: arguments, sequence: sequence + 1))
+        }
         // With --resume, jobs the log shows as done are skipped (with --resume-failed, only
         // those that succeeded); their sequence numbers stay the same.
         let skip = jobLogPath.map { JobLog.finishedSequences(in: $0, successfulOnly: resumeFailed) } ?? []
@@ -312,7 +349,7 @@ struct RunCommand {
         defer { log?.close() }
         let interrupt = Interrupt.shared
         let results = try resultsDirectory.map { try ResultsDirectory(path: $0) }
-        let bar = showBar ? ProgressBar(total: inputs.count) : nil
+        let bar = progressStyle.map { ProgressBar(style: $0, total: inputs.count, workers: jobs) }
         let halt = halt
         var halted = false
         var finished = 0
@@ -323,7 +360,7 @@ struct RunCommand {
         let keepsStreamed = lineBuffer && (log != nil || results != nil)
         func finish(_ sequence: Int, _ arguments: [Bytes], _ result: Result<CommandJob.Output, ProcessPoolError>) -> Bool {
             bar?.clear()
-            printer.print(sequence: sequence, input: Self.label(arguments), result: result)
+            printer.print(sequence: sequence, input: label(arguments, sequence: sequence), result: result)
             if log != nil || results != nil {
                 var result = result
                 if let output = streamed.removeValue(forKey: sequence), case .success(var whole) = result {
@@ -355,10 +392,10 @@ struct RunCommand {
             // One stream of events drives the run: inputs arriving (read on a thread of their
             // own, so a slow stdin such as `tail -f` blocks nothing), and jobs finishing. So
             // results print as soon as jobs end, and Ctrl-C never waits for another input.
-            // With --halt, no job waits queued behind the running ones.
-            let window = halt == nil ? max(64, jobs * 16) : jobs
+            // With --halt or --delay, no job waits queued behind the running ones.
+            let window = halt == nil && delay == nil ? max(64, jobs * 16) : jobs
             let (events, sink) = AsyncStream<RunEvent>.makeStream()
-            let feed = InputFeed(records: inputs, events: sink)
+            let feed = InputFeed(records: inputs, events: sink, delay: delay, shuffled: shuffle)
             // Jobs are followed with completion callbacks rather than a task each: a finished
             // job costs one event here, not a task switch or two.
             var running: [Int: JobFuture<CommandJob.Output>] = [:]
@@ -424,13 +461,18 @@ struct RunCommand {
                     if skip.contains(index + 1) {
                         printer.skip(sequence: index)
                     } else {
-                        var command = CommandJob.Input(argumentBytes: template.arguments(for: arguments, sequence: index + 1), streamsOutput: lineBuffer)
+                        var vector = template.arguments(for: arguments, sequence: index + 1)
+                        // As GNU parallel does it: the command runs under nice(1).
+                        if let niceness { vector = [Array("nice".utf8), Array("-n".utf8), Array(String(niceness).utf8)] + vector }
+                        var command = CommandJob.Input(argumentBytes: vector, streamsOutput: lineBuffer)
                         command.outputLimit = outputLimit
                         await start(index, arguments, command, attempt: 0)
                     }
                 case .inputsEnded:
                     inputsEnded = true
                     requested = 0
+                    // Now the number of jobs is known: the bar can show a percentage and an ETA.
+                    bar?.setTotal(sequence)
                 case .finished(let index, let arguments, let result, let attempt, let command):
                     running[index] = nil
                     // As in GNU parallel, a failed job (non-zero exit, signal, timeout, a
@@ -445,7 +487,7 @@ struct RunCommand {
                 case .output(let index, let arguments, let stream, let bytes):
                     if keepsStreamed { streamed[index]?[stream].append(contentsOf: bytes) }
                     bar?.clear()
-                    printer.stream(sequence: index, input: Self.label(arguments), stream: stream, bytes: bytes)
+                    printer.stream(sequence: index, input: label(arguments, sequence: index), stream: stream, bytes: bytes)
                 case .cancelled(let index):
                     running[index] = nil
                     streamed[index] = nil
@@ -461,6 +503,8 @@ struct RunCommand {
             if Task.isCancelled || interrupt.signal != nil || halted { await pool.shutdown(cancellingPendingJobs: true) }
         }
         if let signal = interrupt.signal { return 128 + signal }
+        // Stopped by --halt ...,success=N: what was asked for was done.
+        if halted, halt?.countsSuccesses == true { return 0 }
         return Int32(min(printer.failures, 101))
     }
 }
@@ -573,27 +617,53 @@ enum RunEvent: Sendable {
 /// Reads inputs one at a time, on request, on a queue of its own: reading stdin may block for
 /// as long as the producer likes, and must block neither the cooperative pool nor the run.
 final class InputFeed: @unchecked Sendable {
-    // @unchecked: `records` is only touched on `queue`, one request at a time.
+    // @unchecked: `records` and the rest are only touched on `queue`, one request at a time.
     private let queue = DispatchQueue(label: "pool.inputs")
-    private var records: PackedJobArguments
+    private var records: AnyIterator<[InputRecords.Record]>
     private let events: AsyncStream<RunEvent>.Continuation
+    /// `--delay`: the least time between two inputs handed out (so between two jobs' starts).
+    private let delay: Duration?
+    private var lastHandedOut: ContinuousClock.Instant?
+    /// `--shuf`: read every input first, then hand them out in a random order.
+    private let shuffled: Bool
 
-    init(records: PackedJobArguments, events: AsyncStream<RunEvent>.Continuation) {
-        self.records = records
+    init(records: PackedJobArguments, events: AsyncStream<RunEvent>.Continuation, delay: Duration? = nil, shuffled: Bool = false) {
+        var iterator = records
+        self.records = AnyIterator { iterator.next() }
         self.events = events
+        self.delay = delay
+        self.shuffled = shuffled
     }
 
     /// Reads up to `count` more inputs and posts each (or the end of the inputs) as an event
     /// as soon as it is read.
     func request(_ count: Int) {
         queue.async { [self] in
+            if shuffled, !didShuffle {
+                records = AnyIterator(Array(records).shuffled().makeIterator())
+                didShuffle = true
+            }
             for _ in 0..<count {
                 guard let record = records.next() else {
                     events.yield(.inputsEnded)
                     return
                 }
+                if let delay {
+                    // This queue waits, not the run: its events keep flowing meanwhile.
+                    let clock = ContinuousClock()
+                    if let lastHandedOut, clock.now < lastHandedOut + delay {
+                        let rest = lastHandedOut + delay - clock.now
+                        let (seconds, attoseconds) = rest.components
+                        var time = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+                        var remaining = timespec()
+                        while nanosleep(&time, &remaining) != 0 && errno == EINTR { time = remaining }
+                    }
+                    lastHandedOut = clock.now
+                }
                 events.yield(.input(record))
             }
         }
     }
+
+    private var didShuffle = false
 }

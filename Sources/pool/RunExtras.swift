@@ -1,37 +1,44 @@
 import Foundation
 import Multiprocessing
 
-/// `--halt now|soon,fail=N|N%`: stop after enough failures; `now` also stops running jobs.
+/// `--halt now|soon,fail=N|N%` or `now|soon,success=N|N%`: stop after enough failures (or
+/// successes); `now` also stops running jobs.
 struct HaltPolicy {
     var stopsRunningJobs: Bool
-    var failures: Int?
+    /// Whether successes, not failures, are counted.
+    var countsSuccesses = false
+    var count: Int?
     var percentage: Double?
 
     init(parsing text: String) throws(UsageError) {
         if text == "never" {
             stopsRunningJobs = false
-            failures = Int.max
+            count = Int.max
             return
         }
         let parts = text.split(separator: ",", maxSplits: 1).map(String.init)
-        guard parts.count == 2, ["now", "soon"].contains(parts[0]), parts[1].hasPrefix("fail=") else {
-            throw UsageError("--halt takes now,fail=N or soon,fail=N (or N%), not '\(text)'")
+        guard parts.count == 2, ["now", "soon"].contains(parts[0]),
+              let equals = parts[1].firstIndex(of: "="), ["fail", "success"].contains(parts[1][..<equals])
+        else {
+            throw UsageError("--halt takes now or soon, then fail=N or success=N (or N%), such as now,fail=1; not '\(text)'")
         }
         stopsRunningJobs = parts[0] == "now"
-        let amount = parts[1].dropFirst("fail=".count)
+        countsSuccesses = parts[1][..<equals] == "success"
+        let amount = parts[1][parts[1].index(after: equals)...]
         if amount.hasSuffix("%"), let percent = Double(amount.dropLast()), percent > 0, percent <= 100 {
             percentage = percent
-        } else if let count = Int(amount), count > 0 {
-            failures = count
+        } else if let number = Int(amount), number > 0 {
+            count = number
         } else {
-            throw UsageError("--halt needs fail=N with N > 0 or fail=N% (0–100], not '\(amount)'")
+            throw UsageError("--halt needs \(parts[1][..<equals])=N with N > 0, or N% with N in (0, 100], not '\(amount)'")
         }
     }
 
     /// As in GNU parallel, a percentage is judged only once at least three jobs have ended.
     func isReached(failed: Int, finished: Int) -> Bool {
-        if let failures { return failed >= failures }
-        if let percentage, finished >= 3 { return Double(failed) * 100 >= percentage * Double(finished) }
+        let counted = countsSuccesses ? finished - failed : failed
+        if let count { return counted >= count }
+        if let percentage, finished >= 3 { return Double(counted) * 100 >= percentage * Double(finished) }
         return false
     }
 }
@@ -78,20 +85,40 @@ struct ResultsDirectory {
     }
 }
 
-/// `--bar`: count, rate and ETA on one line of stderr, redrawn at most ten times a second,
+/// `--bar`, `--eta`, `--progress`: one line of stderr, redrawn at most ten times a second,
 /// and only when stderr is a terminal (in a pipe or a file it stays silent).
+///
+/// Until the number of jobs is known (inputs from stdin or a file are still being read), it
+/// shows the count, the rate and the time so far; once it is, also the percentage and an
+/// estimate of the time left.
 final class ProgressBar {
-    private let total: Int?
+    enum Style {
+        /// `--bar`: a bar, the count, the percentage, the rate and the ETA.
+        case bar
+        /// `--eta`: the time left, the jobs left, and the average time per job.
+        case eta
+        /// `--progress`: the workers, the running and finished jobs, the percentage.
+        case progress
+    }
+
+    private let style: Style
+    private var total: Int?
+    private let workers: Int
     private let clock = ContinuousClock()
     private let start: ContinuousClock.Instant
     private var lastDraw: ContinuousClock.Instant?
     private var drawn = false
     private let enabled = isatty(2) == 1
 
-    init(total: Int?) {
+    init(style: Style, total: Int?, workers: Int) {
+        self.style = style
         self.total = total
+        self.workers = workers
         start = clock.now
     }
+
+    /// The number of jobs, once the inputs have all been read.
+    func setTotal(_ total: Int) { self.total = total }
 
     func update(finished: Int, failed: Int) {
         guard enabled else { return }
@@ -115,23 +142,37 @@ final class ProgressBar {
         drawn = false
     }
 
-    private func draw(finished: Int, failed: Int, now: ContinuousClock.Instant) {
-        let elapsed = now - start
-        let seconds = max(0.001, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    /// The line for `finished` jobs after `elapsed` seconds, without the escape codes.
+    func line(finished: Int, failed: Int, elapsed seconds: Double) -> String {
+        let seconds = max(0.001, seconds)
         let rate = Double(finished) / seconds
-        var line = "\r\u{1B}[K"
+        var line: String
         if let total, total > 0 {
-            let fraction = Double(finished) / Double(total)
-            let width = 30
-            let filled = min(width, Int(fraction * Double(width)))
-            let eta = rate > 0 ? Double(total - finished) / rate : 0
-            line += "[" + String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled) + "] "
-            line += "\(finished)/\(total) \(Int(fraction * 100))% " + String(format: "%.1f jobs/s ETA %.0fs", rate, eta)
+            let left = max(0, total - finished)
+            let eta = rate > 0 ? Double(left) / rate : 0
+            let percent = min(100, finished * 100 / total)
+            switch style {
+            case .bar:
+                let width = 30
+                let filled = min(width, finished * width / total)
+                line = "[" + String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled) + "] "
+                line += "\(finished)/\(total) \(percent)% " + String(format: "%.1f jobs/s ETA %.0fs", rate, eta)
+            case .eta:
+                line = String(format: "ETA: %.0fs Left: %d AVG: %.2fs", eta, left, finished > 0 ? seconds / Double(finished) : 0)
+            case .progress:
+                line = "local:\(workers)/\(finished)/\(percent)% " + String(format: "%.1fs", seconds)
+            }
         } else {
-            line += "\(finished) done " + String(format: "%.1f jobs/s", rate)
+            line = "\(finished) done " + String(format: "%.1f jobs/s, %.0fs so far", rate, seconds)
         }
         if failed > 0 { line += " (\(failed) failed)" }
-        FileHandle.standardError.write(Data(line.utf8))
+        return line
+    }
+
+    private func draw(finished: Int, failed: Int, now: ContinuousClock.Instant) {
+        let elapsed = now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        FileHandle.standardError.write(Data(("\r\u{1B}[K" + line(finished: finished, failed: failed, elapsed: seconds)).utf8))
         drawn = true
     }
 }

@@ -321,6 +321,20 @@ struct CommandLineTests {
         }
         #expect(terminal.contains("4/4 100%"), "\(terminal.debugDescription)")
         #expect(terminal.contains("jobs/s"))
+        // Inputs from stdin: the count is known once they end, and then the bar has it.
+        let streamed = try await onDedicatedThread { () -> String in
+            let script = Process()
+            script.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+            script.arguments = ["-qfec", "printf '0.1\\n0.1\\n0.1\\n' | \(Binaries.directory)/pool run --bar -j 2 sleep", "/dev/null"]
+            let pipe = Pipe()
+            script.standardOutput = pipe
+            script.standardInput = FileHandle.nullDevice
+            try script.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            script.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        #expect(streamed.contains("3/3 100%"), "\(streamed.debugDescription)")
         let piped = try await pool(["run", "--bar", "-j", "2", "sleep", ":::", "0.1", "0.1"])
         #expect(piped.error.isEmpty)
     }
@@ -785,6 +799,37 @@ struct CommandLineTests {
             let result = try await pool(["run"] + bad + ["echo", ":::", "a"])
             #expect(result.status == 2, "\(bad): \(result.error)")
             #expect(result.error.contains(bad[0]), "\(result.error)")
+        }
+    }
+
+    @Test("--tagstring, --nice, --shuf, --delay and --halt ...,success=N do what GNU parallel's do")
+    func smallerOptions() async throws {
+        let tagged = try await pool(["run", "-k", "--tagstring", "<{2}:{#}>", "echo", ":::", "a", "b", ":::", "x"])
+        #expect(tagged.output == "<x:1>\ta x\n<x:2>\tb x\n", "\(tagged.error)")
+        let nice = try await pool(["run", "--nice", "7", "sh", "-c", "nice", ":::", "1"])
+        #expect(nice.output == "7\n", "\(nice.error)")
+        let inputs = (1...20).map(String.init)
+        let shuffled = try await pool(["run", "-k", "--shuf", "echo", "{#}", "{}", ":::"] + inputs)
+        let lines = shuffled.output.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(lines.map { $0[0] } == inputs, "{#} numbers the jobs in the order they run")
+        #expect(lines.map { $0[1] }.sorted() == inputs.sorted(), "every input once")
+        #expect(lines.map { $0[1] } != inputs, "shuffled (20 inputs: in order by chance once in 20!)")
+        // The first success stops the run, and the exit status says it succeeded.
+        let success = try await pool(["run", "-j", "1", "--halt", "now,success=1", "sh", "-c", "echo $1; exit $2", "_", ":::", "a", "b", "c", ":::+", "1", "0", "0"])
+        #expect(success.output == "a\nb\n", "\(success.error)")
+        #expect(success.status == 0)
+        // Each job prints when it started: with --delay 1, a second apart however many workers
+        // are free. (The spacing is of the jobs' hand-out; a busy machine starts a process a
+        // little late now and then, so each gap may fall short by a quarter of a second.)
+        let delayed = try await pool(["run", "-k", "-j", "3", "--delay", "1", "sh", "-c", "date +%s%N", ":::", "1", "2", "3"])
+        let starts = delayed.output.split(separator: "\n").compactMap { Int($0) }
+        #expect(starts.count == 3, "\(delayed.output) \(delayed.error)")
+        for (earlier, later) in zip(starts, starts.dropFirst()) {
+            #expect(later - earlier >= 750_000_000, "started \(later - earlier) ns apart")
+        }
+        for bad in [["--nice", "20"], ["--delay", "-1"], ["--delay", "inf"], ["--halt", "now,success=0"], ["--halt", "later,success=1"]] {
+            let result = try await pool(["run"] + bad + ["echo", ":::", "a"])
+            #expect(result.status == 2, "\(bad): \(result.error)")
         }
     }
 
