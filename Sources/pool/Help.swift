@@ -102,6 +102,14 @@ enum Help {
       -d, --delimiter DELIM  inputs in stdin and input files end with DELIM (any bytes;
                        \n \t \r \0 \\ are escapes) instead of a newline
       -a, --arg-file FILE  an input source read from FILE (repeatable; before the ::: ones)
+      --pipe           cut stdin into blocks and give each job one block on its stdin (the
+                       command gets no input arguments); blocks are cut only where a record
+                       ends, so no record is split, and with -k the output follows the blocks
+      --block SIZE     a --pipe block's size (default 1M; K, M or G; at most 128M); a record
+                       longer than that is a block of its own
+      --recend STR     what ends a record for --pipe (default \n; \0 and the -d escapes work)
+      --recstart STR   with --pipe, cut only where a record also starts with STR
+      -N N             with --pipe: N records per block instead of --block bytes
       -C, --colsep REGEX  split each input into columns, the values {1} {2} ... (a line
                        that is not UTF-8 is matched byte by byte, and no byte changes)
       --header :       the first input of each source names its values (its columns, with

@@ -42,6 +42,15 @@ struct RunCommand {
     var shuffle = false
     /// `--eta`, `--progress`: which progress line to draw.
     var progressStyle: ProgressBar.Style?
+    /// `--pipe`: stdin is cut into blocks, each one job's stdin.
+    var pipe = false
+    /// `--block`: a `--pipe` block's size.
+    var blockSize = 1 << 20
+    /// `--recend`, `--recstart`: where `--pipe` may cut.
+    var recordEnd = Array("\n".utf8)
+    var recordStart: Bytes = []
+    /// `-N` with `--pipe`: records per block.
+    var recordsPerBlock: Int?
     /// `--colsep`: split each input into columns.
     var columnSeparator: String?
     /// `--header`: how many inputs at the start of each source name its values.
@@ -143,6 +152,12 @@ struct RunCommand {
                     throw UsageError("\(argument) needs a whole number from 0 to \(Self.largestPack), not '\(text)'")
                 }
                 packing = .count(count)
+                if argument == "-N" || argument == "--max-replace-args" { recordsPerBlock = count }
+            case "--pipe", "--spreadstdin": pipe = true
+            case "--block", "--block-size":
+                blockSize = try Self.parseSize(try value(for: argument), for: argument, largest: Self.largestBlock)
+            case "--recend": recordEnd = try Self.parseDelimiter(try bytes(for: argument), allowingEmpty: true)
+            case "--recstart": recordStart = try Self.parseDelimiter(try bytes(for: argument), allowingEmpty: true)
             case "-m": packing = .fit(maximumLength: 0)
             case "-X":
                 packing = .fit(maximumLength: 0)
@@ -174,13 +189,18 @@ struct RunCommand {
         command = Array(rest[..<separator])
         sources = argumentFiles + (try InputSource.parse(rest[separator...]))
         guard !command.isEmpty else { throw UsageError("no command given (see 'pool help run')") }
+        if pipe {
+            guard sources.isEmpty else { throw UsageError("--pipe reads its input from stdin; it takes no ::: or :::: sources") }
+            guard !recordEnd.isEmpty || !recordStart.isEmpty else { throw UsageError("--recend and --recstart cannot both be empty") }
+            if recordsPerBlock == 0 { throw UsageError("-N with --pipe needs at least 1 record per block") }
+        }
         if case .fit = packing { packing = .fit(maximumLength: maximumCommandLength) }
         if (resume || resumeFailed) && jobLogPath == nil { throw UsageError("--resume and --resume-failed need --joblog FILE") }
     }
 
     /// `-d DELIM`: bytes, with `\n`, `\t`, `\r`, `\0` and `\\` for a newline, a tab, a carriage
     /// return, a NUL and a backslash.
-    static func parseDelimiter(_ text: Bytes) throws(UsageError) -> Bytes {
+    static func parseDelimiter(_ text: Bytes, allowingEmpty: Bool = false) throws(UsageError) -> Bytes {
         var result: Bytes = []
         var index = text.startIndex
         while index < text.endIndex {
@@ -199,7 +219,7 @@ struct RunCommand {
             }
             index += 2
         }
-        guard !result.isEmpty else { throw UsageError("-d needs a delimiter of at least one byte") }
+        guard !result.isEmpty || allowingEmpty else { throw UsageError("-d needs a delimiter of at least one byte") }
         return result
     }
 
@@ -208,7 +228,7 @@ struct RunCommand {
 
     /// `SIZE`: bytes, or with a suffix K, M or G (powers of 1024), above zero and at most
     /// ``largestOutputLimit``.
-    static func parseSize(_ text: String, for option: String) throws(UsageError) -> Int {
+    static func parseSize(_ text: String, for option: String, largest: Int = largestOutputLimit) throws(UsageError) -> Int {
         let units: [Character: Int] = ["K": 1 << 10, "k": 1 << 10, "M": 1 << 20, "m": 1 << 20, "G": 1 << 30, "g": 1 << 30]
         var digits = Substring(text)
         var unit = 1
@@ -216,8 +236,8 @@ struct RunCommand {
             unit = multiplier
             digits = digits.dropLast()
         }
-        guard let count = Int(digits), count > 0, count <= largestOutputLimit / unit else {
-            throw UsageError("\(option) needs a size above 0 and at most 3G (bytes, or with K, M or G), not '\(text)'")
+        guard let count = Int(digits), count > 0, count <= largest / unit else {
+            throw UsageError("\(option) needs a size above 0 and at most \(largest >> 20)M (bytes, or with K, M or G), not '\(text)'")
         }
         return count * unit
     }
@@ -253,6 +273,9 @@ struct RunCommand {
         return count
     }
 
+    /// The largest `--block`: a block travels to the worker in one frame, with its last record.
+    static let largestBlock = 128 << 20
+
     /// The most inputs `-n` packs into one job.
     static let largestPack = 1 << 20
 
@@ -267,7 +290,13 @@ struct RunCommand {
     /// The command and each job's arguments, from the input sources (the command's `{name}`s
     /// come from their headers).
     /// - Throws: ``FileError`` naming an input file that cannot be opened.
-    private func commandAndInputs() throws -> (CommandTemplate, PackedJobArguments) {
+    private func commandAndInputs() throws -> (CommandTemplate, AnyIterator<[InputRecords.Record]>, count: Int?) {
+        if pipe {
+            let template = CommandTemplate(words: command, forceShell: forceShell, spellings: spellings)
+            var blocks = PipeBlocks(
+                blockSize: blockSize, recordEnd: recordEnd, recordStart: recordStart, recordsPerBlock: recordsPerBlock)
+            return (template, AnyIterator { blocks.next().map { [.complete($0)] } }, nil)
+        }
         let separator = delimiter ?? (nullSeparated ? [0] : Array("\n".utf8))
         let columns = try columnSeparator.map { pattern throws(UsageError) in try ColumnSplitter(pattern: pattern) }
         let inputs = try JobArguments.open(sources, linkAll: linkAll, columns: columns, headerLines: headerLines) { descriptor in
@@ -275,7 +304,9 @@ struct RunCommand {
         }
         let template = CommandTemplate(
             words: command, forceShell: forceShell, spellings: spellings, repeatsWords: repeatsWords, names: inputs.names)
-        return (template, PackedJobArguments(inputs, packing: packing, template: template))
+        var packed = PackedJobArguments(inputs, packing: packing, template: template)
+        let count = packed.count
+        return (template, AnyIterator { packed.next() }, count)
     }
 
     /// A job's arguments as one line, for `--tag`, messages and `--results`: joined by spaces,
@@ -301,12 +332,17 @@ struct RunCommand {
 
     /// Runs every job; returns the exit status (failed jobs, at most 101).
     func run() async throws -> Int32 {
-        let (template, inputs) = try commandAndInputs()
+        let (template, inputs, inputCount) = try commandAndInputs()
         if dryRun {
             // Written in blocks: one write per line would be most of the time for many lines.
             var block: Bytes = []
             var rejected = 0
             for (index, records) in IteratorSequence(inputs).enumerated() {
+                guard !pipe else {
+                    block += template.display(for: [], sequence: index + 1)
+                    block.append(UInt8(ascii: "\n"))
+                    continue
+                }
                 guard let arguments = Self.complete(records) else {
                     Output.write(Self.tooLongMessage(records, sequence: index + 1), to: .standardError)
                     rejected += 1
@@ -349,7 +385,7 @@ struct RunCommand {
         defer { log?.close() }
         let interrupt = Interrupt.shared
         let results = try resultsDirectory.map { try ResultsDirectory(path: $0) }
-        let bar = progressStyle.map { ProgressBar(style: $0, total: inputs.count, workers: jobs) }
+        let bar = progressStyle.map { ProgressBar(style: $0, total: inputCount, workers: jobs) }
         let halt = halt
         var halted = false
         var finished = 0
@@ -393,7 +429,8 @@ struct RunCommand {
             // own, so a slow stdin such as `tail -f` blocks nothing), and jobs finishing. So
             // results print as soon as jobs end, and Ctrl-C never waits for another input.
             // With --halt or --delay, no job waits queued behind the running ones.
-            let window = halt == nil && delay == nil ? max(64, jobs * 16) : jobs
+            // With --pipe, a block or two per worker: each holds up to --block bytes.
+            let window = halt != nil || delay != nil ? jobs : pipe ? jobs * 2 : max(64, jobs * 16)
             let (events, sink) = AsyncStream<RunEvent>.makeStream()
             let feed = InputFeed(records: inputs, events: sink, delay: delay, shuffled: shuffle)
             // Jobs are followed with completion callbacks rather than a task each: a finished
@@ -446,6 +483,13 @@ struct RunCommand {
                     sequence += 1
                     requested -= 1
                     if halted || interrupt.signal != nil { break }
+                    if pipe, case .complete(let block)? = records.first {
+                        var command = CommandJob.Input(argumentBytes: template.arguments(for: [], sequence: index + 1), streamsOutput: lineBuffer)
+                        command.standardInput = block
+                        command.outputLimit = outputLimit
+                        await start(index, [], command, attempt: 0)
+                        break
+                    }
                     guard let arguments = Self.complete(records) else {
                         // It cannot be an argument: it fails alone, and the run goes on.
                         bar?.clear()
@@ -627,9 +671,8 @@ final class InputFeed: @unchecked Sendable {
     /// `--shuf`: read every input first, then hand them out in a random order.
     private let shuffled: Bool
 
-    init(records: PackedJobArguments, events: AsyncStream<RunEvent>.Continuation, delay: Duration? = nil, shuffled: Bool = false) {
-        var iterator = records
-        self.records = AnyIterator { iterator.next() }
+    init(records: AnyIterator<[InputRecords.Record]>, events: AsyncStream<RunEvent>.Continuation, delay: Duration? = nil, shuffled: Bool = false) {
+        self.records = records
         self.events = events
         self.delay = delay
         self.shuffled = shuffled

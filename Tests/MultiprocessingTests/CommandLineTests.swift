@@ -833,6 +833,44 @@ struct CommandLineTests {
         }
     }
 
+    @Test("--pipe gives each job a block of stdin, cut where records end; no byte is lost or repeated")
+    func pipe() async throws {
+        let numbers = (1...20_000).map { "\($0)\n" }.joined()
+        // Blocks in order with -k: together, exactly the input.
+        let copied = try await pool(["run", "--pipe", "--block", "10k", "-k", "cat"], standardInput: numbers)
+        #expect(copied.output == numbers, "\(copied.error)")
+        // Each block ends at a record's end: every job counts whole lines, about 10k of them.
+        let counted = try await pool(["run", "--pipe", "--block", "10k", "-k", "wc", "-c"], standardInput: numbers)
+        let sizes = counted.output.split(separator: "\n").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        #expect(sizes.reduce(0, +) == numbers.utf8.count)
+        #expect(sizes.dropLast().allSatisfy { (9_000...10_240).contains($0) }, "\(sizes)")
+        // A record longer than a block is one block; the last record needs no end.
+        let long = String(repeating: "x", count: 5000)
+        let records = try await pool(
+            ["run", "--pipe", "--block", "1k", "-k", "sh", "-c", "printf '[%s]' \"$(cat)\""], standardInput: "a\n" + long + "\nb\nc")
+        #expect(records.output == "[a][\(long)][b\nc]", "\(records.error)")
+        // Empty input: no job.
+        let empty = try await pool(["run", "--pipe", "-k", "echo", "ran"], standardInput: "")
+        #expect(empty.output.isEmpty && empty.status == 0)
+        // -N records per block; --recstart cuts only where a record starts too.
+        let perThree = try await pool(["run", "--pipe", "-N", "3", "-k", "wc", "-l"], standardInput: (1...10).map { "\($0)\n" }.joined())
+        #expect(perThree.output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) } == ["3", "3", "3", "1"])
+        let started = try await pool(
+            ["run", "--pipe", "--recstart", ">", "-N", "1", "-k", "sh", "-c", "printf '<%s>' \"$(cat)\""], standardInput: ">a\nb\n>c\n")
+        #expect(started.output == "<>a\nb><>c>", "\(started.error)")
+        // Binary input, cut at NULs: byte for byte.
+        var binary = Data()
+        for index in 0..<200_000 { binary.append(UInt8(truncatingIfNeeded: index &* 7919 >> 3)) }
+        let bytes = try await pool(["run", "--pipe", "--block", "4k", "--recend", "\\0", "-k", "cat"], standardInputBytes: binary)
+        #expect(bytes.outputBytes == binary, "\(bytes.error)")
+        for bad in [["--block", "0"], ["--block", "1T"], ["--recend", "", "--recstart", ""]] {
+            let result = try await pool(["run", "--pipe"] + bad + ["cat"], standardInput: "")
+            #expect(result.status == 2, "\(bad): \(result.error)")
+        }
+        let withSource = try await pool(["run", "--pipe", "cat", ":::", "a"])
+        #expect(withSource.status == 2)
+    }
+
     @Test("the last input needs no delimiter after it; -d takes any bytes as the delimiter")
     func lastInputAndDelimiters() async throws {
         let unterminated = try await pool(["run", "-k", "echo"], standardInput: "a\nb")

@@ -27,6 +27,10 @@ public struct CommandJob: Job {
         /// time as it is written (`pool run --line-buffer`) instead of in the ``Output``.
         package var streamsOutput: Bool?
 
+        /// Bytes for the command to read on its standard input (`pool run --pipe` gives each
+        /// command a block of its input this way); nil: it reads `/dev/null`.
+        public var standardInput: [UInt8]?
+
         /// The most bytes of output (standard output and standard error together) the command
         /// may write; one that writes more is killed and the job fails saying so. Nil:
         /// ``defaultOutputLimit``. It must stay below the pool's
@@ -93,7 +97,8 @@ public struct CommandJob: Job {
         do {
             let send = input.streamsOutput == true ? StreamedOutput.send : nil
             outcome = try CommandRunner.run(
-                arguments, stream: send.map { send in { send($0, $1) } }, outputLimit: max(0, input.outputLimit ?? Self.defaultOutputLimit))
+                arguments, standardInput: input.standardInput, stream: send.map { send in { send($0, $1) } },
+                outputLimit: max(0, input.outputLimit ?? Self.defaultOutputLimit))
         } catch {
             var failure = ProcessPoolError(.spawnFailed, "cannot run \(String(decoding: arguments.first ?? [], as: UTF8.self)) (\(error.call) failed)")
             failure.errno = error.errno
@@ -129,7 +134,7 @@ public struct OutputLimitExceeded: Error, CustomStringConvertible {
 
 extension CommandJob.Input: Codable {
     private enum CodingKeys: String, CodingKey {
-        case arguments, argumentBytes, streamsOutput, outputLimit
+        case arguments, argumentBytes, streamsOutput, outputLimit, standardInput
     }
 
     /// Arguments that are all valid UTF-8 travel as strings (readable in JSON, the same bytes
@@ -144,6 +149,7 @@ extension CommandJob.Input: Codable {
         }
         try container.encodeIfPresent(streamsOutput, forKey: .streamsOutput)
         try container.encodeIfPresent(outputLimit, forKey: .outputLimit)
+        try container.encodeIfPresent(standardInput, forKey: .standardInput)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -155,5 +161,6 @@ extension CommandJob.Input: Codable {
         }
         streamsOutput = try container.decodeIfPresent(Bool.self, forKey: .streamsOutput)
         outputLimit = try container.decodeIfPresent(Int.self, forKey: .outputLimit)
+        standardInput = try container.decodeIfPresent([UInt8].self, forKey: .standardInput)
     }
 }

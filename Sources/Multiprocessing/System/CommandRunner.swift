@@ -60,18 +60,22 @@ enum CommandRunner {
         return nil
     }
 
-    /// Spawns `arguments` (no shell), with stdin from /dev/null, in the calling process's
-    /// group, and reads its stdout and stderr until it exits; blocks the calling thread (a
-    /// worker's own job thread).
+    /// Spawns `arguments` (no shell), with stdin from /dev/null or `standardInput`, in the
+    /// calling process's group, and reads its stdout and stderr until it exits; blocks the
+    /// calling thread (a worker's own job thread).
     ///
     /// - Parameters:
+    ///   - standardInput: Bytes for the command to read on its stdin, written as it reads them
+    ///     while its output is collected (so neither side can fill a pipe and wait for the
+    ///     other); a command that exits without reading them all just leaves the rest.
     ///   - stream: If given, output is passed to it as it arrives, whole lines at a time
     ///     (index 0 stdout, 1 stderr), instead of being returned in the outcome.
     ///   - outputLimit: The most bytes of output (both streams) kept; a command that writes
     ///     more is killed at once, what it wrote is dropped, and the outcome says so, so that a
     ///     runaway command (`yes`) cannot take the worker's memory.
     static func run(
-        _ arguments: [[UInt8]], stream: ((Int, UnsafeRawBufferPointer) -> Void)? = nil, outputLimit: Int = .max
+        _ arguments: [[UInt8]], standardInput: [UInt8]? = nil, stream: ((Int, UnsafeRawBufferPointer) -> Void)? = nil,
+        outputLimit: Int = .max
     ) throws(SpawnFailure) -> Outcome {
         guard let name = arguments.first else {
             return Outcome(status: .exited(127), standardOutput: [], standardError: Array("pool: empty command\n".utf8))
@@ -82,11 +86,9 @@ enum CommandRunner {
         func fail(_ error: SystemCallError) -> SpawnFailure {
             SpawnFailure(executable: String(decoding: executable, as: UTF8.self), call: error.call, errno: error.errno)
         }
-        let input: DescriptorBox
         let output: FileDescriptor.Pipe
         let errors: FileDescriptor.Pipe
         do {
-            input = try nullDevice()
             output = try FileDescriptor.pipe()
         } catch {
             throw fail(error)
@@ -98,22 +100,63 @@ enum CommandRunner {
             output.writeEnd.close()
             throw fail(error)
         }
-        var child: ChildProcess
+        // Stdin: /dev/null, shared by every command, or a pipe of its own that we feed.
+        var nullInput: DescriptorBox?
+        var inputPipe: FileDescriptor.Pipe?
         do {
-            child = try spawnProcess(
-                executable: executable, arguments: Array(arguments.dropFirst()), environment: environmentBlock,
-                standardInput: input.descriptor, standardOutput: output.writeEnd, standardError: errors.writeEnd,
-                newProcessGroup: false)
+            if standardInput != nil {
+                inputPipe = .some(try FileDescriptor.pipe())
+                try inputPipe!.writeEnd.setNonBlocking()
+                // A command that exits before reading all of it makes our write fail with
+                // EPIPE, not kill the worker with SIGPIPE.
+                blockBrokenPipeSignal()
+            } else {
+                nullInput = try nullDevice()
+            }
         } catch {
             output.readEnd.close()
             output.writeEnd.close()
             errors.readEnd.close()
             errors.writeEnd.close()
+            if let pipe = inputPipe.take() {
+                pipe.readEnd.close()
+                pipe.writeEnd.close()
+            }
+            throw fail(error)
+        }
+        var child: ChildProcess
+        do {
+            if inputPipe != nil {
+                child = try spawnProcess(
+                    executable: executable, arguments: Array(arguments.dropFirst()), environment: environmentBlock,
+                    standardInput: inputPipe!.readEnd, standardOutput: output.writeEnd, standardError: errors.writeEnd,
+                    newProcessGroup: false)
+            } else {
+                child = try spawnProcess(
+                    executable: executable, arguments: Array(arguments.dropFirst()), environment: environmentBlock,
+                    standardInput: nullInput!.descriptor, standardOutput: output.writeEnd, standardError: errors.writeEnd,
+                    newProcessGroup: false)
+            }
+        } catch {
+            output.readEnd.close()
+            output.writeEnd.close()
+            errors.readEnd.close()
+            errors.writeEnd.close()
+            if let pipe = inputPipe.take() {
+                pipe.readEnd.close()
+                pipe.writeEnd.close()
+            }
             if error.errno.rawValue == ENOENT || error.errno.rawValue == EACCES {
                 let message = Array("pool: ".utf8) + name + Array(": \(error.errno)\n".utf8)
                 return Outcome(status: .exited(error.errno.rawValue == ENOENT ? 127 : 126), standardOutput: [], standardError: message)
             }
             throw error
+        }
+        var feeder = InputFeeder(bytes: standardInput ?? [])
+        if let pipe = inputPipe.take() {
+            pipe.readEnd.close()
+            feeder.descriptor = .some(pipe.writeEnd)
+            feeder.feed()
         }
         let pid = child.pid
         var captured = CapturedOutput(stream: stream, limit: outputLimit) { _ = kill(pid, SIGKILL) }
@@ -124,7 +167,7 @@ enum CommandRunner {
             // for output and once for the exit (the pidfd), not for each pipe's end and again
             // for the exit: two sleeps fewer per command. Output written after the command
             // exits (by something it left running in the background) is not collected.
-            captureUntilExit(outputReader, errorReader, exit: child.exitDescriptor!, into: &captured)
+            captureUntilExit(outputReader, errorReader, exit: child.exitDescriptor!, feeding: &feeder, into: &captured)
             output.writeEnd.close()
             errors.writeEnd.close()
             if !captured.exceededLimit {
@@ -136,8 +179,9 @@ enum CommandRunner {
         } else {
             output.writeEnd.close()
             errors.writeEnd.close()
-            captureUntilEnd(outputReader, errorReader, into: &captured)
+            captureUntilEnd(outputReader, errorReader, feeding: &feeder, into: &captured)
         }
+        feeder.stop()
         captured.finish()
         let status = (try? child.reap()) ?? .exited(-1)
         child.closeExitDescriptor()
@@ -196,18 +240,55 @@ enum CommandRunner {
         }
     }
 
-    /// Reads both pipes as output arrives until the pidfd `exit` says the command has exited.
+    /// The bytes a command reads on its stdin, written to a non-blocking pipe as it takes them.
+    private struct InputFeeder: ~Copyable {
+        /// Our end of the command's stdin; nil once everything is written or it stopped reading.
+        var descriptor: FileDescriptor?
+        let bytes: [UInt8]
+        private var offset = 0
+
+        init(bytes: [UInt8]) { self.bytes = bytes }
+
+        /// Writes what the pipe takes now, and closes it after the last byte or when the
+        /// command has stopped reading (EPIPE).
+        mutating func feed() {
+            guard descriptor != nil else { return }
+            while offset < bytes.count {
+                let written = bytes.withUnsafeBytes { all in try? descriptor!.write(UnsafeRawBufferPointer(rebasing: all[offset...])) }
+                switch written {
+                case .transferred(let count)?: offset += count
+                case .wouldBlock?: return
+                case nil: offset = bytes.count  // The command closed its stdin: the rest is not for it.
+                }
+            }
+            descriptor.take()?.close()
+        }
+
+        /// Adds our end to `pollSet` while there is more to write; returns its slot.
+        func register(in pollSet: inout PollSet) -> Int? {
+            descriptor == nil ? nil : pollSet.add(descriptor!, .writable)
+        }
+
+        /// Closes our end, whatever is left: the command has exited.
+        mutating func stop() { descriptor.take()?.close() }
+    }
+
+    /// Reads both pipes as output arrives, and feeds stdin, until the pidfd `exit` says the
+    /// command has exited.
     private static func captureUntilExit(
         _ output: borrowing FileDescriptor, _ errors: borrowing FileDescriptor, exit: borrowing FileDescriptor,
-        into captured: inout CapturedOutput
+        feeding feeder: inout InputFeeder, into captured: inout CapturedOutput
     ) {
         var pollSet = PollSet()
-        pollSet.add(output, .readable)
-        pollSet.add(errors, .readable)
-        pollSet.add(exit, .readable)
         while true {
+            pollSet.removeAll()
+            pollSet.add(output, .readable)
+            pollSet.add(errors, .readable)
+            pollSet.add(exit, .readable)
+            let inputSlot = feeder.register(in: &pollSet)
             // Cannot wait any more: collect what there is and reap.
             guard (try? pollSet.wait(timeoutMilliseconds: -1)) != nil else { return }
+            if let inputSlot, !pollSet.events(at: inputSlot).isEmpty { feeder.feed() }
             if !pollSet.events(at: 0).isEmpty { drain(output, into: &captured, 0) }
             if !pollSet.events(at: 1).isEmpty { drain(errors, into: &captured, 1) }
             if !pollSet.events(at: 2).isEmpty { return }
@@ -224,7 +305,10 @@ enum CommandRunner {
     }
 
     /// Reads both (blocking) pipes until both end, and closes them: where there is no pidfd.
-    private static func captureUntilEnd(_ output: consuming FileDescriptor, _ errors: consuming FileDescriptor, into captured: inout CapturedOutput) {
+    private static func captureUntilEnd(
+        _ output: consuming FileDescriptor, _ errors: consuming FileDescriptor, feeding feeder: inout InputFeeder,
+        into captured: inout CapturedOutput
+    ) {
         var outputEnd: FileDescriptor? = .some(output)
         var errorEnd: FileDescriptor? = .some(errors)
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
@@ -242,6 +326,7 @@ enum CommandRunner {
             var pollSet = PollSet()
             let outputSlot = outputEnd == nil ? nil : pollSet.add(outputEnd!, .readable)
             let errorSlot = errorEnd == nil ? nil : pollSet.add(errorEnd!, .readable)
+            let inputSlot = feeder.register(in: &pollSet)
             guard (try? pollSet.wait(timeoutMilliseconds: -1)) != nil else {
                 // Cannot wait any more: close our ends (so the command cannot block writing to
                 // a full pipe) and reap it.
@@ -249,6 +334,7 @@ enum CommandRunner {
                 errorEnd.take()?.close()
                 return
             }
+            if let inputSlot, !pollSet.events(at: inputSlot).isEmpty { feeder.feed() }
             readOnce(&outputEnd, slot: outputSlot, events: pollSet, index: 0)
             readOnce(&errorEnd, slot: errorSlot, events: pollSet, index: 1)
         }

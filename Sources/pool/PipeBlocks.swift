@@ -1,0 +1,132 @@
+import Foundation
+
+/// `--pipe`: stdin cut into blocks, each of which is one job's stdin.
+///
+/// A block is cut only where a record ends (`--recend`, a newline by default) and, with
+/// `--recstart`, the next one starts, so no record is split between two jobs: a block holds
+/// the whole records that fit in `--block` bytes, or one record if that record alone is
+/// longer. With `-N`, a block is that many records instead. Every byte of the input is in
+/// exactly one block, in order, whatever the sizes, and the last block needs no record end.
+struct PipeBlocks: IteratorProtocol {
+    private let descriptor: Int32
+    private let blockSize: Int
+    private let recordEnd: Bytes
+    private let recordStart: Bytes
+    private let recordsPerBlock: Int?
+    private var buffer: [UInt8] = []
+    /// Where the next block starts in `buffer`.
+    private var start = 0
+    /// With `-N`, or for a record longer than a block: how far the search for record ends
+    /// has got (from `start`), and how many it found, so each byte is looked at once.
+    private var searched = 0
+    private var found = 0
+    private var ended = false
+
+    /// - Parameters:
+    ///   - recordsPerBlock: `-N`: records per block, instead of `blockSize` bytes.
+    init(descriptor: Int32 = 0, blockSize: Int, recordEnd: Bytes, recordStart: Bytes, recordsPerBlock: Int?) {
+        precondition(!recordEnd.isEmpty || !recordStart.isEmpty, "a record has an end or a start")
+        self.descriptor = descriptor
+        self.blockSize = blockSize
+        self.recordEnd = recordEnd
+        self.recordStart = recordStart
+        self.recordsPerBlock = recordsPerBlock
+    }
+
+    mutating func next() -> Bytes? {
+        while true {
+            if let cut = cutPoint() {
+                let block = Array(buffer[start..<cut])
+                start = cut
+                searched = 0
+                found = 0
+                // Drop what was handed out once it is half the buffer, so each byte moves at
+                // most about once.
+                if start >= buffer.count / 2 {
+                    buffer.removeSubrange(..<start)
+                    start = 0
+                }
+                return block
+            }
+            if ended {
+                guard start < buffer.count else { return nil }
+                defer {
+                    buffer.removeAll()
+                    start = 0
+                }
+                return Array(buffer[start...])
+            }
+            read()
+        }
+    }
+
+    /// Where the next block ends, or nil if more input is needed to know.
+    private mutating func cutPoint() -> Int? {
+        let available = buffer.count - start
+        if let recordsPerBlock {
+            // The end of the N-th record.
+            var position = start + searched + 1
+            while position <= buffer.count {
+                if isBoundary(position) {
+                    found += 1
+                    if found == recordsPerBlock { return position }
+                }
+                position += 1
+            }
+            searched = buffer.count - start
+            return nil
+        }
+        guard available > blockSize || ended else { return nil }
+        if ended && available <= blockSize { return nil }
+        // The last record end within the block...
+        var position = start + blockSize
+        while position > start {
+            if isBoundary(position) { return position }
+            position -= 1
+        }
+        // ... or, for a record longer than the block, the first one after it.
+        position = start + max(blockSize, searched) + 1
+        while position <= buffer.count {
+            if isBoundary(position) { return position }
+            position += 1
+        }
+        searched = buffer.count - start
+        return nil
+    }
+
+    /// Whether a block may end just before `position`: a record end before it and (with
+    /// `--recstart`) a record start after it. At the end of the input, the end is a boundary.
+    private func isBoundary(_ position: Int) -> Bool {
+        guard position > start else { return false }
+        if position == buffer.count && ended { return true }
+        if !recordEnd.isEmpty {
+            guard position - start >= recordEnd.count else { return false }
+            if recordEnd.count == 1 {
+                guard buffer[position - 1] == recordEnd[0] else { return false }
+            } else if !buffer[(position - recordEnd.count)..<position].elementsEqual(recordEnd) {
+                return false
+            }
+        }
+        if !recordStart.isEmpty {
+            // Not known yet whether a record starts here: wait for more input.
+            guard position + recordStart.count <= buffer.count else { return false }
+            return buffer[position..<(position + recordStart.count)].elementsEqual(recordStart)
+        }
+        return true
+    }
+
+    /// Appends what one read of the input brings; marks the end (or a read error).
+    private mutating func read() {
+        let chunk = Swift.max(1 << 16, Swift.min(blockSize, 1 << 22))
+        let oldCount = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: chunk))
+        var count = 0
+        buffer.withUnsafeMutableBytes { bytes in
+            repeat {
+                count = Foundation.read(descriptor, bytes.baseAddress! + oldCount, chunk)
+            } while count < 0 && errno == EINTR
+        }
+        buffer.removeLast(chunk - Swift.max(0, count))
+        if count <= 0 { ended = true }
+    }
+}
