@@ -307,33 +307,25 @@ struct CommandLineTests {
     @Test("--bar draws a progress bar on a terminal and nothing in a pipe")
     func progressBar() async throws {
         // `script` gives pool a pseudo-terminal; its transcript is what a person would see.
-        let terminal = try await onDedicatedThread { () -> String in
-            let script = Process()
-            script.executableURL = URL(fileURLWithPath: "/usr/bin/script")
-            script.arguments = ["-qfec", "\(Binaries.directory)/pool run --bar -j 2 sleep ::: 0.2 0.2 0.2 0.2", "/dev/null"]
-            let pipe = Pipe()
-            script.standardOutput = pipe
-            script.standardInput = FileHandle.nullDevice
-            try script.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            script.waitUntilExit()
-            return String(decoding: data, as: UTF8.self)
+        func onTerminal(_ commandLine: String) async throws -> String {
+            try await onDedicatedThread { () -> String in
+                let script = Process()
+                script.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+                script.arguments = ["-qfec", commandLine, "/dev/null"]
+                let pipe = Pipe()
+                script.standardOutput = pipe
+                script.standardInput = FileHandle.nullDevice
+                try script.run()
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                script.waitUntilExit()
+                return String(decoding: data, as: UTF8.self)
+            }
         }
+        let terminal = try await onTerminal("\(Binaries.directory)/pool run --bar -j 2 sleep ::: 0.2 0.2 0.2 0.2")
         #expect(terminal.contains("4/4 100%"), "\(terminal.debugDescription)")
         #expect(terminal.contains("jobs/s"))
         // Inputs from stdin: the count is known once they end, and then the bar has it.
-        let streamed = try await onDedicatedThread { () -> String in
-            let script = Process()
-            script.executableURL = URL(fileURLWithPath: "/usr/bin/script")
-            script.arguments = ["-qfec", "printf '0.1\\n0.1\\n0.1\\n' | \(Binaries.directory)/pool run --bar -j 2 sleep", "/dev/null"]
-            let pipe = Pipe()
-            script.standardOutput = pipe
-            script.standardInput = FileHandle.nullDevice
-            try script.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            script.waitUntilExit()
-            return String(decoding: data, as: UTF8.self)
-        }
+        let streamed = try await onTerminal("printf '0.1\\n0.1\\n0.1\\n' | \(Binaries.directory)/pool run --bar -j 2 sleep")
         #expect(streamed.contains("3/3 100%"), "\(streamed.debugDescription)")
         let piped = try await pool(["run", "--bar", "-j", "2", "sleep", ":::", "0.1", "0.1"])
         #expect(piped.error.isEmpty)

@@ -96,8 +96,7 @@ enum CommandRunner {
         do {
             errors = try FileDescriptor.pipe()
         } catch {
-            output.readEnd.close()
-            output.writeEnd.close()
+            output.close()
             throw fail(error)
         }
         // Stdin: /dev/null, shared by every command, or a pipe of its own that we feed.
@@ -114,14 +113,9 @@ enum CommandRunner {
                 nullInput = try nullDevice()
             }
         } catch {
-            output.readEnd.close()
-            output.writeEnd.close()
-            errors.readEnd.close()
-            errors.writeEnd.close()
-            if let pipe = inputPipe.take() {
-                pipe.readEnd.close()
-                pipe.writeEnd.close()
-            }
+            output.close()
+            errors.close()
+            inputPipe.take()?.close()
             throw fail(error)
         }
         var child: ChildProcess
@@ -138,14 +132,9 @@ enum CommandRunner {
                     newProcessGroup: false)
             }
         } catch {
-            output.readEnd.close()
-            output.writeEnd.close()
-            errors.readEnd.close()
-            errors.writeEnd.close()
-            if let pipe = inputPipe.take() {
-                pipe.readEnd.close()
-                pipe.writeEnd.close()
-            }
+            output.close()
+            errors.close()
+            inputPipe.take()?.close()
             if error.errno.rawValue == ENOENT || error.errno.rawValue == EACCES {
                 let message = Array("pool: ".utf8) + name + Array(": \(error.errno)\n".utf8)
                 return Outcome(status: .exited(error.errno.rawValue == ENOENT ? 127 : 126), standardOutput: [], standardError: message)
