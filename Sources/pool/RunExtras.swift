@@ -48,9 +48,17 @@ struct HaltPolicy {
 struct ResultsDirectory {
     let path: String
 
+    /// Creates the directory, and its parents, if they do not exist.
+    ///
+    /// - Throws: ``FileError`` naming the directory that could not be created and why.
     init(path: String) throws {
         self.path = path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for component in path.split(separator: "/") {
+            prefix += component
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST { throw FileError("create the results directory", prefix) }
+            prefix += "/"
+        }
     }
 
     /// Saves one job's input, command, output and exit value in `PATH/SEQUENCE/`.

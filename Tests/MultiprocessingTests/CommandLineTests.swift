@@ -942,9 +942,9 @@ struct CommandLineTests {
     }
 }
 
-/// The tests that run `pool` as the user `nobody` under a process limit. One at a time: the
+/// The tests that run `pool` as the user `nobody`, under a process limit. One at a time: the
 /// limit counts all of that user's processes and threads, whichever test started them.
-@Suite("The pool command line under a process limit", .serialized, .timeLimit(.minutes(2)),
+@Suite("The pool command line as the user nobody", .serialized, .timeLimit(.minutes(2)),
        .enabled(if: getuid() == 0, "needs root to become nobody"))
 struct ProcessLimitTests {
     /// `pool` and `pool-worker` copied where the user `nobody` can run them (a build folder
@@ -977,6 +977,18 @@ struct ProcessLimitTests {
         #expect(result.error.contains("RLIMIT_NPROC (processes and threads per user) is \(processes)"), "\(result.error)")
         #expect(result.error.contains("Resource temporarily unavailable"), "\(result.error)")
         #expect(!result.error.contains("Fatal error"), "\(result.error)")
+    }
+
+    @Test("--results where nobody may write: an error naming the directory and the reason, before any job")
+    func resultsWithoutPermission() async throws {
+        let directory = "/tmp/pool-read-only-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        chmod(directory, 0o555)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let result = try await poolAsNobody(processes: 1000, ["run", "--results", directory + "/results/deeper", "echo", ":::", "a"])
+        #expect(result.status == 255)
+        #expect(result.output.isEmpty)
+        #expect(result.error == "pool: cannot create the results directory \(directory)/results: Permission denied\n")
     }
 
     @Test("-j beyond the process limit runs every job on the workers it could start, and says so")

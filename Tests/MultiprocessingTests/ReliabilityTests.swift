@@ -111,6 +111,8 @@ struct ReliabilityTests {
             #expect(error.attempts.count == 3)
             #expect(error.attempts.allSatisfy { $0.terminationStatus == .signaled(SIGABRT) })
             #expect(error.message.contains("3 attempts"))
+            #expect(error.attempts.allSatisfy { $0.executablePath == Binaries.fixtureWorker }, "each names the worker's executable")
+            #expect(error.description.contains("executable \(Binaries.fixtureWorker)"))
             #expect(try await pool.run(Square.self, 2) == 4)
         }
     }

@@ -27,7 +27,6 @@ extension EventLoop {
             if worker.violation == nil, let fatal = worker.fatalMessage { error.message += ": \(fatal)" }
             error.terminationStatus = status
             error.standardErrorTail = worker.standardErrorTail()
-            error.executablePath = worker.executablePath
             noteStartFailure(error)
         }
         rescueJobs(of: worker, status: status, lifecycle: lifecycle)

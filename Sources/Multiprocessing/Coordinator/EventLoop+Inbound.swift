@@ -176,6 +176,7 @@ extension EventLoop {
     func workerError(_ code: ProcessPoolError.Code, _ message: String, _ worker: PooledWorker) -> ProcessPoolError {
         var error = ProcessPoolError(code, message)
         error.workerProcessID = worker.pid
+        error.executablePath = worker.executablePath
         return error
     }
 

@@ -75,7 +75,8 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
     public var remoteErrorType: String?
     /// The last lines the worker wrote to its standard error before it died.
     public var standardErrorTail: String?
-    /// The executable concerned, for ``Code/spawnFailed``.
+    /// The worker's executable: the one that could not start (``Code/spawnFailed``), or the
+    /// one whose worker ran the job.
     public var executablePath: String?
     /// The error number behind a failed system call.
     public var errno: Errno?
