@@ -20,6 +20,16 @@
 
 extern char **environ;
 
+int mp_mkstemp_cloexec(char *template_path) {
+#if defined(__linux__)
+    return mkostemp(template_path, O_CLOEXEC);
+#else
+    int fd = mkstemp(template_path);
+    if (fd >= 0) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
+#endif
+}
+
 int mp_pipe_cloexec(int fds[2], int nonblocking) {
 #if defined(__linux__)
     return pipe2(fds, O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0));

@@ -64,6 +64,9 @@ enum Help {
     (-0: separated by NUL bytes). The first word that is not an option starts the command
     ('--' also ends the options); the first word spelled like a separator ends it.
 
+    With no COMMAND, each input (each job's values, joined by spaces) is a command line, run
+    by /bin/sh as it is: pool run ::: 'make a' 'make b', or commands one per line on stdin.
+
     input sources: each ':::' or '::::' file is a source; a job takes one value from each, and
     the jobs are every combination of them, the last source varying fastest (as GNU parallel):
       pool run echo {1}-{2} ::: x y ::: 1 2      x-1 x-2 y-1 y-2
@@ -110,6 +113,8 @@ enum Help {
       --recend STR     what ends a record for --pipe (default \n; \0 and the -d escapes work)
       --recstart STR   with --pipe, cut only where a record also starts with STR
       -N N             with --pipe: N records per block instead of --block bytes
+      --cat            with --pipe: the block goes in a temporary file named by {} (removed
+                       when the job ends) instead of on the command's stdin
       -C, --colsep REGEX  split each input into columns, the values {1} {2} ... (a line
                        that is not UTF-8 is matched byte by byte, and no byte changes)
       --header :       the first input of each source names its values (its columns, with

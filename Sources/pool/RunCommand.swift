@@ -44,6 +44,10 @@ struct RunCommand {
     var progressStyle: ProgressBar.Style?
     /// `--pipe`: stdin is cut into blocks, each one job's stdin.
     var pipe = false
+    /// `--cat`: a `--pipe` block goes to the command as a temporary file named by `{}`.
+    var passesBlockAsFile = false
+    /// No command given: each job's values, joined by spaces, are the command, run by /bin/sh.
+    var inputsAreCommands = false
     /// `--block`: a `--pipe` block's size.
     var blockSize = 1 << 20
     /// `--recend`, `--recstart`: where `--pipe` may cut.
@@ -154,6 +158,7 @@ struct RunCommand {
                 packing = .count(count)
                 if argument == "-N" || argument == "--max-replace-args" { recordsPerBlock = count }
             case "--pipe", "--spreadstdin": pipe = true
+            case "--cat": passesBlockAsFile = true
             case "--block", "--block-size":
                 blockSize = try Self.parseSize(try value(for: argument), for: argument, largest: Self.largestBlock)
             case "--recend": recordEnd = try Self.parseDelimiter(try bytes(for: argument), allowingEmpty: true)
@@ -188,7 +193,13 @@ struct RunCommand {
         let separator = rest.firstIndex(where: InputSource.looksLikeSeparator) ?? rest.endIndex
         command = Array(rest[..<separator])
         sources = argumentFiles + (try InputSource.parse(rest[separator...]))
-        guard !command.isEmpty else { throw UsageError("no command given (see 'pool help run')") }
+        if command.isEmpty {
+            // As in GNU parallel, the inputs are the commands; but a bare `pool run` at a
+            // terminal would only wait for them, so it is told what is missing instead.
+            guard !sources.isEmpty || isatty(0) == 0, !pipe else { throw UsageError("no command given (see 'pool help run')") }
+            inputsAreCommands = true
+        }
+        if passesBlockAsFile && !pipe { throw UsageError("--cat goes with --pipe") }
         if pipe {
             guard sources.isEmpty else { throw UsageError("--pipe reads its input from stdin; it takes no ::: or :::: sources") }
             guard !recordEnd.isEmpty || !recordStart.isEmpty else { throw UsageError("--recend and --recstart cannot both be empty") }
@@ -291,13 +302,23 @@ struct RunCommand {
     /// come from their headers).
     /// - Throws: ``FileError`` naming an input file that cannot be opened.
     private func commandAndInputs() throws -> (CommandTemplate, AnyIterator<[InputRecords.Record]>, count: Int?) {
+        let separator = delimiter ?? (nullSeparated ? [0] : Array("\n".utf8))
+        if inputsAreCommands {
+            // The values are shell code the user gave on purpose: run as they are, unquoted.
+            let template = CommandTemplate(words: [Array("{}".utf8)], forceShell: false, spellings: spellings)
+            let inputs = try JobArguments.open(sources, linkAll: linkAll) { descriptor in
+                InputRecords(descriptor: descriptor, separator: separator, maximumLength: Self.longestInput)
+            }
+            var packed = PackedJobArguments(inputs, packing: packing, template: template)
+            let count = packed.count
+            return (template, AnyIterator { packed.next() }, count)
+        }
         if pipe {
             let template = CommandTemplate(words: command, forceShell: forceShell, spellings: spellings)
             var blocks = PipeBlocks(
                 blockSize: blockSize, recordEnd: recordEnd, recordStart: recordStart, recordsPerBlock: recordsPerBlock)
             return (template, AnyIterator { blocks.next().map { [.complete($0)] } }, nil)
         }
-        let separator = delimiter ?? (nullSeparated ? [0] : Array("\n".utf8))
         let columns = try columnSeparator.map { pattern throws(UsageError) in try ColumnSplitter(pattern: pattern) }
         let inputs = try JobArguments.open(sources, linkAll: linkAll, columns: columns, headerLines: headerLines) { descriptor in
             InputRecords(descriptor: descriptor, separator: separator, maximumLength: Self.longestInput)
@@ -348,7 +369,7 @@ struct RunCommand {
                     rejected += 1
                     continue
                 }
-                block += template.display(for: arguments, sequence: index + 1)
+                block += inputsAreCommands ? Self.label(arguments) : template.display(for: arguments, sequence: index + 1)
                 block.append(UInt8(ascii: "\n"))
                 if block.count >= 1 << 16 {
                     Output.write(Data(block), to: .standardOutput)
@@ -404,7 +425,7 @@ struct RunCommand {
                     whole.standardError = Array(output[1])
                     result = .success(whole)
                 }
-                let display = template.display(for: arguments, sequence: sequence + 1)
+                let display = inputsAreCommands ? Self.label(arguments) : template.display(for: arguments, sequence: sequence + 1)
                 log?.record(sequence: sequence + 1, command: display, result: result)
                 do {
                     try results?.record(sequence: sequence + 1, input: Self.label(arguments), command: display, result: result)
@@ -484,8 +505,11 @@ struct RunCommand {
                     requested -= 1
                     if halted || interrupt.signal != nil { break }
                     if pipe, case .complete(let block)? = records.first {
-                        var command = CommandJob.Input(argumentBytes: template.arguments(for: [], sequence: index + 1), streamsOutput: lineBuffer)
+                        // With --cat, {} is the block's file, which the worker makes.
+                        let values = passesBlockAsFile ? [Array(CommandJob.inputFilePlaceholder.utf8)] : []
+                        var command = CommandJob.Input(argumentBytes: template.arguments(for: values, sequence: index + 1), streamsOutput: lineBuffer)
                         command.standardInput = block
+                        command.passesInputAsFile = passesBlockAsFile ? true : nil
                         command.outputLimit = outputLimit
                         await start(index, [], command, attempt: 0)
                         break
@@ -505,7 +529,9 @@ struct RunCommand {
                     if skip.contains(index + 1) {
                         printer.skip(sequence: index)
                     } else {
-                        var vector = template.arguments(for: arguments, sequence: index + 1)
+                        var vector = inputsAreCommands
+                            ? [Array("/bin/sh".utf8), Array("-c".utf8), Self.label(arguments)]
+                            : template.arguments(for: arguments, sequence: index + 1)
                         // As GNU parallel does it: the command runs under nice(1).
                         if let niceness { vector = [Array("nice".utf8), Array("-n".utf8), Array(String(niceness).utf8)] + vector }
                         var command = CommandJob.Input(argumentBytes: vector, streamsOutput: lineBuffer)

@@ -863,6 +863,30 @@ struct CommandLineTests {
         #expect(withSource.status == 2)
     }
 
+    @Test("with no command, each input is a command line, run by the shell as GNU parallel does")
+    func inputsAreCommands() async throws {
+        let given = try await pool(["run", "-k", ":::", "echo a", "echo b; echo c"])
+        #expect(given.output == "a\nb\nc\n", "\(given.error)")
+        let read = try await pool(["run", "-k"], standardInput: "echo x\necho y | tr y z\n")
+        #expect(read.output == "x\nz\n", "\(read.error)")
+        let combined = try await pool(["run", "-k", "--dry-run", ":::", "echo", "printf", ":::", "a", "b"])
+        #expect(combined.output == "echo a\necho b\nprintf a\nprintf b\n")
+    }
+
+    @Test("--pipe --cat gives each job its block as a temporary file in {}, removed when it ends")
+    func pipeCat() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let result = try await pool(
+            ["run", "--pipe", "-N", "4", "--cat", "-k", "sh", "-c", "wc -l < \"$1\"; test -f \"$1\" && test ! -t 0", "_", "{}"],
+            standardInput: (1...10).map { "\($0)\n" }.joined(), environment: ["TMPDIR": directory.path])
+        #expect(result.output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) } == ["4", "4", "2"], "\(result.error)")
+        #expect(result.status == 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty, "no file left behind")
+        let withoutPipe = try await pool(["run", "--cat", "cat", ":::", "a"])
+        #expect(withoutPipe.status == 2)
+    }
+
     @Test("the last input needs no delimiter after it; -d takes any bytes as the delimiter")
     func lastInputAndDelimiters() async throws {
         let unterminated = try await pool(["run", "-k", "echo"], standardInput: "a\nb")

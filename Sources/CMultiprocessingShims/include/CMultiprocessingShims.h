@@ -7,6 +7,9 @@
 /// pipe2(fds, O_CLOEXEC | extra) where available; otherwise pipe() followed by fcntl.
 int mp_pipe_cloexec(int fds[2], int nonblocking);
 
+/// mkostemp(template, O_CLOEXEC) where available; otherwise mkstemp() followed by fcntl.
+int mp_mkstemp_cloexec(char *template_path);
+
 /// pidfd_open(2); -1 with errno ENOSYS where the kernel or platform lacks it.
 int mp_pidfd_open(pid_t pid);
 

@@ -31,6 +31,11 @@ public struct CommandJob: Job {
         /// command a block of its input this way); nil: it reads `/dev/null`.
         public var standardInput: [UInt8]?
 
+        /// Whether ``standardInput`` goes into a temporary file instead, whose path replaces
+        /// ``CommandJob/inputFilePlaceholder`` in the arguments (`pool run --pipe --cat`); the
+        /// command's stdin is then `/dev/null`, and the file is removed when it ends.
+        public var passesInputAsFile: Bool?
+
         /// The most bytes of output (standard output and standard error together) the command
         /// may write; one that writes more is killed and the job fails saying so. Nil:
         /// ``defaultOutputLimit``. It must stay below the pool's
@@ -81,12 +86,37 @@ public struct CommandJob: Job {
     /// argument, so no input can be mistaken for it.
     public static let slotPlaceholder = "\u{0}slot\u{0}"
 
+    /// Stands for the path of the temporary file that holds ``Input/standardInput`` when
+    /// ``Input/passesInputAsFile`` is set (GNU parallel's `{}` with `--cat`).
+    public static let inputFilePlaceholder = "\u{0}input-file\u{0}"
+
     public init() {}
 
     public func run(_ input: Input) throws -> Output {
+        guard input.passesInputAsFile == true else { return try run(input, inputFile: nil) }
+        let file: TemporaryFile
+        do {
+            file = try TemporaryFile(holding: input.standardInput ?? [])
+        } catch {
+            var failure = ProcessPoolError(.spawnFailed, "cannot write the command's input to a temporary file (\(error.call) failed)")
+            failure.errno = error.errno
+            failure.resourceLimit = ThisProcess.resourceLimitNote(call: error.call, errno: error.errno)
+            throw failure
+        }
+        defer { file.remove() }
+        return try run(input, inputFile: file.path)
+    }
+
+    /// Runs the command; `inputFile` replaces ``inputFilePlaceholder``, and then the command's
+    /// stdin is `/dev/null`.
+    private func run(_ input: Input, inputFile: [UInt8]?) throws -> Output {
         let slot = Array((WorkerProcess.environmentValue(WireProtocol.slotEnvironmentKey) ?? "1").utf8)
         let placeholder = Array(Self.slotPlaceholder.utf8)
-        let arguments = input.argumentBytes.map { $0.replacing(placeholder, with: slot) }
+        var arguments = input.argumentBytes.map { $0.replacing(placeholder, with: slot) }
+        if let inputFile {
+            let filePlaceholder = Array(Self.inputFilePlaceholder.utf8)
+            arguments = arguments.map { $0.replacing(filePlaceholder, with: inputFile) }
+        }
         if let position = arguments.firstIndex(where: { $0.contains(0) }) {
             throw ProcessPoolError(.invalidConfiguration, "argument \(position) of the command contains a NUL byte, which no argument can hold")
         }
@@ -97,7 +127,7 @@ public struct CommandJob: Job {
         do {
             let send = input.streamsOutput == true ? StreamedOutput.send : nil
             outcome = try CommandRunner.run(
-                arguments, standardInput: input.standardInput, stream: send.map { send in { send($0, $1) } },
+                arguments, standardInput: inputFile == nil ? input.standardInput : nil, stream: send.map { send in { send($0, $1) } },
                 outputLimit: max(0, input.outputLimit ?? Self.defaultOutputLimit))
         } catch {
             var failure = ProcessPoolError(.spawnFailed, "cannot run \(String(decoding: arguments.first ?? [], as: UTF8.self)) (\(error.call) failed)")
@@ -134,7 +164,7 @@ public struct OutputLimitExceeded: Error, CustomStringConvertible {
 
 extension CommandJob.Input: Codable {
     private enum CodingKeys: String, CodingKey {
-        case arguments, argumentBytes, streamsOutput, outputLimit, standardInput
+        case arguments, argumentBytes, streamsOutput, outputLimit, standardInput, passesInputAsFile
     }
 
     /// Arguments that are all valid UTF-8 travel as strings (readable in JSON, the same bytes
@@ -150,6 +180,7 @@ extension CommandJob.Input: Codable {
         try container.encodeIfPresent(streamsOutput, forKey: .streamsOutput)
         try container.encodeIfPresent(outputLimit, forKey: .outputLimit)
         try container.encodeIfPresent(standardInput, forKey: .standardInput)
+        try container.encodeIfPresent(passesInputAsFile, forKey: .passesInputAsFile)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -162,5 +193,6 @@ extension CommandJob.Input: Codable {
         streamsOutput = try container.decodeIfPresent(Bool.self, forKey: .streamsOutput)
         outputLimit = try container.decodeIfPresent(Int.self, forKey: .outputLimit)
         standardInput = try container.decodeIfPresent([UInt8].self, forKey: .standardInput)
+        passesInputAsFile = try container.decodeIfPresent(Bool.self, forKey: .passesInputAsFile)
     }
 }

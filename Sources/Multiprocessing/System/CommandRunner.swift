@@ -329,3 +329,40 @@ enum CommandRunner {
         }
     }
 }
+
+/// A file in `$TMPDIR` (or `/tmp`) that holds given bytes, for a command that wants its input
+/// as a file name rather than on stdin; only its creator may read it.
+struct TemporaryFile {
+    /// Its path, as bytes.
+    let path: [UInt8]
+
+    /// - Throws: ``SystemCallError`` naming `mkstemp` or `write`.
+    init(holding bytes: [UInt8]) throws(SystemCallError) {
+        let directory = WorkerProcess.environmentValue("TMPDIR").flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var template = Array((directory + "/pool-input-XXXXXX").utf8CString)
+        let descriptor = template.withUnsafeMutableBufferPointer { mp_mkstemp_cloexec($0.baseAddress!) }
+        guard descriptor >= 0 else { throw SystemCallError(call: "mkstemp", errno: .current) }
+        path = template.dropLast().map { UInt8(bitPattern: $0) }
+        let file = FileDescriptor(owning: descriptor)
+        var failure: SystemCallError?
+        bytes.withUnsafeBytes { buffer in
+            do throws(SystemCallError) {
+                try file.writeAll(buffer)
+            } catch {
+                failure = error
+            }
+        }
+        file.close()
+        if let failure {
+            remove()
+            throw failure
+        }
+    }
+
+    /// Deletes the file.
+    func remove() {
+        _ = (path + [0]).withUnsafeBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) { unlink($0) }
+        }
+    }
+}
