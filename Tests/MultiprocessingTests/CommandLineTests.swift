@@ -977,8 +977,21 @@ struct ProcessLimitTests {
         let directory = "/tmp/pool-nobody-\(getpid())"
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         for name in ["pool", "pool-worker"] {
-            try? FileManager.default.removeItem(atPath: directory + "/" + name)
-            try? FileManager.default.copyItem(atPath: Binaries.directory + "/" + name, toPath: directory + "/" + name)
+            // Written through a close-on-exec descriptor: a child another test starts meanwhile
+            // must not inherit it open for writing, or running the copy fails with ETXTBSY.
+            let path = directory + "/" + name
+            try? FileManager.default.removeItem(atPath: path)
+            let contents = FileManager.default.contents(atPath: Binaries.directory + "/" + name) ?? Data()
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+            contents.withUnsafeBytes { bytes in
+                var offset = 0
+                while offset < bytes.count {
+                    let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                    if written <= 0 { break }
+                    offset += written
+                }
+            }
+            close(descriptor)
         }
         chmod(directory, 0o755)
         return directory
