@@ -62,7 +62,7 @@ struct CommandTemplate {
         usesShell = isCommand && (forceShell || (words.count == 1 && words[0].contains(where: shellSyntax.contains)))
         let parser = Parser(spellings: spellings, names: names)
         if usesShell {
-            self.words = [parser.parseShellLine(Array(words.joined(separator: [UInt8(ascii: " ")])))]
+            self.words = [parser.parse(Array(words.joined(separator: [UInt8(ascii: " ")])), quoting: .unquoted)]
         } else {
             self.words = words.map { parser.parse($0, quoting: .none) }
         }
@@ -271,31 +271,13 @@ struct CommandTemplate {
             return (Replacement(source: .position(negative ? -number : number), modifier: modifier), close + 1 - text.startIndex)
         }
 
-        func parse(_ word: Bytes, quoting: Quoting) -> Word {
+        /// Parses one word (`quoting` is `.none`) or a shell command line (`.unquoted`: the
+        /// quoting state is then tracked the way /bin/sh reads the line, so that each
+        /// replacement is quoted for where it stands).
+        func parse(_ line: Bytes, quoting: Quoting) -> Word {
             var pieces: Word = []
             var literal: Bytes = []
-            var index = word.startIndex
-            while index < word.endIndex {
-                if let (replacement, length) = replacement(at: word[index...]) {
-                    if !literal.isEmpty { pieces.append(.literal(literal)) }
-                    literal = []
-                    pieces.append(.replacement(replacement, quoting))
-                    index += length
-                } else {
-                    literal.append(word[index])
-                    index += 1
-                }
-            }
-            if !literal.isEmpty || pieces.isEmpty { pieces.append(.literal(literal)) }
-            return pieces
-        }
-
-        /// Parses a shell command line, tracking the quoting state the way /bin/sh reads it, so
-        /// that each replacement is quoted for where it stands.
-        func parseShellLine(_ line: Bytes) -> Word {
-            var pieces: Word = []
-            var literal: Bytes = []
-            var state = Quoting.unquoted
+            var state = quoting
             var index = line.startIndex
             while index < line.endIndex {
                 if let (replacement, length) = replacement(at: line[index...]) {

@@ -100,18 +100,24 @@ struct InputRecords: Sequence, IteratorProtocol {
 
     /// Appends what one read of standard input brings; marks the end (or a read error).
     private mutating func readChunk() {
-        let oldCount = buffer.count
-        buffer.append(contentsOf: repeatElement(0, count: Self.chunkSize))
-        var count = 0
-        buffer.withUnsafeMutableBytes { bytes in
-            repeat {
-                count = read(descriptor, bytes.baseAddress! + oldCount, Self.chunkSize)
-            } while count < 0 && errno == EINTR
-        }
-        buffer.removeLast(Self.chunkSize - Swift.max(0, count))
-        if count <= 0 {
+        if !appendRead(from: descriptor, upTo: Self.chunkSize, to: &buffer) {
             ended = true
             if descriptor != 0 { close(descriptor) }
         }
     }
+}
+
+/// Appends what one `read(2)` of up to `count` bytes from `descriptor` brings to `buffer`;
+/// false at the end of the input (or on a read error, which ends it too).
+func appendRead(from descriptor: Int32, upTo count: Int, to buffer: inout [UInt8]) -> Bool {
+    let oldCount = buffer.count
+    buffer.append(contentsOf: repeatElement(0, count: count))
+    var got = 0
+    buffer.withUnsafeMutableBytes { bytes in
+        repeat {
+            got = read(descriptor, bytes.baseAddress! + oldCount, count)
+        } while got < 0 && errno == EINTR
+    }
+    buffer.removeLast(count - Swift.max(0, got))
+    return got > 0
 }

@@ -53,6 +53,8 @@ struct PipeBlocks: IteratorProtocol {
                 defer {
                     buffer.removeAll()
                     start = 0
+                    searched = 0
+                    found = 0
                 }
                 return Array(buffer[start...])
             }
@@ -65,32 +67,51 @@ struct PipeBlocks: IteratorProtocol {
         let available = buffer.count - start
         if let recordsPerBlock {
             // The end of the N-th record.
-            var position = start + searched + 1
-            while position <= buffer.count {
-                if isBoundary(position) {
-                    found += 1
-                    if found == recordsPerBlock { return position }
-                }
-                position += 1
+            var position = start + searched
+            while let boundary = boundary(after: position) {
+                found += 1
+                if found == recordsPerBlock { return boundary }
+                position = boundary
             }
             searched = buffer.count - start
             return nil
         }
         guard available > blockSize || ended else { return nil }
         if ended && available <= blockSize { return nil }
-        // The last record end within the block...
-        var position = start + blockSize
-        while position > start {
-            if isBoundary(position) { return position }
-            position -= 1
-        }
-        // ... or, for a record longer than the block, the first one after it.
-        position = start + max(blockSize, searched) + 1
-        while position <= buffer.count {
-            if isBoundary(position) { return position }
-            position += 1
-        }
+        // The last record end within the block, or, for a record longer than the block, the
+        // first one after it.
+        if let boundary = lastBoundary(atOrBefore: start + blockSize) { return boundary }
+        if let boundary = boundary(after: start + max(blockSize, searched)) { return boundary }
         searched = buffer.count - start
+        return nil
+    }
+
+    /// The first boundary after `position`. A one-byte record end with no record start, the
+    /// usual case, is found by a search for that byte rather than a test of each position.
+    private func boundary(after position: Int) -> Int? {
+        guard position < buffer.count else { return nil }
+        if recordEnd.count == 1 && recordStart.isEmpty {
+            if let end = buffer[position...].firstIndex(of: recordEnd[0]) { return end + 1 }
+            return ended ? buffer.count : nil
+        }
+        var candidate = position + 1
+        while candidate <= buffer.count {
+            if isBoundary(candidate) { return candidate }
+            candidate += 1
+        }
+        return nil
+    }
+
+    /// The last boundary at or before `position` (and after `start`).
+    private func lastBoundary(atOrBefore position: Int) -> Int? {
+        if recordEnd.count == 1 && recordStart.isEmpty {
+            return buffer[start..<position].lastIndex(of: recordEnd[0]).map { $0 + 1 }
+        }
+        var candidate = position
+        while candidate > start {
+            if isBoundary(candidate) { return candidate }
+            candidate -= 1
+        }
         return nil
     }
 
@@ -117,16 +138,6 @@ struct PipeBlocks: IteratorProtocol {
 
     /// Appends what one read of the input brings; marks the end (or a read error).
     private mutating func read() {
-        let chunk = Swift.max(1 << 16, Swift.min(blockSize, 1 << 22))
-        let oldCount = buffer.count
-        buffer.append(contentsOf: repeatElement(0, count: chunk))
-        var count = 0
-        buffer.withUnsafeMutableBytes { bytes in
-            repeat {
-                count = Foundation.read(descriptor, bytes.baseAddress! + oldCount, chunk)
-            } while count < 0 && errno == EINTR
-        }
-        buffer.removeLast(chunk - Swift.max(0, count))
-        if count <= 0 { ended = true }
+        if !appendRead(from: descriptor, upTo: Swift.max(1 << 16, Swift.min(blockSize, 1 << 22)), to: &buffer) { ended = true }
     }
 }

@@ -303,16 +303,6 @@ struct RunCommand {
     /// - Throws: ``FileError`` naming an input file that cannot be opened.
     private func commandAndInputs() throws -> (CommandTemplate, AnyIterator<[InputRecords.Record]>, count: Int?) {
         let separator = delimiter ?? (nullSeparated ? [0] : Array("\n".utf8))
-        if inputsAreCommands {
-            // The values are shell code the user gave on purpose: run as they are, unquoted.
-            let template = CommandTemplate(words: [Array("{}".utf8)], forceShell: false, spellings: spellings)
-            let inputs = try JobArguments.open(sources, linkAll: linkAll) { descriptor in
-                InputRecords(descriptor: descriptor, separator: separator, maximumLength: Self.longestInput)
-            }
-            var packed = PackedJobArguments(inputs, packing: packing, template: template)
-            let count = packed.count
-            return (template, AnyIterator { packed.next() }, count)
-        }
         if pipe {
             let template = CommandTemplate(words: command, forceShell: forceShell, spellings: spellings)
             var blocks = PipeBlocks(
@@ -323,8 +313,11 @@ struct RunCommand {
         let inputs = try JobArguments.open(sources, linkAll: linkAll, columns: columns, headerLines: headerLines) { descriptor in
             InputRecords(descriptor: descriptor, separator: separator, maximumLength: Self.longestInput)
         }
+        // With no command, the values are the command line itself (run as the user gave it,
+        // unquoted, by /bin/sh when the job starts); `{}` only measures them for -m.
         let template = CommandTemplate(
-            words: command, forceShell: forceShell, spellings: spellings, repeatsWords: repeatsWords, names: inputs.names)
+            words: inputsAreCommands ? [Array("{}".utf8)] : command, forceShell: forceShell, spellings: spellings,
+            repeatsWords: repeatsWords, names: inputs.names)
         var packed = PackedJobArguments(inputs, packing: packing, template: template)
         let count = packed.count
         return (template, AnyIterator { packed.next() }, count)
@@ -496,6 +489,12 @@ struct RunCommand {
                     }
                 }
             }
+            /// --halt is reached: start nothing more, and with `now` stop what runs.
+            func stopForHalt() {
+                guard !halted else { return }
+                halted = true
+                if halt?.stopsRunningJobs == true { for future in running.values { future.cancel() } }
+            }
             requestInputs()
             eventLoop: for await event in events {
                 switch event {
@@ -520,10 +519,7 @@ struct RunCommand {
                         Output.write(Self.tooLongMessage(records, sequence: index + 1), to: .standardError)
                         printer.countFailure()
                         printer.skip(sequence: index)
-                        if countFinished(), !halted {
-                            halted = true
-                            if halt?.stopsRunningJobs == true { for future in running.values { future.cancel() } }
-                        }
+                        if countFinished() { stopForHalt() }
                         break
                     }
                     if skip.contains(index + 1) {
@@ -550,9 +546,8 @@ struct RunCommand {
                     let succeeded = (try? result.get())?.succeeded ?? false
                     if !succeeded, attempt < retries, let command, !halted, interrupt.signal == nil {
                         await start(index, arguments, command, attempt: attempt + 1)
-                    } else if finish(index, arguments, result), !halted {
-                        halted = true
-                        if halt?.stopsRunningJobs == true { for future in running.values { future.cancel() } }
+                    } else if finish(index, arguments, result) {
+                        stopForHalt()
                     }
                 case .output(let index, let arguments, let stream, let bytes):
                     if keepsStreamed { streamed[index]?[stream].append(contentsOf: bytes) }

@@ -84,10 +84,8 @@ func requireThreads(_ count: Int) {
     for thread in threads { pthread_join(thread, nil) }
     close(gate[0])
     guard failure != 0 else { return }
-    var limit = rlimit()
-    getrlimit(__rlimit_resource_t(__RLIMIT_NPROC.rawValue), &limit)
-    let value = limit.rlim_cur == rlim_t.max ? "unlimited" : String(limit.rlim_cur)
-    Output.write("pool: cannot start threads: pthread_create failed: \(String(cString: strerror(failure))); the limit RLIMIT_NPROC (processes and threads per user) is \(value)\n", to: .standardError)
+    let limit = resourceLimitNote(call: "pthread_create", errno: failure).map { "; the limit \($0)" } ?? ""
+    Output.write("pool: cannot start threads: pthread_create failed: \(String(cString: strerror(failure)))\(limit)\n", to: .standardError)
     exit(255)
 }
 

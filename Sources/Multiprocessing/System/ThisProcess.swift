@@ -75,6 +75,12 @@ enum ThisProcess {
     }
 }
 
+/// ``ThisProcess/resourceLimitNote(call:errno:)`` for the `pool` command line, which checks
+/// some limits before it starts a pool.
+package func resourceLimitNote(call: String, errno: Int32) -> String? {
+    ThisProcess.resourceLimitNote(call: call, errno: Errno(rawValue: errno))
+}
+
 /// The signals the library sends, by their Swift names.
 enum Signal {
     /// `SIGKILL`: cannot be caught or ignored.
