@@ -417,6 +417,33 @@ private func samplePerson() -> Person {
         #expect(try encoder.encode([UInt8]([1, 2, 3])) == [3, 1, 2, 3])
     }
 
+    /// Byte and fixed-width arrays in keyed entries have their length written before them
+    /// (known from the count) instead of patched in after; the lengths must still be exact.
+    @Test func bulkArraysInKeyedEntries() throws {
+        struct Entries: Codable, Equatable {
+            var bytes: [UInt8]
+            var maybeBytes: [UInt8]?
+            var floats: [Float]
+            var doubles: [Double]?
+            var nested: [UInt8]??
+            var after: String
+        }
+        for count in [0, 1, 126, 127, 128, 16_383, 16_384, 300_000] {
+            let bytes = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+            for maybe in [nil, bytes] as [[UInt8]?] {
+                // (A nested Optional that is `.some(nil)` decodes as nil, as in JSON.)
+                let value = Entries(
+                    bytes: bytes, maybeBytes: maybe, floats: bytes.map(Float.init), doubles: maybe?.map(Double.init),
+                    nested: maybe.map { .some($0) }, after: "end")
+                #expect(try roundTrip(value) == value, "\(count) bytes")
+            }
+        }
+        // The length of `[1, 2, 3]` under key "b": key 0 "b", length 4, count 3, the bytes.
+        struct One: Codable { var b: [UInt8] }
+        let encoded = try encoder.encode(One(b: [1, 2, 3]))
+        #expect(Array(encoded.suffix(5)) == [4, 3, 1, 2, 3])
+    }
+
     @Test func largeArrays() throws {
         var generator = SplitMix64(seed: 2)
         let ints = (0..<100_000).map { _ in Int(truncatingIfNeeded: generator.next()) >> Int.random(in: 0..<64, using: &generator) }

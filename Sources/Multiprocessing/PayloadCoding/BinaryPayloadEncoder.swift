@@ -71,6 +71,11 @@ protocol PayloadEncodableSpecial {
     func encodeEntryPayload(into core: PayloadEncoderCore) throws
     /// Writes arrays of numbers and bytes without any encoder object; `false` otherwise.
     func appendBulk(to bytes: inout [UInt8]) -> Bool
+    /// How many bytes ``encodeEntryPayload(into:)`` will write, when that is known without
+    /// writing them (byte and fixed-width arrays, and Optionals of them). A keyed entry's
+    /// length then goes before its value instead of being patched in after it, which for a
+    /// value of 128 bytes or more would shift the whole value.
+    var knownEntryPayloadLength: Int? { get }
 }
 
 extension Optional: PayloadEncodableSpecial where Wrapped: Encodable {
@@ -91,6 +96,39 @@ extension Optional: PayloadEncodableSpecial where Wrapped: Encodable {
     }
 
     func appendBulk(to bytes: inout [UInt8]) -> Bool { false }
+
+    var knownEntryPayloadLength: Int? {
+        switch self {
+        case .none: 0
+        // The wrapped value is written by `encodeValue`, as an array writes its payload. The
+        // type is checked first: a cast of a value would look through a nested Optional,
+        // whose payload has a tag byte more.
+        case .some(let wrapped): Wrapped.self is any PayloadBulkArray.Type ? (wrapped as? any PayloadBulkArray)?.bulkPayloadLength : nil
+        }
+    }
+}
+
+/// Arrays whose payload length follows from their count.
+protocol PayloadBulkArray {
+    /// The bytes ``PayloadWriter/appendBulkArray(_:to:)`` writes for this array, when they
+    /// follow from the count alone (bytes, `Double`, `Float`); nil for varint elements.
+    var bulkPayloadLength: Int? { get }
+}
+
+extension Array: PayloadBulkArray {
+    var bulkPayloadLength: Int? {
+        let width: Int
+        if Element.self == UInt8.self {
+            width = 1
+        } else if Element.self == Double.self {
+            width = 8
+        } else if Element.self == Float.self {
+            width = 4
+        } else {
+            return nil
+        }
+        return Varint.encodedLength(of: UInt64(count)) &+ count &* width
+    }
 }
 
 extension Array: PayloadEncodableSpecial where Element: Encodable {
@@ -107,4 +145,6 @@ extension Array: PayloadEncodableSpecial where Element: Encodable {
     func appendBulk(to bytes: inout [UInt8]) -> Bool {
         PayloadWriter.appendBulkArray(self, to: &bytes)
     }
+
+    var knownEntryPayloadLength: Int? { bulkPayloadLength }
 }

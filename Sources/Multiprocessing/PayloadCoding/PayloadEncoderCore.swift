@@ -149,6 +149,16 @@ final class PayloadEncoderCore: Encoder {
     /// values of 128 bytes or more are shifted to make room, which is cheaper than encoding every
     /// field into a temporary array.
     func encodeEntryValue<T: Encodable, Key: CodingKey>(_ value: T, key: Key) throws {
+        if let special = value as? any PayloadEncodableSpecial, let length = special.knownEntryPayloadLength {
+            Varint.append(UInt64(length), to: &bytes)
+            bytes.reserveCapacity(bytes.count &+ length)
+            let start = bytes.count
+            path.append(key)
+            try special.encodeEntryPayload(into: self)
+            path.removeLast()
+            assert(bytes.count &- start == length, "the known length of a \(T.self) is its encoded length")
+            return
+        }
         let lengthPosition = bytes.count
         bytes.append(0)
         if !PayloadWriter.appendScalar(value, to: &bytes) {
