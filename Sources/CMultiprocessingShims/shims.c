@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#if defined(__linux__)
+#include <sys/sendfile.h>
+#endif
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -104,6 +107,22 @@ int mp_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int 
     (void)actions;
     (void)from;
     return ENOSYS;
+#endif
+}
+
+long mp_send_file(int out_fd, int in_fd, long long *offset, size_t count) {
+#if defined(__linux__)
+    off_t position = (off_t)*offset;
+    ssize_t sent = sendfile(out_fd, in_fd, &position, count);
+    *offset = (long long)position;
+    return (long)sent;
+#else
+    (void)out_fd;
+    (void)in_fd;
+    (void)offset;
+    (void)count;
+    errno = ENOSYS;
+    return -1;
 #endif
 }
 

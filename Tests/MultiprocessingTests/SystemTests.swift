@@ -6,6 +6,33 @@ import Testing
 
 @Suite("System calls and descriptors")
 struct SystemTests {
+    @Test("a command reads a range of a file, through its stdin, a temporary file or a named pipe; a range past the end fails")
+    func commandInputFromFileRange() async throws {
+        let path = "/tmp/pool-range-\(getpid())"
+        let file = fopen(path, "w")!
+        fputs("abcdef", file)
+        fclose(file)
+        defer { unlink(path) }
+        let placeholder = CommandJob.inputFilePlaceholder
+        var input = CommandJob.Input(arguments: ["cat"])
+        input.standardInput = Array("<".utf8)
+        input.standardInputFile = CommandJob.FileRange(path: Array(path.utf8), offset: 1, byteCount: 3)
+        for passing in [nil, .standardInput, .temporaryFile, .namedPipe] as [CommandJob.InputPassing?] {
+            var passed = input
+            passed.inputPassing = passing
+            if passing == .temporaryFile || passing == .namedPipe { passed.arguments = ["sh", "-c", "cat \"$1\"", "_", placeholder] }
+            let output = try await onDedicatedThread { [passed] in try CommandJob().run(passed) }
+            #expect(output.standardOutput == Array("<bcd".utf8), "\(String(describing: passing))")
+        }
+        input.standardInputFile = CommandJob.FileRange(path: Array(path.utf8), offset: 4, byteCount: 3)
+        await #expect(throws: ProcessPoolError.self) { try await onDedicatedThread { [input] in try CommandJob().run(input) } }
+        do {
+            _ = try await onDedicatedThread { [input] in try CommandJob().run(input) }
+        } catch let error as ProcessPoolError {
+            #expect(error.message.contains("\(path) is 6 bytes, too short"), "\(error)")
+        }
+    }
+
     @Test("a pipe reopened non-blocking has flags of its own and reads the same pipe")
     func reopenedPipe() throws {
         let pipe = try FileDescriptor.pipe()

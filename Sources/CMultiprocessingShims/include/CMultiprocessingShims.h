@@ -24,6 +24,10 @@ int mp_die_with_parent_taking_group(void);
 /// (glibc 2.34+); otherwise returns ENOSYS and does nothing.
 int mp_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from);
 
+/// sendfile(2) on Linux: copies up to count bytes of in_fd from *offset to out_fd inside the
+/// kernel and advances *offset; -1 with errno ENOSYS elsewhere.
+long mp_send_file(int out_fd, int in_fd, long long *offset, size_t count);
+
 /// fcntl(fd, F_SETPIPE_SZ, size) on Linux; -1 with errno ENOSYS elsewhere.
 int mp_set_pipe_size(int fd, int size);
 

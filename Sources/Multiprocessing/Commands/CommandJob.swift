@@ -31,10 +31,14 @@ public struct CommandJob: Job {
         /// command a block of its input this way); nil: it reads `/dev/null`.
         public var standardInput: [UInt8]?
 
-        /// Whether ``standardInput`` goes into a temporary file instead, whose path replaces
-        /// ``CommandJob/inputFilePlaceholder`` in the arguments (`pool run --pipe --cat`); the
-        /// command's stdin is then `/dev/null`, and the file is removed when it ends.
-        public var passesInputAsFile: Bool?
+        /// A part of a regular file for the command to read after ``standardInput``
+        /// (`pool run --pipepart`). The worker reads it itself, so its bytes never pass
+        /// through the coordinator; the job fails if the file is shorter than the part.
+        public var standardInputFile: FileRange?
+
+        /// How the command gets ``standardInput`` and ``standardInputFile``; nil is
+        /// ``InputPassing/standardInput``.
+        public var inputPassing: InputPassing?
 
         /// The most bytes of output (standard output and standard error together) the command
         /// may write; one that writes more is killed and the job fails saying so. Nil:
@@ -56,6 +60,37 @@ public struct CommandJob: Job {
             self.argumentBytes = argumentBytes
             self.streamsOutput = streamsOutput
         }
+    }
+
+    /// A range of bytes of a file.
+    public struct FileRange: Codable, Sendable, Hashable {
+        /// The file's path, as bytes.
+        public var path: [UInt8]
+        /// Where the range starts.
+        public var offset: Int
+        /// How many bytes it holds.
+        public var byteCount: Int
+
+        /// Creates a range of `byteCount` bytes from `offset` of the file at `path`.
+        public init(path: [UInt8], offset: Int, byteCount: Int) {
+            self.path = path
+            self.offset = offset
+            self.byteCount = byteCount
+        }
+    }
+
+    /// How a command gets its input bytes.
+    public enum InputPassing: String, Codable, Sendable {
+        /// On its standard input, through a pipe.
+        case standardInput
+        /// In a temporary file, made before the command starts and removed after it ends,
+        /// whose path replaces ``CommandJob/inputFilePlaceholder`` in the arguments
+        /// (`pool run --cat`); the command's stdin is `/dev/null`.
+        case temporaryFile
+        /// Through a named pipe whose path replaces ``CommandJob/inputFilePlaceholder``
+        /// (`pool run --fifo`), written as the command reads it; the command's stdin is
+        /// `/dev/null`. A command that never opens it just leaves the bytes unread.
+        case namedPipe
     }
 
     /// How the command ended and what it printed.
@@ -86,30 +121,67 @@ public struct CommandJob: Job {
     /// argument, so no input can be mistaken for it.
     public static let slotPlaceholder = "\u{0}slot\u{0}"
 
-    /// Stands for the path of the temporary file that holds ``Input/standardInput`` when
-    /// ``Input/passesInputAsFile`` is set (GNU parallel's `{}` with `--cat`).
+    /// Stands for the path of the temporary file or named pipe that holds the input when
+    /// ``Input/inputPassing`` says so (GNU parallel's `{}` with `--cat` or `--fifo`).
     public static let inputFilePlaceholder = "\u{0}input-file\u{0}"
 
     public init() {}
 
     public func run(_ input: Input) throws -> Output {
-        guard input.passesInputAsFile == true else { return try run(input, inputFile: nil) }
-        let file: TemporaryFile
-        do {
-            file = try TemporaryFile(holding: input.standardInput ?? [])
-        } catch {
-            var failure = ProcessPoolError(.spawnFailed, "cannot write the command's input to a temporary file (\(error.call) failed)")
-            failure.errno = error.errno
-            failure.resourceLimit = ThisProcess.resourceLimitNote(call: error.call, errno: error.errno)
-            throw failure
+        var source: CommandRunner.InputSource?
+        if input.standardInput != nil || input.standardInputFile != nil {
+            source = CommandRunner.InputSource(bytes: input.standardInput ?? [])
+            if let range = input.standardInputFile {
+                let name = String(decoding: range.path, as: UTF8.self)
+                let size: Int?
+                do {
+                    size = try source!.append(range)
+                } catch {
+                    throw Self.failure("cannot read \(name) for the command's input", error)
+                }
+                if let size, size < range.offset + range.byteCount {
+                    throw ProcessPoolError(
+                        .invalidConfiguration,
+                        "\(name) is \(size) bytes, too short for the command's input (\(range.byteCount) bytes from offset \(range.offset)); did it change?")
+                }
+            }
         }
-        defer { file.remove() }
-        return try run(input, inputFile: file.path)
+        switch input.inputPassing ?? .standardInput {
+        case .standardInput:
+            return try run(input, standardInput: source, inputFile: nil)
+        case .temporaryFile:
+            let file: TemporaryFile
+            do {
+                file = try TemporaryFile(holding: source ?? CommandRunner.InputSource(bytes: []))
+            } catch {
+                throw Self.failure("cannot write the command's input to a temporary file", error)
+            }
+            defer { file.remove() }
+            return try run(input, standardInput: nil, inputFile: file.path)
+        case .namedPipe:
+            let pipe: TemporaryNamedPipe
+            do {
+                pipe = try TemporaryNamedPipe()
+            } catch {
+                throw Self.failure("cannot make a named pipe for the command's input", error)
+            }
+            defer { pipe.remove() }
+            var fed = source ?? CommandRunner.InputSource(bytes: [])
+            fed.namedPipe = pipe.path
+            return try run(input, standardInput: fed, inputFile: pipe.path)
+        }
     }
 
-    /// Runs the command; `inputFile` replaces ``inputFilePlaceholder``, and then the command's
-    /// stdin is `/dev/null`.
-    private func run(_ input: Input, inputFile: [UInt8]?) throws -> Output {
+    /// A job error for a failed system call while preparing the command's input.
+    private static func failure(_ what: String, _ error: SystemCallError) -> ProcessPoolError {
+        var failure = ProcessPoolError(.spawnFailed, "\(what) (\(error.call) failed: \(error.errno))")
+        failure.errno = error.errno
+        failure.resourceLimit = ThisProcess.resourceLimitNote(call: error.call, errno: error.errno)
+        return failure
+    }
+
+    /// Runs the command; `inputFile` replaces ``inputFilePlaceholder``.
+    private func run(_ input: Input, standardInput: CommandRunner.InputSource?, inputFile: [UInt8]?) throws -> Output {
         let slot = Array((WorkerProcess.environmentValue(WireProtocol.slotEnvironmentKey) ?? "1").utf8)
         let placeholder = Array(Self.slotPlaceholder.utf8)
         var arguments = input.argumentBytes.map { $0.replacing(placeholder, with: slot) }
@@ -127,7 +199,7 @@ public struct CommandJob: Job {
         do {
             let send = input.streamsOutput == true ? StreamedOutput.send : nil
             outcome = try CommandRunner.run(
-                arguments, standardInput: inputFile == nil ? input.standardInput : nil, stream: send.map { send in { send($0, $1) } },
+                arguments, standardInput: standardInput, stream: send.map { send in { send($0, $1) } },
                 outputLimit: max(0, input.outputLimit ?? Self.defaultOutputLimit))
         } catch {
             var failure = ProcessPoolError(.spawnFailed, "cannot run \(String(decoding: arguments.first ?? [], as: UTF8.self)) (\(error.call) failed)")
@@ -164,7 +236,7 @@ public struct OutputLimitExceeded: Error, CustomStringConvertible {
 
 extension CommandJob.Input: Codable {
     private enum CodingKeys: String, CodingKey {
-        case arguments, argumentBytes, streamsOutput, outputLimit, standardInput, passesInputAsFile
+        case arguments, argumentBytes, streamsOutput, outputLimit, standardInput, standardInputFile, inputPassing
     }
 
     /// Arguments that are all valid UTF-8 travel as strings (readable in JSON, the same bytes
@@ -180,7 +252,8 @@ extension CommandJob.Input: Codable {
         try container.encodeIfPresent(streamsOutput, forKey: .streamsOutput)
         try container.encodeIfPresent(outputLimit, forKey: .outputLimit)
         try container.encodeIfPresent(standardInput, forKey: .standardInput)
-        try container.encodeIfPresent(passesInputAsFile, forKey: .passesInputAsFile)
+        try container.encodeIfPresent(standardInputFile, forKey: .standardInputFile)
+        try container.encodeIfPresent(inputPassing, forKey: .inputPassing)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -193,6 +266,7 @@ extension CommandJob.Input: Codable {
         streamsOutput = try container.decodeIfPresent(Bool.self, forKey: .streamsOutput)
         outputLimit = try container.decodeIfPresent(Int.self, forKey: .outputLimit)
         standardInput = try container.decodeIfPresent([UInt8].self, forKey: .standardInput)
-        passesInputAsFile = try container.decodeIfPresent(Bool.self, forKey: .passesInputAsFile)
+        standardInputFile = try container.decodeIfPresent(CommandJob.FileRange.self, forKey: .standardInputFile)
+        inputPassing = try container.decodeIfPresent(CommandJob.InputPassing.self, forKey: .inputPassing)
     }
 }

@@ -74,7 +74,7 @@ enum CommandRunner {
     ///     more is killed at once, what it wrote is dropped, and the outcome says so, so that a
     ///     runaway command (`yes`) cannot take the worker's memory.
     static func run(
-        _ arguments: [[UInt8]], standardInput: [UInt8]? = nil, stream: ((Int, UnsafeRawBufferPointer) -> Void)? = nil,
+        _ arguments: [[UInt8]], standardInput: InputSource? = nil, stream: ((Int, UnsafeRawBufferPointer) -> Void)? = nil,
         outputLimit: Int = .max
     ) throws(SpawnFailure) -> Outcome {
         guard let name = arguments.first else {
@@ -103,12 +103,14 @@ enum CommandRunner {
         var nullInput: DescriptorBox?
         var inputPipe: FileDescriptor.Pipe?
         do {
-            if standardInput != nil {
+            // A command that exits before reading all its input makes our write fail with
+            // EPIPE, not kill the worker with SIGPIPE.
+            if standardInput != nil { blockBrokenPipeSignal() }
+            if let standardInput, standardInput.namedPipe == nil {
                 inputPipe = .some(try FileDescriptor.pipe())
                 try inputPipe!.writeEnd.setNonBlocking()
-                // A command that exits before reading all of it makes our write fail with
-                // EPIPE, not kill the worker with SIGPIPE.
-                blockBrokenPipeSignal()
+                // More than the default 64 KiB: fewer wake-ups of both sides for a large input.
+                if standardInput.count > 1 << 16 { inputPipe!.writeEnd.trySetPipeBufferSize(1 << 20) }
             } else {
                 nullInput = try nullDevice()
             }
@@ -141,12 +143,12 @@ enum CommandRunner {
             }
             throw error
         }
-        var feeder = InputFeeder(bytes: standardInput ?? [])
+        var feeder = InputFeeder(source: standardInput ?? InputSource(bytes: []))
         if let pipe = inputPipe.take() {
             pipe.readEnd.close()
             feeder.descriptor = .some(pipe.writeEnd)
-            feeder.feed()
         }
+        feeder.feed()
         let pid = child.pid
         var captured = CapturedOutput(stream: stream, limit: outputLimit) { _ = kill(pid, SIGKILL) }
         let outputReader = output.readEnd
@@ -230,27 +232,177 @@ enum CommandRunner {
     }
 
     /// The bytes a command reads on its stdin, written to a non-blocking pipe as it takes them.
-    private struct InputFeeder: ~Copyable {
-        /// Our end of the command's stdin; nil once everything is written or it stopped reading.
-        var descriptor: FileDescriptor?
-        let bytes: [UInt8]
-        private var offset = 0
+    /// What a command reads: bytes, then perhaps a range of a file; on its stdin, or from a
+    /// named pipe it opens.
+    struct InputSource {
+        var bytes: [UInt8]
+        /// The file the rest comes from, and where in it the rest starts and ends.
+        private(set) var file: DescriptorBox?
+        private(set) var fileOffset = 0
+        private(set) var fileEnd = 0
+        /// A named pipe to write to instead of the command's stdin.
+        var namedPipe: [UInt8]?
 
         init(bytes: [UInt8]) { self.bytes = bytes }
+
+        /// The bytes still to send.
+        var count: Int { bytes.count + (fileEnd - fileOffset) }
+
+        /// Opens the file of `range`, to be sent after the bytes.
+        /// - Returns: The file's size if it is a regular file, for the caller to check the
+        ///   range against; nil for other files (devices).
+        mutating func append(_ range: CommandJob.FileRange) throws(SystemCallError) -> Int? {
+            guard range.offset >= 0, range.byteCount >= 0, range.offset <= Int.max - range.byteCount, !range.path.contains(0) else {
+                throw SystemCallError(call: "open", errno: Errno(rawValue: EINVAL))
+            }
+            let descriptor = withPath(range.path) { open($0, O_RDONLY | O_CLOEXEC) }
+            guard descriptor >= 0 else { throw SystemCallError(call: "open", errno: .current) }
+            file = DescriptorBox(FileDescriptor(owning: descriptor))
+            fileOffset = range.offset
+            fileEnd = range.offset + range.byteCount
+            var status = stat()
+            guard fstat(descriptor, &status) == 0 else { throw SystemCallError(call: "fstat", errno: .current) }
+            return status.st_mode & S_IFMT == S_IFREG ? Int(status.st_size) : nil
+        }
+
+        /// Sends what `descriptor` takes of the file's range; `.transferred(0)` when the file
+        /// ended before the range (it shrank), nil on an error (the reader went away, or the
+        /// descriptor cannot take `sendfile`, which ``readFileChunk()`` then stands in for).
+        mutating func sendFile(to descriptor: borrowing FileDescriptor) -> FileDescriptor.IOResult? {
+            guard let file, fileOffset < fileEnd else { return .transferred(0) }
+            while true {
+                var position = Int64(fileOffset)
+                let sent = mp_send_file(descriptor.rawValue, file.descriptor.rawValue, &position, Swift.min(fileEnd - fileOffset, 1 << 20))
+                if sent >= 0 {
+                    fileOffset = Int(position)
+                    return .transferred(sent)
+                }
+                switch errno {
+                case EINTR: continue
+                case EAGAIN: return .wouldBlock
+                default: return nil
+                }
+            }
+        }
+
+        /// Reads the next part of the file's range into ``bytes`` (which must be sent), where
+        /// `sendfile` cannot be used; false at the range's end or the file's.
+        mutating func readFileChunk() -> Bool {
+            guard let file, fileOffset < fileEnd else { return false }
+            let wanted = Swift.min(fileEnd - fileOffset, 1 << 18)
+            var got = 0
+            bytes = [UInt8](unsafeUninitializedCapacity: wanted) { buffer, count in
+                repeat {
+                    got = pread(file.descriptor.rawValue, buffer.baseAddress, wanted, off_t(fileOffset))
+                } while got < 0 && errno == EINTR
+                count = Swift.max(0, got)
+            }
+            guard got > 0 else {
+                fileOffset = fileEnd
+                return false
+            }
+            fileOffset += got
+            return true
+        }
+
+        private static func write(_ bytes: [UInt8], to descriptor: borrowing FileDescriptor) throws(SystemCallError) {
+            var failure: SystemCallError?
+            bytes.withUnsafeBytes { buffer in
+                do throws(SystemCallError) {
+                    try descriptor.writeAll(buffer)
+                } catch {
+                    failure = error
+                }
+            }
+            if let failure { throw failure }
+        }
+
+        /// Writes everything to `descriptor`, blocking: into a temporary file.
+        mutating func writeAll(to descriptor: borrowing FileDescriptor) throws(SystemCallError) {
+            try Self.write(bytes, to: descriptor)
+            bytes = []
+            while fileOffset < fileEnd {
+                switch sendFile(to: descriptor) {
+                case .transferred(let count)? where count > 0:
+                    continue
+                case .transferred?, .wouldBlock?:
+                    return
+                case nil:
+                    guard readFileChunk() else { return }
+                    try Self.write(bytes, to: descriptor)
+                    bytes = []
+                }
+            }
+        }
+    }
+
+    /// Feeds a command's input to its stdin, or to a named pipe once the command opens it, as
+    /// it reads it.
+    private struct InputFeeder: ~Copyable {
+        /// Our end of the command's stdin or named pipe; nil once everything is written or it
+        /// stopped reading, and, for a named pipe, until the command opens it.
+        var descriptor: FileDescriptor?
+        private var source: InputSource
+        private var offset = 0
+        /// A named pipe with no reader yet: it is opened (without waiting) again and again
+        /// until the command opens it too.
+        private var waitingPipe: [UInt8]?
+        private var openAttempts = 0
+
+        init(source: InputSource) {
+            self.source = source
+            waitingPipe = source.namedPipe
+        }
+
+        /// How long the caller's poll may wait, in milliseconds: without end, or, while a named
+        /// pipe has no reader (an event no descriptor reports), 1 ms growing to 50 ms.
+        var pollTimeout: Int32 { waitingPipe == nil ? -1 : Int32(Swift.min(50, 1 << Swift.min(openAttempts, 6))) }
 
         /// Writes what the pipe takes now, and closes it after the last byte or when the
         /// command has stopped reading (EPIPE).
         mutating func feed() {
+            if waitingPipe != nil && !openNamedPipe() { return }
             guard descriptor != nil else { return }
-            while offset < bytes.count {
-                let written = bytes.withUnsafeBytes { all in try? descriptor!.write(UnsafeRawBufferPointer(rebasing: all[offset...])) }
-                switch written {
-                case .transferred(let count)?: offset += count
-                case .wouldBlock?: return
-                case nil: offset = bytes.count  // The command closed its stdin: the rest is not for it.
+            while true {
+                while offset < source.bytes.count {
+                    let written = source.bytes.withUnsafeBytes { all in try? descriptor!.write(UnsafeRawBufferPointer(rebasing: all[offset...])) }
+                    switch written {
+                    case .transferred(let count)?: offset += count
+                    case .wouldBlock?: return
+                    case nil:  // The command closed its stdin: the rest is not for it.
+                        descriptor.take()?.close()
+                        return
+                    }
                 }
+                switch source.sendFile(to: descriptor!) {
+                case .transferred(let count)? where count > 0: continue
+                case .wouldBlock?: return
+                case .transferred?: break
+                case nil:
+                    // A reader that went away fails `read` as well as `sendfile`: the
+                    // plain write above then closes.
+                    offset = 0
+                    if source.readFileChunk() { continue }
+                }
+                break
             }
             descriptor.take()?.close()
+        }
+
+        /// Opens the named pipe for writing if the command has opened it for reading.
+        private mutating func openNamedPipe() -> Bool {
+            let opened = withPath(waitingPipe!) { open($0, O_WRONLY | O_NONBLOCK | O_CLOEXEC) }
+            if opened >= 0 {
+                descriptor = .some(FileDescriptor(owning: opened))
+                waitingPipe = nil
+                return true
+            }
+            if errno == ENXIO || errno == EINTR {
+                openAttempts += 1
+            } else {
+                waitingPipe = nil  // Gone: nothing can be fed.
+            }
+            return false
         }
 
         /// Adds our end to `pollSet` while there is more to write; returns its slot.
@@ -258,8 +410,14 @@ enum CommandRunner {
             descriptor == nil ? nil : pollSet.add(descriptor!, .writable)
         }
 
+        /// Whether a named pipe is still to be opened (on each wake-up, whatever woke it).
+        var isWaitingForReader: Bool { waitingPipe != nil }
+
         /// Closes our end, whatever is left: the command has exited.
-        mutating func stop() { descriptor.take()?.close() }
+        mutating func stop() {
+            waitingPipe = nil
+            descriptor.take()?.close()
+        }
     }
 
     /// Reads both pipes as output arrives, and feeds stdin, until the pidfd `exit` says the
@@ -276,8 +434,8 @@ enum CommandRunner {
             pollSet.add(exit, .readable)
             let inputSlot = feeder.register(in: &pollSet)
             // Cannot wait any more: collect what there is and reap.
-            guard (try? pollSet.wait(timeoutMilliseconds: -1)) != nil else { return }
-            if let inputSlot, !pollSet.events(at: inputSlot).isEmpty { feeder.feed() }
+            guard (try? pollSet.wait(timeoutMilliseconds: feeder.pollTimeout)) != nil else { return }
+            if feeder.isWaitingForReader || inputSlot.map({ !pollSet.events(at: $0).isEmpty }) == true { feeder.feed() }
             if !pollSet.events(at: 0).isEmpty { drain(output, into: &captured, 0) }
             if !pollSet.events(at: 1).isEmpty { drain(errors, into: &captured, 1) }
             if !pollSet.events(at: 2).isEmpty { return }
@@ -316,14 +474,14 @@ enum CommandRunner {
             let outputSlot = outputEnd == nil ? nil : pollSet.add(outputEnd!, .readable)
             let errorSlot = errorEnd == nil ? nil : pollSet.add(errorEnd!, .readable)
             let inputSlot = feeder.register(in: &pollSet)
-            guard (try? pollSet.wait(timeoutMilliseconds: -1)) != nil else {
+            guard (try? pollSet.wait(timeoutMilliseconds: feeder.pollTimeout)) != nil else {
                 // Cannot wait any more: close our ends (so the command cannot block writing to
                 // a full pipe) and reap it.
                 outputEnd.take()?.close()
                 errorEnd.take()?.close()
                 return
             }
-            if let inputSlot, !pollSet.events(at: inputSlot).isEmpty { feeder.feed() }
+            if feeder.isWaitingForReader || inputSlot.map({ !pollSet.events(at: $0).isEmpty }) == true { feeder.feed() }
             readOnce(&outputEnd, slot: outputSlot, events: pollSet, index: 0)
             readOnce(&errorEnd, slot: errorSlot, events: pollSet, index: 1)
         }
@@ -337,7 +495,7 @@ struct TemporaryFile {
     let path: [UInt8]
 
     /// - Throws: ``SystemCallError`` naming `mkstemp` or `write`.
-    init(holding bytes: [UInt8]) throws(SystemCallError) {
+    init(holding source: CommandRunner.InputSource) throws(SystemCallError) {
         let directory = WorkerProcess.environmentValue("TMPDIR").flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         var template = Array((directory + "/pool-input-XXXXXX").utf8CString)
         let descriptor = template.withUnsafeMutableBufferPointer { mp_mkstemp_cloexec($0.baseAddress!) }
@@ -345,12 +503,11 @@ struct TemporaryFile {
         path = template.dropLast().map { UInt8(bitPattern: $0) }
         let file = FileDescriptor(owning: descriptor)
         var failure: SystemCallError?
-        bytes.withUnsafeBytes { buffer in
-            do throws(SystemCallError) {
-                try file.writeAll(buffer)
-            } catch {
-                failure = error
-            }
+        var source = source
+        do throws(SystemCallError) {
+            try source.writeAll(to: file)
+        } catch {
+            failure = error
         }
         file.close()
         if let failure {
@@ -361,8 +518,43 @@ struct TemporaryFile {
 
     /// Deletes the file.
     func remove() {
-        _ = (path + [0]).withUnsafeBufferPointer { buffer in
-            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) { unlink($0) }
+        _ = withPath(path) { unlink($0) }
+    }
+}
+
+/// A named pipe in a new directory of `$TMPDIR` (or `/tmp`) that only its creator may use,
+/// for a command that reads its input from a file name (`pool run --fifo`).
+struct TemporaryNamedPipe {
+    /// Its path, as bytes.
+    let path: [UInt8]
+    private let directory: [UInt8]
+
+    /// - Throws: ``SystemCallError`` naming `mkdtemp` or `mkfifo`.
+    init() throws(SystemCallError) {
+        let parent = WorkerProcess.environmentValue("TMPDIR").flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var template = Array((parent + "/pool-fifo-XXXXXX").utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw SystemCallError(call: "mkdtemp", errno: .current)
         }
+        directory = template.dropLast().map { UInt8(bitPattern: $0) }
+        path = directory + Array("/input".utf8)
+        guard withPath(path, { mkfifo($0, 0o600) }) == 0 else {
+            let failure = SystemCallError(call: "mkfifo", errno: .current)
+            _ = withPath(directory) { rmdir($0) }
+            throw failure
+        }
+    }
+
+    /// Deletes the pipe and its directory.
+    func remove() {
+        _ = withPath(path) { unlink($0) }
+        _ = withPath(directory) { rmdir($0) }
+    }
+}
+
+/// Calls `body` with `path` as a C string.
+private func withPath<Result>(_ path: [UInt8], _ body: (UnsafePointer<CChar>) -> Result) -> Result {
+    (path + [0]).withUnsafeBufferPointer { buffer in
+        buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count, body)
     }
 }
