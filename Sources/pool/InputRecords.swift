@@ -1,4 +1,5 @@
 import Foundation
+import Multiprocessing
 
 /// Records from stdin or an input file, separated by newlines or NULs, read as the pool asks
 /// for them.
@@ -10,6 +11,9 @@ struct InputRecords: Sequence, IteratorProtocol {
     enum Record {
         case complete(Bytes)
         case tooLong(length: Int)
+        /// `--pipepart`: a block that is a range of a file (after a header), which the worker
+        /// reads itself.
+        case part(header: Bytes, range: CommandJob.FileRange)
     }
 
     /// The descriptor read: 0 for stdin, or an input file's, closed at its end.

@@ -207,11 +207,39 @@ struct PackedJobArguments: IteratorProtocol {
     private let template: CommandTemplate
     private var lookahead: [Record]?
     private var sequence = 0
+    /// `-m`, `-X` with several job slots: inputs read ahead to count them.
+    private var readAhead: [[Record]] = []
+    private var readAheadIndex = 0
+    /// `-m`, `-X` with several job slots, when the inputs are counted: at most this many per
+    /// job, so that they spread evenly over the slots (as in GNU parallel).
+    private var mostPerJob = Int.max
 
-    init(_ inputs: JobArguments, packing: Packing, template: CommandTemplate) {
+    /// The most inputs read ahead to count them for `-m` and `-X`; with more, each command line
+    /// is filled.
+    static let longestReadAhead = 1 << 16
+
+    /// - Parameter slots: The job slots (`-j`), over which `-m` and `-X` spread the inputs.
+    init(_ inputs: JobArguments, packing: Packing, template: CommandTemplate, slots: Int = 1) {
         self.inputs = inputs
         self.packing = packing
         self.template = template
+        guard case .fit = packing, slots > 1 else { return }
+        var total = inputs.count
+        if total == nil {
+            while readAhead.count <= Self.longestReadAhead, let input = self.inputs.next() { readAhead.append(input) }
+            if readAhead.count <= Self.longestReadAhead { total = readAhead.count }
+        }
+        if let total, total > 0 { mostPerJob = (total + slots - 1) / slots }
+    }
+
+    /// The next input tuple: read ahead, or from the sources.
+    private mutating func nextInput() -> [Record]? {
+        if readAheadIndex < readAhead.count {
+            defer { readAheadIndex += 1 }
+            return readAhead[readAheadIndex]
+        }
+        if !readAhead.isEmpty { readAhead = [] }
+        return inputs.next()
     }
 
     /// The number of jobs, when known before they run.
@@ -224,7 +252,7 @@ struct PackedJobArguments: IteratorProtocol {
     }
 
     mutating func next() -> [Record]? {
-        guard let first = lookahead ?? inputs.next() else { return nil }
+        guard let first = lookahead ?? nextInput() else { return nil }
         lookahead = nil
         sequence += 1
         switch packing {
@@ -233,14 +261,15 @@ struct PackedJobArguments: IteratorProtocol {
             guard size > 0 else { return [] }
             var job = first
             for _ in 1..<size {
-                guard let more = inputs.next() else { break }
+                guard let more = nextInput() else { break }
                 job += more
             }
             return job
         case .fit(let maximumLength):
             var job = first
             var length = template.length(for: Self.values(first), sequence: sequence)
-            while let more = inputs.next() {
+            var count = 1
+            while count < mostPerJob, let more = nextInput() {
                 let increase = Self.values(more).reduce(0) { $0 + template.lengthIncrease(adding: $1, sequence: sequence) }
                 guard length + increase <= maximumLength else {
                     lookahead = more
@@ -248,6 +277,7 @@ struct PackedJobArguments: IteratorProtocol {
                 }
                 job += more
                 length += increase
+                count += 1
             }
             return job
         }

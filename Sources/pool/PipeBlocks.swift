@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// `--pipe`: stdin cut into blocks, each of which is one job's stdin.
 ///
@@ -24,7 +25,9 @@ struct PipeBlocks: IteratorProtocol {
 
     /// - Parameters:
     ///   - recordsPerBlock: `-N`: records per block, instead of `blockSize` bytes.
-    init(descriptor: Int32 = 0, blockSize: Int, recordEnd: Bytes, recordStart: Bytes, recordsPerBlock: Int?) {
+    ///   - initialBytes: Input already read (after a `--header`).
+    init(descriptor: Int32 = 0, blockSize: Int, recordEnd: Bytes, recordStart: Bytes, recordsPerBlock: Int?, initialBytes: Bytes = []) {
+        buffer = initialBytes
         precondition(!recordEnd.isEmpty || !recordStart.isEmpty, "a record has an end or a start")
         self.descriptor = descriptor
         self.blockSize = blockSize
@@ -36,10 +39,18 @@ struct PipeBlocks: IteratorProtocol {
     mutating func next() -> Bytes? {
         while true {
             if let cut = cutPoint() {
-                let block = Array(buffer[start..<cut])
-                start = cut
                 searched = 0
                 found = 0
+                if recordsPerBlock == nil {
+                    // The block was read into place: it is handed out as it is, and only the
+                    // bytes past the cut (part of a record, rarely more) move to the next one.
+                    var block = buffer
+                    buffer = Array(block[cut...])
+                    block.removeSubrange(cut...)
+                    return block
+                }
+                let block = Array(buffer[start..<cut])
+                start = cut
                 // Drop what was handed out once it is half the buffer, so each byte moves at
                 // most about once.
                 if start >= buffer.count / 2 {
@@ -51,14 +62,14 @@ struct PipeBlocks: IteratorProtocol {
             if ended {
                 guard start < buffer.count else { return nil }
                 defer {
-                    buffer.removeAll()
+                    buffer = []
                     start = 0
                     searched = 0
                     found = 0
                 }
-                return Array(buffer[start...])
+                return start == 0 ? buffer : Array(buffer[start...])
             }
-            read()
+            if recordsPerBlock == nil { fill() } else { read() }
         }
     }
 
@@ -134,6 +145,32 @@ struct PipeBlocks: IteratorProtocol {
             return buffer[position..<(position + recordStart.count)].elementsEqual(recordStart)
         }
         return true
+    }
+
+    /// Reads into a new buffer, after what is in the old one, until it holds a block and the
+    /// bytes that tell whether the block may end there, or the input ends. The new buffer is
+    /// read into in place (no zeroes written first), so a block's bytes are copied only by
+    /// the kernel. A record longer than a block doubles the buffer until its end is found.
+    private mutating func fill() {
+        precondition(start == 0, "blocks of --block bytes are handed out from the buffer's start")
+        let lookahead = 1 + recordStart.count
+        let target = buffer.count < blockSize + lookahead ? blockSize + lookahead : buffer.count + Swift.max(buffer.count, 1 << 16)
+        var reachedEnd = false
+        buffer = [UInt8](unsafeUninitializedCapacity: target) { [buffer, descriptor] space, count in
+            count = space.initialize(fromContentsOf: buffer)
+            while count < target {
+                let got = Glibc.read(descriptor, space.baseAddress! + count, target - count)
+                if got > 0 {
+                    count += got
+                } else if got < 0 && errno == EINTR {
+                    continue
+                } else {
+                    reachedEnd = true
+                    break
+                }
+            }
+        }
+        if reachedEnd { ended = true }
     }
 
     /// Appends what one read of the input brings; marks the end (or a read error).

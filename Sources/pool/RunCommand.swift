@@ -44,8 +44,16 @@ struct RunCommand {
     var progressStyle: ProgressBar.Style?
     /// `--pipe`: stdin is cut into blocks, each one job's stdin.
     var pipe = false
-    /// `--cat`: a `--pipe` block goes to the command as a temporary file named by `{}`.
-    var passesBlockAsFile = false
+    /// `--pipepart`: the blocks are ranges of the `-a` files, which workers read themselves.
+    var pipePart = false
+    /// `--cat` or `--fifo`: a block goes to the command as a file named by `{}`.
+    var blockPassing: CommandJob.InputPassing?
+    /// `--header` with `--pipe`: what precedes every block.
+    var pipeHeader: PipeHeader?
+    /// `--header` as given, until the options are all read.
+    private var headerText: String?
+    /// `--memfree SIZE`: no job starts while less memory than this is available.
+    var memoryFloor: Int?
     /// No command given: each job's values, joined by spaces, are the command, run by /bin/sh.
     var inputsAreCommands = false
     /// `--block`: a `--pipe` block's size.
@@ -143,13 +151,10 @@ struct RunCommand {
                 columnSeparator = pattern
             case "--header":
                 let text = try value(for: argument)
-                if text == ":" {
-                    headerLines = 1
-                } else if let count = Int(text), (1...1_000_000).contains(count) {
-                    headerLines = count
-                } else {
-                    throw UsageError("--header takes ':' (the first line) or a number of lines from 1 to 1000000, not '\(text)'")
-                }
+                headerText = text
+                // As in GNU parallel, without --pipe a header that is not a number is the
+                // first line.
+                headerLines = Int(text) ?? 1
             case "-n", "--max-args", "-N", "--max-replace-args":
                 let text = try value(for: argument)
                 guard let count = Int(text), (0...Self.largestPack).contains(count) else {
@@ -158,7 +163,12 @@ struct RunCommand {
                 packing = .count(count)
                 if argument == "-N" || argument == "--max-replace-args" { recordsPerBlock = count }
             case "--pipe", "--spreadstdin": pipe = true
-            case "--cat": passesBlockAsFile = true
+            case "--pipepart":
+                pipe = true
+                pipePart = true
+            case "--cat": blockPassing = .temporaryFile
+            case "--fifo": blockPassing = .namedPipe
+            case "--memfree": memoryFloor = try Self.parseSize(try value(for: argument), for: argument, largest: Self.largestMemoryFloor)
             case "--block", "--block-size":
                 blockSize = try Self.parseSize(try value(for: argument), for: argument, largest: Self.largestBlock)
             case "--recend": recordEnd = try Self.parseDelimiter(try bytes(for: argument), allowingEmpty: true)
@@ -199,8 +209,17 @@ struct RunCommand {
             guard !sources.isEmpty || isatty(0) == 0, !pipe else { throw UsageError("no command given (see 'pool help run')") }
             inputsAreCommands = true
         }
-        if passesBlockAsFile && !pipe { throw UsageError("--cat goes with --pipe") }
-        if pipe {
+        if let headerText {
+            pipeHeader = try PipeHeader(parsing: headerText)
+            if case .lines(let count)? = pipeHeader { headerLines = count }
+        }
+        if blockPassing != nil && !pipe { throw UsageError("--cat and --fifo go with --pipe or --pipepart") }
+        if pipePart {
+            guard !sources.isEmpty, sources.allSatisfy({ if case .file(let path) = $0.origin { path != Array("-".utf8) } else { false } }) else {
+                throw UsageError("--pipepart cuts files given with -a FILE or :::: FILE (not ::: values or stdin)")
+            }
+            if recordsPerBlock != nil { throw UsageError("--pipepart cuts by --block size; -N needs --pipe") }
+        } else if pipe {
             guard sources.isEmpty else { throw UsageError("--pipe reads its input from stdin; it takes no ::: or :::: sources") }
             guard !recordEnd.isEmpty || !recordStart.isEmpty else { throw UsageError("--recend and --recstart cannot both be empty") }
             if recordsPerBlock == 0 { throw UsageError("-N with --pipe needs at least 1 record per block") }
@@ -237,10 +256,13 @@ struct RunCommand {
     /// The largest `--max-output`: a frame's length field holds at most 4 GiB.
     static let largestOutputLimit = 3 << 30
 
-    /// `SIZE`: bytes, or with a suffix K, M or G (powers of 1024), above zero and at most
+    /// `SIZE`: bytes, or with a suffix K, M, G, T, P or E (powers of 1024), above zero and at most
     /// ``largestOutputLimit``.
     static func parseSize(_ text: String, for option: String, largest: Int = largestOutputLimit) throws(UsageError) -> Int {
-        let units: [Character: Int] = ["K": 1 << 10, "k": 1 << 10, "M": 1 << 20, "m": 1 << 20, "G": 1 << 30, "g": 1 << 30]
+        let units: [Character: Int] = [
+            "K": 1 << 10, "k": 1 << 10, "M": 1 << 20, "m": 1 << 20, "G": 1 << 30, "g": 1 << 30,
+            "T": 1 << 40, "t": 1 << 40, "P": 1 << 50, "p": 1 << 50, "E": 1 << 60, "e": 1 << 60,
+        ]
         var digits = Substring(text)
         var unit = 1
         if let last = digits.last, let multiplier = units[last] {
@@ -248,7 +270,7 @@ struct RunCommand {
             digits = digits.dropLast()
         }
         guard let count = Int(digits), count > 0, count <= largest / unit else {
-            throw UsageError("\(option) needs a size above 0 and at most \(largest >> 20)M (bytes, or with K, M or G), not '\(text)'")
+            throw UsageError("\(option) needs a size above 0 and at most \(largest >> 20)M (bytes, or with K, M, G, T, P or E), not '\(text)'")
         }
         return count * unit
     }
@@ -287,6 +309,9 @@ struct RunCommand {
     /// The largest `--block`: a block travels to the worker in one frame, with its last record.
     static let largestBlock = 128 << 20
 
+    /// The largest `--memfree`: 1 EiB.
+    static let largestMemoryFloor = 1 << 60
+
     /// The most inputs `-n` packs into one job.
     static let largestPack = 1 << 20
 
@@ -303,11 +328,18 @@ struct RunCommand {
     /// - Throws: ``FileError`` naming an input file that cannot be opened.
     private func commandAndInputs() throws -> (CommandTemplate, AnyIterator<[InputRecords.Record]>, count: Int?) {
         let separator = delimiter ?? (nullSeparated ? [0] : Array("\n".utf8))
+        if pipePart {
+            let template = CommandTemplate(words: command, forceShell: forceShell, spellings: spellings)
+            let paths = sources.compactMap { if case .file(let path) = $0.origin { path } else { nil } }
+            var blocks = try PipePartBlocks(paths: paths, blockSize: blockSize, recordEnd: recordEnd, recordStart: recordStart, header: pipeHeader)
+            return (template, AnyIterator { blocks.next().map { [.part(header: $0.header, range: $0.range)] } }, nil)
+        }
         if pipe {
             let template = CommandTemplate(words: command, forceShell: forceShell, spellings: spellings)
+            let (header, rest) = pipeHeader?.read(from: 0, limit: PipePartBlocks.longestHeader) ?? ([], [])
             var blocks = PipeBlocks(
-                blockSize: blockSize, recordEnd: recordEnd, recordStart: recordStart, recordsPerBlock: recordsPerBlock)
-            return (template, AnyIterator { blocks.next().map { [.complete($0)] } }, nil)
+                blockSize: blockSize, recordEnd: recordEnd, recordStart: recordStart, recordsPerBlock: recordsPerBlock, initialBytes: rest)
+            return (template, AnyIterator { blocks.next().map { [.complete(header.isEmpty ? $0 : header + $0)] } }, nil)
         }
         let columns = try columnSeparator.map { pattern throws(UsageError) in try ColumnSplitter(pattern: pattern) }
         let inputs = try JobArguments.open(sources, linkAll: linkAll, columns: columns, headerLines: headerLines) { descriptor in
@@ -318,7 +350,7 @@ struct RunCommand {
         let template = CommandTemplate(
             words: inputsAreCommands ? [Array("{}".utf8)] : command, forceShell: forceShell, spellings: spellings,
             repeatsWords: repeatsWords, names: inputs.names)
-        var packed = PackedJobArguments(inputs, packing: packing, template: template)
+        var packed = PackedJobArguments(inputs, packing: packing, template: template, slots: jobs)
         let count = packed.count
         return (template, AnyIterator { packed.next() }, count)
     }
@@ -342,6 +374,12 @@ struct RunCommand {
             arguments.append(bytes)
         }
         return arguments
+    }
+
+    /// As GNU parallel does it: with `--nice`, the command runs under nice(1).
+    private func niced(_ vector: [Bytes]) -> [Bytes] {
+        guard let niceness else { return vector }
+        return [Array("nice".utf8), Array("-n".utf8), Array(String(niceness).utf8)] + vector
     }
 
     /// Runs every job; returns the exit status (failed jobs, at most 101).
@@ -444,9 +482,9 @@ struct RunCommand {
             // results print as soon as jobs end, and Ctrl-C never waits for another input.
             // With --halt or --delay, no job waits queued behind the running ones.
             // With --pipe, a block or two per worker: each holds up to --block bytes.
-            let window = halt != nil || delay != nil ? jobs : pipe ? jobs * 2 : max(64, jobs * 16)
+            let window = halt != nil || delay != nil || memoryFloor != nil ? jobs : pipe ? jobs * 2 : max(64, jobs * 16)
             let (events, sink) = AsyncStream<RunEvent>.makeStream()
-            let feed = InputFeed(records: inputs, events: sink, delay: delay, shuffled: shuffle)
+            let feed = InputFeed(records: inputs, events: sink, delay: delay, shuffled: shuffle, memoryFloor: memoryFloor)
             // Jobs are followed with completion callbacks rather than a task each: a finished
             // job costs one event here, not a task switch or two.
             var running: [Int: JobFuture<CommandJob.Output>] = [:]
@@ -503,12 +541,19 @@ struct RunCommand {
                     sequence += 1
                     requested -= 1
                     if halted || interrupt.signal != nil { break }
-                    if pipe, case .complete(let block)? = records.first {
-                        // With --cat, {} is the block's file, which the worker makes.
-                        let values = passesBlockAsFile ? [Array(CommandJob.inputFilePlaceholder.utf8)] : []
-                        var command = CommandJob.Input(argumentBytes: template.arguments(for: values, sequence: index + 1), streamsOutput: lineBuffer)
-                        command.standardInput = block
-                        command.passesInputAsFile = passesBlockAsFile ? true : nil
+                    if pipe {
+                        // With --cat or --fifo, {} is the block's file, which the worker makes.
+                        let values = blockPassing != nil ? [Array(CommandJob.inputFilePlaceholder.utf8)] : []
+                        var command = CommandJob.Input(
+                            argumentBytes: niced(template.arguments(for: values, sequence: index + 1)), streamsOutput: lineBuffer)
+                        switch records.first {
+                        case .complete(let block)?: command.standardInput = block
+                        case .part(let header, let range)?:
+                            command.standardInput = header.isEmpty ? nil : header
+                            command.standardInputFile = range
+                        default: break
+                        }
+                        command.inputPassing = blockPassing
                         command.outputLimit = outputLimit
                         await start(index, [], command, attempt: 0)
                         break
@@ -525,12 +570,10 @@ struct RunCommand {
                     if skip.contains(index + 1) {
                         printer.skip(sequence: index)
                     } else {
-                        var vector = inputsAreCommands
+                        let vector = inputsAreCommands
                             ? [Array("/bin/sh".utf8), Array("-c".utf8), Self.label(arguments)]
                             : template.arguments(for: arguments, sequence: index + 1)
-                        // As GNU parallel does it: the command runs under nice(1).
-                        if let niceness { vector = [Array("nice".utf8), Array("-n".utf8), Array(String(niceness).utf8)] + vector }
-                        var command = CommandJob.Input(argumentBytes: vector, streamsOutput: lineBuffer)
+                        var command = CommandJob.Input(argumentBytes: niced(vector), streamsOutput: lineBuffer)
                         command.outputLimit = outputLimit
                         await start(index, arguments, command, attempt: 0)
                     }
@@ -692,11 +735,18 @@ final class InputFeed: @unchecked Sendable {
     /// `--shuf`: read every input first, then hand them out in a random order.
     private let shuffled: Bool
 
-    init(records: AnyIterator<[InputRecords.Record]>, events: AsyncStream<RunEvent>.Continuation, delay: Duration? = nil, shuffled: Bool = false) {
+    /// `--memfree`: no input is handed out (so no job starts) while less memory is available.
+    private let memoryFloor: Int?
+
+    init(
+        records: AnyIterator<[InputRecords.Record]>, events: AsyncStream<RunEvent>.Continuation, delay: Duration? = nil, shuffled: Bool = false,
+        memoryFloor: Int? = nil
+    ) {
         self.records = records
         self.events = events
         self.delay = delay
         self.shuffled = shuffled
+        self.memoryFloor = memoryFloor
     }
 
     /// Reads up to `count` more inputs and posts each (or the end of the inputs) as an event
@@ -718,16 +768,55 @@ final class InputFeed: @unchecked Sendable {
                     if let lastHandedOut, clock.now < lastHandedOut + delay {
                         let rest = lastHandedOut + delay - clock.now
                         let (seconds, attoseconds) = rest.components
-                        var time = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
-                        var remaining = timespec()
-                        while nanosleep(&time, &remaining) != 0 && errno == EINTR { time = remaining }
+                        Self.sleep(seconds: Int(seconds), nanoseconds: Int(attoseconds / 1_000_000_000))
                     }
                     lastHandedOut = clock.now
                 }
+                if let memoryFloor { waitForMemory(memoryFloor) }
                 events.yield(.input(record))
             }
         }
     }
 
     private var didShuffle = false
+
+    /// Waits, checking every 200 ms, until `floor` bytes of memory are available; says so
+    /// once on stderr if it has to wait.
+    private func waitForMemory(_ floor: Int) {
+        var said = false
+        while let available = MemoryGate.availableMemory(), available < floor {
+            if !said {
+                Output.write("pool: waiting to start the next job until \(floor) bytes of memory are free (--memfree); \(available) are\n", to: .standardError)
+                said = true
+            }
+            Self.sleep(seconds: 0, nanoseconds: 200_000_000)
+        }
+    }
+
+    private static func sleep(seconds: Int, nanoseconds: Int) {
+        var time = timespec(tv_sec: seconds, tv_nsec: nanoseconds)
+        var remaining = timespec()
+        while nanosleep(&time, &remaining) != 0 && errno == EINTR { time = remaining }
+    }
+}
+
+/// `--memfree`: how much memory the system has available for new work.
+enum MemoryGate {
+    /// The kernel's estimate of the memory available without swapping (`MemAvailable` in
+    /// `/proc/meminfo`), in bytes; nil if it cannot be read.
+    static func availableMemory() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        return availableMemory(meminfo: text)
+    }
+
+    /// `MemAvailable` of a `/proc/meminfo` text, in bytes.
+    static func availableMemory(meminfo: String) -> Int? {
+        for line in meminfo.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 2, let kibibytes = Int(fields[1]) else { return nil }
+            let unit = fields.count >= 3 && fields[2] == "kB" ? 1024 : 1
+            return kibibytes.multipliedReportingOverflow(by: unit).overflow ? Int.max : kibibytes * unit
+        }
+        return nil
+    }
 }

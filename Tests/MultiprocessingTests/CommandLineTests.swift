@@ -887,6 +887,138 @@ struct CommandLineTests {
         #expect(withoutPipe.status == 2)
     }
 
+    @Test("--pipepart cuts a file by offsets, as GNU parallel does; no byte is lost or repeated")
+    func pipePart() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func file(_ name: String, _ contents: Data) throws -> String {
+            let path = directory.appendingPathComponent(name).path
+            try contents.write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        let numbers = (1...20_000).map { "\($0)\n" }.joined()
+        let numbered = try file("numbers", Data(numbers.utf8))
+        let copied = try await pool(["run", "--pipepart", "-a", numbered, "--block", "10k", "-k", "cat"])
+        #expect(copied.output == numbers, "\(copied.error)")
+        // A block is at least --block bytes and ends at the first record end after that.
+        let counted = try await pool(["run", "--pipepart", "-a", numbered, "--block", "10k", "-k", "wc", "-c"])
+        let sizes = counted.output.split(separator: "\n").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        #expect(sizes.reduce(0, +) == numbers.utf8.count)
+        #expect(sizes.dropLast().allSatisfy { (10_240...10_246).contains($0) }, "\(sizes)")
+        // The expected outputs are GNU parallel 20221122's for the same command lines.
+        let small = try file("small", Data("id\n1\n22\n333\n4444\n55555\n".utf8))
+        let show = ["sh", "-c", "echo \"<$(cat | tr '\\n' ,)>\""]
+        let plain = try await pool(["run", "--pipepart", "-a", small, "--block", "3", "-k"] + show)
+        #expect(plain.output == "<id,1,>\n<22,333,>\n<4444,>\n<55555,>\n", "\(plain.error)")
+        let headed = try await pool(["run", "--pipepart", "--header", ":", "-a", small, "--block", "5", "-k"] + show)
+        #expect(headed.output == "<id,1,22,333,>\n<id,4444,55555,>\n", "\(headed.error)")
+        // A record longer than a block, no final record end, binary cut at NULs, :::: files.
+        let long = String(repeating: "x", count: 5000)
+        let ragged = try file("ragged", Data(("a\n" + long + "\nb\nc").utf8))
+        let records = try await pool(["run", "--pipepart", "--block", "1k", "-k", "sh", "-c", "printf '[%s]' \"$(cat)\"", "::::", ragged])
+        #expect(records.output == "[a\n\(long)][b\nc]", "\(records.error)")
+        var binary = Data()
+        for index in 0..<200_000 { binary.append(UInt8(truncatingIfNeeded: index &* 7919 >> 3)) }
+        let binaryFile = try file("binary", binary)
+        let bytes = try await pool(["run", "--pipepart", "-a", binaryFile, "--block", "4k", "--recend", "\\0", "-k", "cat"])
+        #expect(bytes.outputBytes == binary, "\(bytes.error)")
+        let empty = try await pool(["run", "--pipepart", "-a", try file("empty", Data()), "echo", "ran"])
+        #expect(empty.output.isEmpty && empty.status == 0)
+        // With --cat, {} is a file holding the header and the block.
+        let asFile = try await pool(["run", "--pipepart", "--header", "1", "--cat", "-a", small, "--block", "5", "-k", "sh", "-c", "tr '\\n' , < \"$1\"; echo", "_", "{}"])
+        #expect(asFile.output == "id,1,22,333,\nid,4444,55555,\n", "\(asFile.error)")
+        let missing = try await pool(["run", "--pipepart", "-a", directory.appendingPathComponent("absent").path, "cat"])
+        #expect(missing.status == 255 && missing.error.contains("absent"), "\(missing.error)")
+        for bad in [[":::", "a"], ["-a", "-"], ["-a", directory.path], ["-a", numbered, "-N", "2"]] {
+            let result = try await pool(["run", "--pipepart", "cat"] + bad, standardInput: "")
+            #expect(result.status == 2, "\(bad): \(result.error)")
+        }
+    }
+
+    @Test("--header with --pipe puts the header before every block")
+    func pipeHeader() async throws {
+        // GNU parallel 20221122 prints the same for these command lines.
+        let show = ["sh", "-c", "echo \"<$(cat | tr '\\n' ,)>\""]
+        let regex = try await pool(["run", "--pipe", "-N", "1", "--header", "h\\n", "-k"] + show, standardInput: "h\nx1\nx2\nx3\n")
+        #expect(regex.output == "<h,x1,>\n<h,x2,>\n<h,x3,>\n", "\(regex.error)")
+        let lines = try await pool(["run", "--pipe", "--block", "6", "--header", "2", "-k"] + show, standardInput: "a\nb\n1\n2\n3\n4\n5\n")
+        #expect(lines.output == "<a,b,1,2,3,>\n<a,b,4,5,>\n", "\(lines.error)")
+        let bad = try await pool(["run", "--pipe", "--header", "(", "cat"], standardInput: "")
+        #expect(bad.status == 2)
+    }
+
+    @Test("--fifo gives each job its block through a named pipe in {}; a command that never opens it still ends")
+    func pipeFifo() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let numbers = (1...10).map { "\($0)\n" }.joined()
+        let result = try await pool(
+            ["run", "--pipe", "-N", "4", "--fifo", "-k", "sh", "-c", "test -p \"$1\" && wc -l < \"$1\"", "_", "{}"],
+            standardInput: numbers, environment: ["TMPDIR": directory.path])
+        #expect(result.output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) } == ["4", "4", "2"], "\(result.error)")
+        #expect(result.status == 0)
+        // Larger than a pipe's buffer, read as it is written.
+        let big = (1...200_000).map { "\($0)\n" }.joined()
+        let copied = try await pool(["run", "--pipe", "--block", "600k", "--fifo", "-k", "cat", "{}"], standardInput: big, environment: ["TMPDIR": directory.path])
+        #expect(copied.output == big, "\(copied.error)")
+        // As in GNU parallel, {} is added to a command without it (where GNU parallel waits
+        // for ever for a reader).
+        let unopened = try await pool(["run", "--pipe", "-N", "5", "--fifo", "-k", "echo", "done"], standardInput: numbers, environment: ["TMPDIR": directory.path])
+        let lines = unopened.output.split(separator: "\n")
+        #expect(lines.count == 2 && lines.allSatisfy { $0.hasPrefix("done \(directory.path)/pool-fifo-") && $0.hasSuffix("/input") }, "\(unopened.output)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty, "no pipe left behind")
+        let withoutPipe = try await pool(["run", "--fifo", "cat", ":::", "a"])
+        #expect(withoutPipe.status == 2)
+    }
+
+    @Test("--memfree starts no job while less memory is free, and says so")
+    func memoryFloor() async throws {
+        let enough = try await pool(["run", "--memfree", "1K", "-k", "echo", ":::", "a", "b"])
+        #expect(enough.output == "a\nb\n", "\(enough.error)")
+        for bad in ["0", "x", "2E"] {
+            let result = try await pool(["run", "--memfree", bad, "echo", ":::", "a"])
+            #expect(result.status == 2, "\(bad): \(result.error)")
+        }
+        // No machine has an exbibyte free: the job waits until the run is interrupted.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binaries.directory + "/pool")
+        process.arguments = ["run", "--memfree", "1E", "echo", "ran", ":::", "a"]
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let said = try await onDedicatedThread { () -> String in
+            var text = ""
+            while !text.contains("\n") {
+                let chunk = errors.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                text += String(decoding: chunk, as: UTF8.self)
+            }
+            return text
+        }
+        #expect(said.contains("waiting to start the next job until 1152921504606846976 bytes of memory are free (--memfree)"), "\(said)")
+        kill(process.processIdentifier, SIGINT)
+        let (status, printed) = try await onDedicatedThread { () -> (Int32, Data) in
+            let printed = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, printed)
+        }
+        #expect(printed.isEmpty, "no job ran")
+        #expect(status == 130)
+    }
+
+    @Test("-m and -X spread the inputs evenly over the job slots, as GNU parallel does")
+    func spreadOverSlots() async throws {
+        // GNU parallel 20221122 prints the same for these command lines.
+        let repeated = try await pool(["run", "-k", "--dry-run", "-j", "3", "-X", "echo", "a{}b", ":::", "1", "2", "3", "4", "5", "6", "7"])
+        #expect(repeated.output == "echo a1b a2b a3b\necho a4b a5b a6b\necho a7b\n", "\(repeated.error)")
+        let read = try await pool(["run", "-k", "--dry-run", "-j", "4", "-m", "echo"], standardInput: (1...10).map { "\($0)\n" }.joined())
+        #expect(read.output == "echo 1 2 3\necho 4 5 6\necho 7 8 9\necho 10\n", "\(read.error)")
+        let one = try await pool(["run", "-k", "--dry-run", "-j", "1", "-m", "echo", ":::", "1", "2", "3"])
+        #expect(one.output == "echo 1 2 3\n")
+    }
+
     @Test("the last input needs no delimiter after it; -d takes any bytes as the delimiter")
     func lastInputAndDelimiters() async throws {
         let unterminated = try await pool(["run", "-k", "echo"], standardInput: "a\nb")

@@ -20,4 +20,12 @@ struct ProgressLineTests {
         let progress = ProgressBar(style: .progress, total: 100, workers: 4)
         #expect(progress.line(finished: 25, failed: 0, elapsed: 5) == "local:4/25/25% 5.0s")
     }
+
+    @Test("--memfree reads MemAvailable from /proc/meminfo, in bytes")
+    func availableMemory() {
+        let meminfo = "MemTotal:       24610148 kB\nMemFree:         1000000 kB\nMemAvailable:   20480000 kB\nBuffers:   1 kB\n"
+        #expect(MemoryGate.availableMemory(meminfo: meminfo) == 20_480_000 * 1024)
+        #expect(MemoryGate.availableMemory(meminfo: "MemTotal: 5 kB\n") == nil)
+        #expect(MemoryGate.availableMemory() != nil, "this machine's /proc/meminfo")
+    }
 }
