@@ -16,10 +16,11 @@ struct Sizes {
     var payloadBytes = 8 << 20
     var commandJobs = 2_000
     var lazyMapInputs = 10_000_000
+    var pipeBytes = 256 << 20
 
     static let quick = Sizes(
         tinyJobs: 100_000, tinyJobsChunksizeOne: 2_000, submits: 10_000, roundTrips: 200, cpuJobs: 40,
-        payloadJobs: 8, payloadBytes: 1 << 20, commandJobs: 200, lazyMapInputs: 200_000)
+        payloadJobs: 8, payloadBytes: 1 << 20, commandJobs: 200, lazyMapInputs: 200_000, pipeBytes: 32 << 20)
 }
 
 /// Where the things the suite runs live.
@@ -63,6 +64,44 @@ func runProgram(_ path: String, _ arguments: [String], standardInput: String? = 
         throw BenchmarkError("\(path) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
     }
     return String(decoding: data, as: UTF8.self)
+}
+
+/// Scenario i's input, made when the scenario first runs; the suite removes it at the end.
+let pipeInputFile = NSTemporaryDirectory() + "bench-pipe-\(getpid()).txt"
+
+/// Writes numbered lines (`1\n2\n3\n…`) to `path`, as many whole lines as fit in `limit`
+/// bytes, in 8 MiB chunks; returns the file's size and its number of newlines.
+func writeNumberedLines(to path: String, limit: Int) throws -> (bytes: Int, lines: Int) {
+    guard FileManager.default.createFile(atPath: path, contents: nil), let file = FileHandle(forWritingAtPath: path) else {
+        throw BenchmarkError("cannot create \(path)")
+    }
+    defer { try? file.close() }
+    let chunkSize = 8 << 20
+    var chunk = [UInt8](repeating: 0, count: chunkSize + 32)
+    var digits: [UInt8] = [UInt8(ascii: "1")]  // the next line's number
+    var bytes = 0, lines = 0, used = 0
+    while bytes + used + digits.count + 1 <= limit {
+        for digit in digits {
+            chunk[used] = digit
+            used += 1
+        }
+        chunk[used] = UInt8(ascii: "\n")
+        used += 1
+        lines += 1
+        var index = digits.count - 1
+        while index >= 0, digits[index] == UInt8(ascii: "9") {
+            digits[index] = UInt8(ascii: "0")
+            index -= 1
+        }
+        if index >= 0 { digits[index] += 1 } else { digits.insert(UInt8(ascii: "1"), at: 0) }
+        if used >= chunkSize {
+            try file.write(contentsOf: chunk[..<used])
+            bytes += used
+            used = 0
+        }
+    }
+    try file.write(contentsOf: chunk[..<used])
+    return (bytes + used, lines)
 }
 
 /// Runs the Python baseline once and returns the named field of its JSON report.
@@ -158,6 +197,34 @@ func scenarios(workers: Int, sizes: Sizes, paths: Paths) async throws -> [Scenar
         try await body()
         return seconds(clock.now - start)
     }
+
+    // i: the numbered lines, written once, by the first run that needs them.
+    var pipeInput: (bytes: Int, lines: Int)?
+    func numberedLines() throws -> (bytes: Int, lines: Int) {
+        if let pipeInput { return pipeInput }
+        let made = try writeNumberedLines(to: pipeInputFile, limit: sizes.pipeBytes)
+        pipeInput = made
+        return made
+    }
+    // One run of a command that prints line counts (one per job): MiB/s, once the counts add
+    // up to the file's lines.
+    func countLines(_ program: String, _ arguments: [String], fromStandardInput: Bool) async throws -> Double {
+        let input = try numberedLines()
+        var output = ""
+        let time = try await timed {
+            output = try runProgram(program, arguments, standardInput: fromStandardInput ? pipeInputFile : nil)
+        }
+        var counted = 0
+        for line in output.split(separator: "\n") {
+            guard let count = Int(line.trimmingCharacters(in: .whitespaces)) else { throw BenchmarkError("not a line count: \(line)") }
+            counted += count
+        }
+        guard counted == input.lines else { throw BenchmarkError("counted \(counted) lines, not \(input.lines)") }
+        return Double(input.bytes) / 1_048_576 / time
+    }
+    let noPool = FileManager.default.isExecutableFile(atPath: paths.pool) ? nil : "build it first: swift build -c release"
+    let noParallel = which("parallel") == nil ? "GNU parallel is not installed" : nil
+    let pipeOptions = ["--block", "10M", "-j", String(workers), "wc", "-l"]
 
     return [
         Scenario(
@@ -372,6 +439,29 @@ func scenarios(workers: Int, sizes: Sizes, paths: Paths) async throws -> [Scenar
                 .value("coordinator peak, lazy map", atMost: 100, "coordinator peak (MiB)"),
                 .ratio("idle pool-worker", "trivial Swift program", atMost: 1.5, "idle worker vs trivial program"),
                 .ratio("idle pool-worker, private", "trivial Swift program, private", atMost: 1.5, "idle worker vs trivial, private memory"),
+            ]),
+        Scenario(
+            id: "i", title: "--pipe (\(sizes.pipeBytes >> 20) MiB of numbered lines into wc -l)",
+            contenders: [
+                Contender("pool run --pipe", unit: "MiB/s", ours: true, unavailable: noPool) {
+                    try await countLines(paths.pool, ["run", "--pipe"] + pipeOptions, fromStandardInput: true)
+                },
+                Contender("GNU --pipe", unit: "MiB/s", unavailable: noParallel) {
+                    try await countLines(which("parallel")!, ["--pipe"] + pipeOptions, fromStandardInput: true)
+                },
+                Contender("pool run --pipepart", unit: "MiB/s", ours: true, unavailable: noPool) {
+                    try await countLines(paths.pool, ["run", "--pipepart", "-a", pipeInputFile] + pipeOptions, fromStandardInput: false)
+                },
+                Contender("GNU --pipepart", unit: "MiB/s", unavailable: noParallel) {
+                    try await countLines(which("parallel")!, ["--pipepart", "-a", pipeInputFile] + pipeOptions, fromStandardInput: false)
+                },
+                Contender("cat | wc -l", unit: "MiB/s") {
+                    try await countLines("/bin/sh", ["-c", "cat \"$0\" | wc -l", pipeInputFile], fromStandardInput: false)
+                },
+            ],
+            bars: [
+                .ratio("pool run --pipe", "GNU --pipe", atLeast: 2, "--pipe vs GNU --pipe"),
+                .ratio("pool run --pipepart", "cat | wc -l", atLeast: 1.3, "--pipepart vs cat | wc -l"),
             ]),
     ]
 }

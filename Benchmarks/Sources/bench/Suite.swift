@@ -166,16 +166,18 @@ func formatRatio(_ ratio: Double) -> String {
 
 /// The table of medians, ranges and ratios, in Markdown (it reads as plain text too).
 func table(_ result: SuiteResult) -> String {
+    // A name such as "cat | wc -l" must not end its cell.
+    func cell(_ text: String) -> String { text.replacingOccurrences(of: "|", with: "\\|") }
     var lines: [String] = []
     lines.append("| scenario | contender | median | range | unit |")
     lines.append("|---|---|---|---|---|")
     for scenario in result.scenarios {
         for measured in scenario.measured {
-            let name = measured.ours ? "**\(measured.contender)**" : measured.contender
+            let name = cell(measured.ours ? "**\(measured.contender)**" : measured.contender)
             if let median = measured.median, let low = measured.values.min(), let high = measured.values.max() {
                 lines.append("| \(scenario.id). \(scenario.title) | \(name) | \(format(median)) | \(format(low))–\(format(high)) | \(measured.unit) |")
             } else {
-                lines.append("| \(scenario.id). \(scenario.title) | \(name) | skipped | \(measured.skipped ?? "") | |")
+                lines.append("| \(scenario.id). \(scenario.title) | \(name) | skipped | \(cell(measured.skipped ?? "")) | |")
             }
         }
     }
@@ -184,11 +186,11 @@ func table(_ result: SuiteResult) -> String {
     lines.append("|---|---|---|---|---|")
     for scenario in result.scenarios {
         for bar in scenario.bars {
-            let what = bar.theirs.map { "\(bar.ours) ÷ \($0)" } ?? bar.ours
+            let what = cell(bar.theirs.map { "\(bar.ours) ÷ \($0)" } ?? bar.ours)
             let measured = bar.ratio.map { bar.theirs == nil ? format($0) : formatRatio($0) } ?? "n/a"
             let bound = (bar.kind == .atLeast ? "≥ " : "≤ ") + (bar.theirs == nil ? format(bar.bound) : formatRatio(bar.bound))
             let met = bar.met.map { $0 ? "yes" : "**no**" } ?? "n/a"
-            lines.append("| \(scenario.id). \(bar.label) | \(what) | \(measured) | \(bound) | \(met) |")
+            lines.append("| \(scenario.id). \(cell(bar.label)) | \(what) | \(measured) | \(bound) | \(met) |")
         }
     }
     return lines.joined(separator: "\n")

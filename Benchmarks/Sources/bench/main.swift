@@ -8,11 +8,11 @@ let usage = """
 usage: bench [--workers N] [--repetitions R] [--quick] [--only a,b,...] [--json FILE] [--svg FILE]
 
 Runs the performance scenarios (a: tiny jobs, b: futures, c: latency, d: CPU-bound,
-e: payload, f: start-up, g: command line, h: memory) for this pool and for the baselines
-(Python's ProcessPoolExecutor and multiprocessing.Pool, TaskGroup, raw pipes, xargs -P, GNU
-parallel), interleaved, and prints a table of medians, ranges and ratios. A baseline that is
-not installed is skipped with a note. Build the main package first (swift build -c release):
-scenarios g and h run its pool and pool-worker binaries.
+e: payload, f: start-up, g: command line, h: memory, i: --pipe) for this pool and for the
+baselines (Python's ProcessPoolExecutor and multiprocessing.Pool, TaskGroup, raw pipes,
+xargs -P, GNU parallel, cat | wc -l), interleaved, and prints a table of medians, ranges and
+ratios. A baseline that is not installed is skipped with a note. Build the main package first
+(swift build -c release): scenarios g, h and i run its pool and pool-worker binaries.
 
   --workers N       workers for every pool (default 2)
   --repetitions R   runs of each contender (default 5)
@@ -82,6 +82,7 @@ for scenario in try await scenarios(workers: workers, sizes: sizes, paths: paths
     }
     result.scenarios.append(await run(scenario, repetitions: repetitions, log: log))
 }
+try? FileManager.default.removeItem(atPath: pipeInputFile)
 
 print(table(result))
 let encoder = JSONEncoder()
