@@ -108,22 +108,34 @@ enum Help {
       --pipe           cut stdin into blocks and give each job one block on its stdin (the
                        command gets no input arguments); blocks are cut only where a record
                        ends, so no record is split, and with -k the output follows the blocks
-      --block SIZE     a --pipe block's size (default 1M; K, M or G; at most 128M); a record
-                       longer than that is a block of its own
+      --pipepart       with -a FILE (or :::: FILE): cut the regular file into blocks by
+                       offsets; only the bytes around each cut are read, and each worker
+                       sends its block's range to the command itself. A block is at least
+                       --block bytes, up to the next record end (as GNU parallel cuts it)
+      --block SIZE     a --pipe block's size (default 1M; K, M, G, T, P or E; at most 128M);
+                       a record longer than that is a block of its own
       --recend STR     what ends a record for --pipe (default \n; \0 and the -d escapes work)
       --recstart STR   with --pipe, cut only where a record also starts with STR
       -N N             with --pipe: N records per block instead of --block bytes
-      --cat            with --pipe: the block goes in a temporary file named by {} (removed
-                       when the job ends) instead of on the command's stdin
+      --cat            with --pipe or --pipepart: the block goes in a temporary file named
+                       by {} (removed when the job ends) instead of on the command's stdin
+      --fifo           with --pipe or --pipepart: the block goes through a named pipe named
+                       by {}, written as the command reads it. A command that never opens it
+                       just ends (GNU parallel waits for ever)
       -C, --colsep REGEX  split each input into columns, the values {1} {2} ... (a line
                        that is not UTF-8 is matched byte by byte, and no byte changes)
       --header :       the first input of each source names its values (its columns, with
                        --colsep): {name} stands for the value under that name. --header N:
-                       the first N inputs are the header
+                       the first N inputs are the header; any other value: the first input.
+                       With --pipe or --pipepart, the header (: one line, N lines, or what
+                       a REGEX matches at the start) goes before every block
       -n, --max-args N up to N inputs per job, their values one after another ({1} {2}
                        ... count across them); -N N is the same here. -n 0: none passed
       -m               as many inputs per job as fit -s; where {} stands in a word, the
-                       word splits between the values (pre{}post: prea b cpost)
+                       word splits between the values (pre{}post: prea b cpost). With -j
+                       above 1, the inputs spread evenly over the job slots, as in GNU
+                       parallel, when they number 65536 or fewer (they are read first to
+                       count them); more fill each command line
       -X               like -m, but the word around {} is repeated for each value
                        (pre{}post: preapost prebpost precpost); under a shell, like -m
       -s, --max-chars N  the longest command -m and -X make, counting each argument and
@@ -143,6 +155,9 @@ enum Help {
                        stops after N jobs succeeded instead, and exits 0
       --delay SECS     start jobs at least SECS seconds apart
       --nice N         run the commands with niceness N (-20 to 19), under nice(1)
+      --memfree SIZE   start no job while less than SIZE of memory is available
+                       (MemAvailable in /proc/meminfo), checked every 0.2 s; says so once on
+                       stderr. Unlike GNU parallel, a running job is never killed for it
       --shuf           run the jobs in a random order ({#} and -k follow that order)
       --bar            show a progress bar (count, rate, ETA) on stderr when it is a terminal;
                        until the number of jobs is known (inputs still being read), the
@@ -152,7 +167,7 @@ enum Help {
       --line-buffer    print output a line at a time as jobs write it (lines of different
                        jobs mix, but no line is cut); with -k, later jobs' lines wait their turn
       --max-output SIZE  the most output one job may write, stdout and stderr together
-                       (bytes, or with K, M or G; default 255M): a job that writes more is
+                       (bytes, or with K, M, G, T, P or E; default 255M): a job that writes more is
                        killed and fails saying so, so that no job's output takes all memory
       --worker PATH    the worker binary (default: pool-worker next to pool)
 
@@ -182,6 +197,7 @@ enum Help {
       pool run 'gzip -c {} > {}.gz' ::: *.txt
       pool run --timeout 30 --retries 2 ./flaky-test ::: 1 2 3
       pool run --line-buffer --tag ping -c 3 ::: host1 host2
+      pool run --pipepart -a big.csv --header : --block 10M ./count-rows
 
     """
 

@@ -14,6 +14,8 @@ struct InputRecords: Sequence, IteratorProtocol {
         /// `--pipepart`: a block that is a range of a file (after a header), which the worker
         /// reads itself.
         case part(header: Bytes, range: CommandJob.FileRange)
+        /// `--pipe`: a job's whole input, encoded around its block: `buffer[start...]`.
+        case encoded(Bytes, start: Int)
     }
 
     /// The descriptor read: 0 for stdin, or an input file's, closed at its end.

@@ -17,6 +17,8 @@ struct PipeBlocks: IteratorProtocol {
     private var buffer: [UInt8] = []
     /// Where the next block starts in `buffer`.
     private var start = 0
+    /// Scratch bytes at the start of every block handed out.
+    let headroom: Int
     /// With `-N`, or for a record longer than a block: how far the search for record ends
     /// has got (from `start`), and how many it found, so each byte is looked at once.
     private var searched = 0
@@ -26,8 +28,19 @@ struct PipeBlocks: IteratorProtocol {
     /// - Parameters:
     ///   - recordsPerBlock: `-N`: records per block, instead of `blockSize` bytes.
     ///   - initialBytes: Input already read (after a `--header`).
-    init(descriptor: Int32 = 0, blockSize: Int, recordEnd: Bytes, recordStart: Bytes, recordsPerBlock: Int?, initialBytes: Bytes = []) {
-        buffer = initialBytes
+    ///   - headroom: Bytes of scratch space before each block's bytes, for the caller to
+    ///     encode the rest of the job's input into, so the block is never copied.
+    init(
+        descriptor: Int32 = 0, blockSize: Int, recordEnd: Bytes, recordStart: Bytes, recordsPerBlock: Int?, initialBytes: Bytes = [],
+        headroom: Int = 0
+    ) {
+        self.headroom = headroom
+        if recordsPerBlock == nil {
+            buffer = Bytes(repeating: 0, count: headroom) + initialBytes
+            start = headroom
+        } else {
+            buffer = initialBytes
+        }
         precondition(!recordEnd.isEmpty || !recordStart.isEmpty, "a record has an end or a start")
         self.descriptor = descriptor
         self.blockSize = blockSize
@@ -42,14 +55,15 @@ struct PipeBlocks: IteratorProtocol {
                 searched = 0
                 found = 0
                 if recordsPerBlock == nil {
-                    // The block was read into place: it is handed out as it is, and only the
-                    // bytes past the cut (part of a record, rarely more) move to the next one.
+                    // The block was read into place (after the headroom): it is handed out as
+                    // it is, and only the bytes past the cut (part of a record, rarely more)
+                    // move to the next one.
                     var block = buffer
-                    buffer = Array(block[cut...])
+                    buffer = Bytes(repeating: 0, count: headroom) + block[cut...]
                     block.removeSubrange(cut...)
                     return block
                 }
-                let block = Array(buffer[start..<cut])
+                let block = Bytes(repeating: 0, count: headroom) + buffer[start..<cut]
                 start = cut
                 // Drop what was handed out once it is half the buffer, so each byte moves at
                 // most about once.
@@ -63,11 +77,10 @@ struct PipeBlocks: IteratorProtocol {
                 guard start < buffer.count else { return nil }
                 defer {
                     buffer = []
-                    start = 0
                     searched = 0
                     found = 0
                 }
-                return start == 0 ? buffer : Array(buffer[start...])
+                return start == headroom ? buffer : Bytes(repeating: 0, count: headroom) + buffer[start...]
             }
             if recordsPerBlock == nil { fill() } else { read() }
         }
@@ -152,9 +165,9 @@ struct PipeBlocks: IteratorProtocol {
     /// read into in place (no zeroes written first), so a block's bytes are copied only by
     /// the kernel. A record longer than a block doubles the buffer until its end is found.
     private mutating func fill() {
-        precondition(start == 0, "blocks of --block bytes are handed out from the buffer's start")
+        precondition(start == headroom, "blocks of --block bytes are handed out from the buffer's start")
         let lookahead = 1 + recordStart.count
-        let target = buffer.count < blockSize + lookahead ? blockSize + lookahead : buffer.count + Swift.max(buffer.count, 1 << 16)
+        let target = buffer.count < start + blockSize + lookahead ? start + blockSize + lookahead : buffer.count + Swift.max(buffer.count, 1 << 16)
         var reachedEnd = false
         buffer = [UInt8](unsafeUninitializedCapacity: target) { [buffer, descriptor] space, count in
             count = space.initialize(fromContentsOf: buffer)

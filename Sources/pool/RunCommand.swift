@@ -337,9 +337,26 @@ struct RunCommand {
         if pipe {
             let template = CommandTemplate(words: command, forceShell: forceShell, spellings: spellings)
             let (header, rest) = pipeHeader?.read(from: 0, limit: PipePartBlocks.longestHeader) ?? ([], [])
+            // Each block is read after room for the rest of its job's input, which is encoded
+            // there: the block's bytes are then never copied on their way to the worker.
+            let headroom = header.isEmpty ? Self.pipeHeadroom : 0
             var blocks = PipeBlocks(
-                blockSize: blockSize, recordEnd: recordEnd, recordStart: recordStart, recordsPerBlock: recordsPerBlock, initialBytes: rest)
-            return (template, AnyIterator { blocks.next().map { [.complete(header.isEmpty ? $0 : header + $0)] } }, nil)
+                blockSize: blockSize, recordEnd: recordEnd, recordStart: recordStart, recordsPerBlock: recordsPerBlock, initialBytes: rest,
+                headroom: headroom)
+            var sequence = 0
+            return (template, AnyIterator { [self] in
+                guard var block = blocks.next() else { return nil }
+                sequence += 1
+                let input = pipeCommand(template, sequence: sequence)
+                if headroom > 0, let prefix = try? input.binaryPrefix(standardInputCount: block.count - headroom), prefix.count <= headroom {
+                    let start = headroom - prefix.count
+                    block.withUnsafeMutableBufferPointer { buffer in
+                        _ = UnsafeMutableBufferPointer(rebasing: buffer[start..<headroom]).initialize(fromContentsOf: prefix)
+                    }
+                    return [.encoded(block, start: start)]
+                }
+                return [.complete(header + block[headroom...])]
+            }, nil)
         }
         let columns = try columnSeparator.map { pattern throws(UsageError) in try ColumnSplitter(pattern: pattern) }
         let inputs = try JobArguments.open(sources, linkAll: linkAll, columns: columns, headerLines: headerLines) { descriptor in
@@ -374,6 +391,20 @@ struct RunCommand {
             arguments.append(bytes)
         }
         return arguments
+    }
+
+    /// The room before each `--pipe` block for the rest of its job's input: the command line,
+    /// mostly. A longer one is encoded the usual way, with the block copied.
+    static let pipeHeadroom = 4096
+
+    /// The input of `--pipe` job number `sequence`, but for its block.
+    private func pipeCommand(_ template: CommandTemplate, sequence: Int) -> CommandJob.Input {
+        // With --cat or --fifo, {} is the block's file, which the worker makes.
+        let values = blockPassing != nil ? [Array(CommandJob.inputFilePlaceholder.utf8)] : []
+        var command = CommandJob.Input(argumentBytes: niced(template.arguments(for: values, sequence: sequence)), streamsOutput: lineBuffer)
+        command.inputPassing = blockPassing
+        command.outputLimit = outputLimit
+        return command
     }
 
     /// As GNU parallel does it: with `--nice`, the command runs under nice(1).
@@ -500,7 +531,7 @@ struct RunCommand {
                 requested += wanted
                 feed.request(wanted)
             }
-            func start(_ index: Int, _ arguments: [Bytes], _ command: CommandJob.Input, attempt: Int) async {
+            func start(_ index: Int, _ arguments: [Bytes], _ command: JobInput, attempt: Int) async {
                 let future: JobFuture<CommandJob.Output>
                 if keepsStreamed { streamed[index] = [Data(), Data()] }
                 var onOutput: (@Sendable (Int, [UInt8]) -> Void)?
@@ -508,7 +539,11 @@ struct RunCommand {
                     onOutput = { stream, bytes in sink.yield(.output(index, arguments, stream, bytes)) }
                 }
                 do {
-                    future = try await pool.submit(CommandJob.self, command, onOutput: onOutput)
+                    switch command {
+                    case .command(let input): future = try await pool.submit(CommandJob.self, input, onOutput: onOutput)
+                    case .encoded(let buffer, let start):
+                        future = try await pool.submit(CommandJob.self, encodedInput: buffer, from: start, onOutput: onOutput)
+                    }
                 } catch let error as ProcessPoolError {
                     sink.yield(.finished(index, arguments, .failure(error)))
                     return
@@ -542,20 +577,19 @@ struct RunCommand {
                     requested -= 1
                     if halted || interrupt.signal != nil { break }
                     if pipe {
-                        // With --cat or --fifo, {} is the block's file, which the worker makes.
-                        let values = blockPassing != nil ? [Array(CommandJob.inputFilePlaceholder.utf8)] : []
-                        var command = CommandJob.Input(
-                            argumentBytes: niced(template.arguments(for: values, sequence: index + 1)), streamsOutput: lineBuffer)
+                        var command = pipeCommand(template, sequence: index + 1)
                         switch records.first {
-                        case .complete(let block)?: command.standardInput = block
+                        case .encoded(let buffer, let offset)?:
+                            await start(index, [], .encoded(buffer, start: offset), attempt: 0)
                         case .part(let header, let range)?:
                             command.standardInput = header.isEmpty ? nil : header
                             command.standardInputFile = range
+                            await start(index, [], .command(command), attempt: 0)
+                        case .complete(let block)?:
+                            command.standardInput = block
+                            await start(index, [], .command(command), attempt: 0)
                         default: break
                         }
-                        command.inputPassing = blockPassing
-                        command.outputLimit = outputLimit
-                        await start(index, [], command, attempt: 0)
                         break
                     }
                     guard let arguments = Self.complete(records) else {
@@ -575,7 +609,7 @@ struct RunCommand {
                             : template.arguments(for: arguments, sequence: index + 1)
                         var command = CommandJob.Input(argumentBytes: niced(vector), streamsOutput: lineBuffer)
                         command.outputLimit = outputLimit
-                        await start(index, arguments, command, attempt: 0)
+                        await start(index, arguments, .command(command), attempt: 0)
                     }
                 case .inputsEnded:
                     inputsEnded = true
@@ -716,10 +750,17 @@ enum RunEvent: Sendable {
     case inputsEnded
     /// A job ended: its sequence index, arguments and result, which attempt it was, and the
     /// command (nil where it never ran and must not be retried).
-    case finished(Int, [Bytes], Result<CommandJob.Output, ProcessPoolError>, attempt: Int = 0, command: CommandJob.Input? = nil)
+    case finished(Int, [Bytes], Result<CommandJob.Output, ProcessPoolError>, attempt: Int = 0, command: JobInput? = nil)
     case cancelled(Int)
     /// With --line-buffer: lines a running job wrote to stdout (0) or stderr (1).
     case output(Int, [Bytes], Int, [UInt8])
+}
+
+/// A job's input as it is submitted (and submitted again for `--retries`).
+enum JobInput: Sendable {
+    case command(CommandJob.Input)
+    /// `--pipe`: the input encoded around its block, `buffer[start...]`, sent without a copy.
+    case encoded(Bytes, start: Int)
 }
 
 /// Reads inputs one at a time, on request, on a queue of its own: reading stdin may block for

@@ -844,6 +844,10 @@ struct CommandLineTests {
         let records = try await pool(
             ["run", "--pipe", "--block", "1k", "-k", "sh", "-c", "printf '[%s]' \"$(cat)\""], standardInput: "a\n" + long + "\nb\nc")
         #expect(records.output == "[a][\(long)][b\nc]", "\(records.error)")
+        // A command too long for the room kept before each block: the block is copied instead.
+        let longWord = String(repeating: "w", count: 5000)
+        let longCommand = try await pool(["run", "--pipe", "--block", "10k", "-k", "sh", "-c", "cat", longWord], standardInput: numbers)
+        #expect(longCommand.output == numbers, "\(longCommand.error)")
         // Empty input: no job.
         let empty = try await pool(["run", "--pipe", "-k", "echo", "ran"], standardInput: "")
         #expect(empty.output.isEmpty && empty.status == 0)

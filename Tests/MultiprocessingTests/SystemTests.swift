@@ -6,6 +6,18 @@ import Testing
 
 @Suite("System calls and descriptors")
 struct SystemTests {
+    @Test("a command's input encoded as a prefix and then its stdin bytes is its encoding (pool run --pipe sends it so)")
+    func commandInputPrefix() throws {
+        var input = CommandJob.Input(arguments: ["wc", "-l", "caf\u{e9}"])
+        input.outputLimit = 1000
+        input.inputPassing = .namedPipe
+        for count in [0, 1, 127, 128, 16_384, 100_000] {
+            input.standardInput = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+            let whole = try BinaryPayloadEncoder().encode(input)
+            #expect(try input.binaryPrefix(standardInputCount: count) + input.standardInput! == whole, "\(count) bytes")
+        }
+    }
+
     @Test("a command reads a range of a file, through its stdin, a temporary file or a named pipe; a range past the end fails")
     func commandInputFromFileRange() async throws {
         let path = "/tmp/pool-range-\(getpid())"

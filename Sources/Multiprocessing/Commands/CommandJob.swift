@@ -251,9 +251,27 @@ extension CommandJob.Input: Codable {
         }
         try container.encodeIfPresent(streamsOutput, forKey: .streamsOutput)
         try container.encodeIfPresent(outputLimit, forKey: .outputLimit)
-        try container.encodeIfPresent(standardInput, forKey: .standardInput)
         try container.encodeIfPresent(standardInputFile, forKey: .standardInputFile)
         try container.encodeIfPresent(inputPassing, forKey: .inputPassing)
+        // Last, so that its bytes end the payload (see `binaryPrefix(standardInputCount:)`).
+        try container.encodeIfPresent(standardInput, forKey: .standardInput)
+    }
+
+    /// The binary encoding of this input with ``standardInput`` set to `count` bytes, up to
+    /// those bytes, which end it: so a caller can read the bytes into place after room for
+    /// this prefix and send the whole as the payload, never copying them (`pool run --pipe`).
+    /// ``standardInput`` itself is ignored.
+    package func binaryPrefix(standardInputCount count: Int) throws -> [UInt8] {
+        var empty = self
+        empty.standardInput = []
+        var prefix = try BinaryPayloadEncoder().encode(empty)
+        // An empty array in a keyed entry is its length 1 and its count 0; the real ones follow
+        // the same rule with the count known (the codec writes them before the bytes).
+        guard prefix.suffix(2).elementsEqual([1, 0]) else { throw EncodingError.invalidValue(count, .init(codingPath: [], debugDescription: "unexpected encoding of an empty standard input")) }
+        prefix.removeLast(2)
+        Varint.append(UInt64(Varint.encodedLength(of: UInt64(count)) + count), to: &prefix)
+        Varint.append(UInt64(count), to: &prefix)
+        return prefix
     }
 
     public init(from decoder: any Decoder) throws {

@@ -15,12 +15,14 @@ final class JobChunk: Sendable {
     /// How many times a job is run again after its worker crashed or it timed out.
     let maximumRetries: Int
     private let bytes: [UInt8]
-    /// `ends[k]` is the offset just past job k's payload.
+    /// Where the payloads start in `bytes` (after scratch space a caller encoded around).
+    private let start: Int
+    /// `ends[k]` is the offset just past job k's payload, from `start`.
     private let ends: [Int]
 
     init(
         sink: any ResultSink, jobName: String, codec: PayloadCodec, firstIndex: Int, firstJobID: UInt64,
-        options: ResolvedJobOptions, bytes: [UInt8], ends: [Int]
+        options: ResolvedJobOptions, bytes: [UInt8], start: Int = 0, ends: [Int]
     ) {
         self.sink = sink
         self.jobName = jobName
@@ -30,11 +32,12 @@ final class JobChunk: Sendable {
         timeout = options.timeout
         maximumRetries = options.maximumRetries
         self.bytes = bytes
+        self.start = start
         self.ends = ends
     }
 
     var count: Int { ends.count }
-    var byteCount: Int { bytes.count }
+    var byteCount: Int { bytes.count - start }
 
     func payloadSize(at position: Int) -> Int {
         ends[position] - (position == 0 ? 0 : ends[position - 1])
@@ -55,7 +58,7 @@ final class JobChunk: Sendable {
     /// before the first payload of `largeThreshold` bytes or more: those are sent from the chunk.
     /// Returns the position it stopped at: `positions.upperBound` if it appended them all.
     func appendJobs(_ positions: Range<Int>, jobIndex: Int, largeThreshold: Int, to frame: JobsFrameWriter, in writer: inout WireWriter) -> Int {
-        bytes.withUnsafeBytes { payloads in
+        withBytes { payloads in
             frame.appendJobs(
                 positions, of: payloads, ends: ends, jobIndex: jobIndex, codec: codec.rawValue,
                 largeThreshold: largeThreshold, into: &writer)
@@ -64,7 +67,7 @@ final class JobChunk: Sendable {
 
     /// All the chunk's bytes, valid during the call.
     func withBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
-        try bytes.withUnsafeBytes(body)
+        try bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start...])) }
     }
 }
 
@@ -92,6 +95,7 @@ struct ChunkSlice {
 /// Builds a chunk by encoding inputs one after another into one buffer.
 struct ChunkBuilder {
     private(set) var bytes: [UInt8] = []
+    private var start = 0
     private(set) var ends: [Int] = []
     let codec: PayloadCodec
     let maximumFrameSize: Int
@@ -103,7 +107,7 @@ struct ChunkBuilder {
     }
 
     var count: Int { ends.count }
-    var byteCount: Int { bytes.count }
+    var byteCount: Int { bytes.count - start }
 
     /// Encodes `input` as the next job.
     /// - Throws: The encoder's error, or a message if the payload exceeds the frame limit;
@@ -146,8 +150,25 @@ struct ChunkBuilder {
         ends.append(bytes.count)
     }
 
+    /// Makes `buffer[start...]`, already encoded in this builder's codec, the only payload,
+    /// without copying it (a `pool run --pipe` block, read into place after room for the
+    /// rest of its input's encoding).
+    mutating func adopt(_ buffer: [UInt8], from start: Int) throws(ProcessPoolError) {
+        precondition(ends.isEmpty && (0...buffer.count).contains(start), "one payload, adopted by an empty builder")
+        let size = buffer.count - start
+        let limit = WireProtocol.maximumPayloadSize(inFramesOf: maximumFrameSize)
+        guard size <= limit else {
+            throw ProcessPoolError(.encodingFailed, "the input is \(size) bytes; frames of at most \(maximumFrameSize) bytes carry inputs of up to \(limit) bytes")
+        }
+        bytes = buffer
+        self.start = start
+        ends = [size]
+    }
+
     func build(sink: any ResultSink, jobName: String, firstIndex: Int, firstJobID: UInt64, options: ResolvedJobOptions) -> JobChunk {
-        JobChunk(sink: sink, jobName: jobName, codec: codec, firstIndex: firstIndex, firstJobID: firstJobID, options: options, bytes: bytes, ends: ends)
+        JobChunk(
+            sink: sink, jobName: jobName, codec: codec, firstIndex: firstIndex, firstJobID: firstJobID, options: options, bytes: bytes,
+            start: start, ends: ends)
     }
 }
 

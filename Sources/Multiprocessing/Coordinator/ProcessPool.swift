@@ -140,6 +140,28 @@ public final class ProcessPool: Sendable {
         return JobFuture(sink: sink, core: core, id: id)
     }
 
+    /// ``submit(_:_:options:onOutput:)`` with the input already encoded in the binary codec,
+    /// as `buffer[start...]`: the buffer becomes the payload without a copy (`pool run --pipe`
+    /// reads each block into place after room for the rest of its input's encoding).
+    package func submit<J: Job>(
+        _ job: J.Type, encodedInput buffer: [UInt8], from start: Int, options: JobOptions = JobOptions(),
+        onOutput: (@Sendable (Int, [UInt8]) -> Void)?
+    ) async throws -> JobFuture<J.Output> {
+        var builder = ChunkBuilder(codec: .binary, maximumFrameSize: core.configuration.maximumFrameSize, expectedCount: 1)
+        do {
+            try builder.adopt(buffer, from: start)
+        } catch {
+            throw error.forJob(name: J.name, inputIndex: nil)
+        }
+        let id = core.reserveJobIDs(1)
+        let sink = FutureSink<J.Output>(decode: { run in
+            run.firstOutcome.decoded(J.Output.self, index: nil, jobID: run.firstJobID, jobName: run.jobName)
+        }, onOutput: onOutput)
+        let resolved = try ResolvedJobOptions(options, defaults: core.configuration)
+        try await core.enqueue(builder.build(sink: sink, jobName: J.name, firstIndex: 0, firstJobID: id, options: resolved))
+        return JobFuture(sink: sink, core: core, id: id)
+    }
+
     /// Runs one job and returns its output: ``submit(_:_:)`` followed by awaiting the future.
     ///
     /// - Parameters:
