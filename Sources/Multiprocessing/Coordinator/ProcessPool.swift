@@ -131,6 +131,13 @@ public final class ProcessPool: Sendable {
         } catch {
             throw error.forJob(name: J.name, inputIndex: nil)
         }
+        return try await submit(job, builder, options: options, onOutput: onOutput)
+    }
+
+    /// Queues the one job `builder` holds.
+    private func submit<J: Job>(
+        _ job: J.Type, _ builder: ChunkBuilder, options: JobOptions, onOutput: (@Sendable (Int, [UInt8]) -> Void)?
+    ) async throws -> JobFuture<J.Output> {
         let id = core.reserveJobIDs(1)
         let sink = FutureSink<J.Output>(decode: { run in
             run.firstOutcome.decoded(J.Output.self, index: nil, jobID: run.firstJobID, jobName: run.jobName)
@@ -153,13 +160,7 @@ public final class ProcessPool: Sendable {
         } catch {
             throw error.forJob(name: J.name, inputIndex: nil)
         }
-        let id = core.reserveJobIDs(1)
-        let sink = FutureSink<J.Output>(decode: { run in
-            run.firstOutcome.decoded(J.Output.self, index: nil, jobID: run.firstJobID, jobName: run.jobName)
-        }, onOutput: onOutput)
-        let resolved = try ResolvedJobOptions(options, defaults: core.configuration)
-        try await core.enqueue(builder.build(sink: sink, jobName: J.name, firstIndex: 0, firstJobID: id, options: resolved))
-        return JobFuture(sink: sink, core: core, id: id)
+        return try await submit(job, builder, options: options, onOutput: onOutput)
     }
 
     /// Runs one job and returns its output: ``submit(_:_:)`` followed by awaiting the future.
