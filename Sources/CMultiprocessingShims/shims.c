@@ -72,11 +72,56 @@ int mp_eventfd_cloexec(void) {
 #endif
 }
 
+/// Paths a job made (a temporary file or named pipe, and its directory) that a worker killed
+/// by a signal removes on its way out. `mp_temporary_valid[k]` is set only while
+/// `mp_temporary_paths[k]` holds a whole path, so a handler never reads one half written.
+static char mp_temporary_paths[2][4096];
+static volatile sig_atomic_t mp_temporary_valid[2];
+
+/// Removes the registered paths: the file or pipe, then its directory. Async-signal-safe.
+static void mp_remove_temporary_paths(void) {
+    if (mp_temporary_valid[0]) unlink(mp_temporary_paths[0]);
+    if (mp_temporary_valid[1]) rmdir(mp_temporary_paths[1]);
+}
+
+/// The SIGTERM handler once a job has made a temporary path: removes it, then dies of the
+/// signal as before.
+static void mp_terminated(int signal) {
+    mp_remove_temporary_paths();
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = SIG_DFL;
+    sigemptyset(&action.sa_mask);
+    sigaction(signal, &action, NULL);
+    raise(signal);
+}
+
+int mp_remove_on_termination(int slot, const char *path) {
+    if (slot < 0 || slot > 1) { errno = EINVAL; return -1; }
+    mp_temporary_valid[slot] = 0;
+    if (path == NULL) return 0;
+    size_t length = strlen(path);
+    if (length >= sizeof mp_temporary_paths[slot]) { errno = ENAMETOOLONG; return -1; }
+    memcpy(mp_temporary_paths[slot], path, length + 1);
+    static int installed = 0;
+    if (!installed) {
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_handler = mp_terminated;
+        sigemptyset(&action.sa_mask);
+        if (sigaction(SIGTERM, &action, NULL) != 0) return -1;
+        installed = 1;
+    }
+    mp_temporary_valid[slot] = 1;
+    return 0;
+}
+
 #if defined(__linux__)
 /// The handler of the parent-death signal: takes the worker's process group (the commands its
 /// job started) down with it. Async-signal-safe calls only.
 static void mp_parent_died(int signal) {
     (void)signal;
+    mp_remove_temporary_paths();
     // Only when the group is the worker's alone: one started by hand from a shell shares the
     // shell's group.
     if (getpgrp() == getpid()) kill(0, SIGKILL);

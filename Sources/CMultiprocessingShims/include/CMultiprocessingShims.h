@@ -24,6 +24,12 @@ int mp_die_with_parent_taking_group(void);
 /// (glibc 2.34+); otherwise returns ENOSYS and does nothing.
 int mp_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from);
 
+/// Registers `path` (slot 0: a job's temporary file or named pipe; 1: its directory) to be
+/// removed if the worker is killed by SIGTERM (a timeout, a cancel) or its parent dies, or
+/// forgets the slot's path when `path` is NULL. Installs the SIGTERM handler on first use.
+/// Meant for one job thread at a time. 0, or -1 with errno.
+int mp_remove_on_termination(int slot, const char *path);
+
 /// sendfile(2) on Linux: copies up to count bytes of in_fd from *offset to out_fd inside the
 /// kernel and advances *offset; -1 with errno ENOSYS elsewhere.
 long mp_send_file(int out_fd, int in_fd, long long *offset, size_t count);

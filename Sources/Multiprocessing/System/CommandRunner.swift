@@ -501,6 +501,8 @@ struct TemporaryFile {
         let descriptor = template.withUnsafeMutableBufferPointer { mp_mkstemp_cloexec($0.baseAddress!) }
         guard descriptor >= 0 else { throw SystemCallError(call: "mkstemp", errno: .current) }
         path = template.dropLast().map { UInt8(bitPattern: $0) }
+        // A worker killed in the middle of the job (a timeout) removes it on its way out.
+        _ = template.withUnsafeBufferPointer { mp_remove_on_termination(0, $0.baseAddress!) }
         let file = FileDescriptor(owning: descriptor)
         var failure: SystemCallError?
         var source = source
@@ -519,6 +521,7 @@ struct TemporaryFile {
     /// Deletes the file.
     func remove() {
         _ = withPath(path) { unlink($0) }
+        mp_remove_on_termination(0, nil)
     }
 }
 
@@ -538,17 +541,23 @@ struct TemporaryNamedPipe {
         }
         directory = template.dropLast().map { UInt8(bitPattern: $0) }
         path = directory + Array("/input".utf8)
+        // A worker killed in the middle of the job (a timeout) removes them on its way out.
+        _ = withPath(directory) { mp_remove_on_termination(1, $0) }
         guard withPath(path, { mkfifo($0, 0o600) }) == 0 else {
             let failure = SystemCallError(call: "mkfifo", errno: .current)
             _ = withPath(directory) { rmdir($0) }
+            mp_remove_on_termination(1, nil)
             throw failure
         }
+        _ = withPath(path) { mp_remove_on_termination(0, $0) }
     }
 
     /// Deletes the pipe and its directory.
     func remove() {
         _ = withPath(path) { unlink($0) }
         _ = withPath(directory) { rmdir($0) }
+        mp_remove_on_termination(0, nil)
+        mp_remove_on_termination(1, nil)
     }
 }
 
