@@ -112,10 +112,12 @@ enum Help {
                        offsets; only the bytes around each cut are read, and each worker
                        sends its block's range to the command itself. A block is at least
                        --block bytes, up to the next record end (as GNU parallel cuts it)
-      --block SIZE     a --pipe block's size (default 1M; K, M, G, T, P or E; at most 128M);
-                       a record longer than that is a block of its own
+      --block SIZE     a --pipe block's size (default 1M; K, M, G are powers of 1024 and
+                       k, m, g of 1000, as in GNU parallel; at most 128M); a record longer
+                       than that is a block of its own
       --recend STR     what ends a record for --pipe (default \n; \0 and the -d escapes work)
-      --recstart STR   with --pipe, cut only where a record also starts with STR
+      --recstart STR   with --pipe, cut only where a record starts with STR (after --recend
+                       if that is given too; alone, as in GNU parallel, with no record end)
       -N N             with --pipe: N records per block instead of --block bytes
       --cat            with --pipe or --pipepart: the block goes in a temporary file named
                        by {} (removed when the job ends) instead of on the command's stdin
@@ -128,14 +130,16 @@ enum Help {
                        --colsep): {name} stands for the value under that name. --header N:
                        the first N inputs are the header; any other value: the first input.
                        With --pipe or --pipepart, the header (: one line, N lines, or what
-                       a REGEX matches at the start) goes before every block
+                       a REGEX matches at the start) goes before every block; a REGEX that
+                       matches nothing means no header (GNU parallel then runs one job)
       -n, --max-args N up to N inputs per job, their values one after another ({1} {2}
                        ... count across them); -N N is the same here. -n 0: none passed
       -m               as many inputs per job as fit -s; where {} stands in a word, the
                        word splits between the values (pre{}post: prea b cpost). With -j
-                       above 1, the inputs spread evenly over the job slots, as in GNU
-                       parallel, when they number 65536 or fewer (they are read first to
-                       count them); more fill each command line
+                       above 1, the inputs spread evenly over the job slots when they fit
+                       one command line each, as in GNU parallel (they are read first to
+                       count them, up to 65536). Otherwise each command line is filled and
+                       the last may be short (GNU parallel evens out the last few)
       -X               like -m, but the word around {} is repeated for each value
                        (pre{}post: preapost prebpost precpost); under a shell, like -m
       -s, --max-chars N  the longest command -m and -X make, counting each argument and
@@ -155,10 +159,11 @@ enum Help {
                        stops after N jobs succeeded instead, and exits 0
       --delay SECS     start jobs at least SECS seconds apart
       --nice N         run the commands with niceness N (-20 to 19), under nice(1)
-      --memfree SIZE   start no job while less than SIZE of memory is available
+      --memfree SIZE   start no job while less than SIZE of memory (as --max-output) is available
                        (MemAvailable in /proc/meminfo), checked every 0.2 s; says so once on
                        stderr. Unlike GNU parallel, a running job is never killed for it
-      --shuf           run the jobs in a random order ({#} and -k follow that order)
+      --shuf           run the jobs in a random order ({#} and -k follow that order); not
+                       with --pipe, as in GNU parallel
       --bar            show a progress bar (count, rate, ETA) on stderr when it is a terminal;
                        until the number of jobs is known (inputs still being read), the
                        count, the rate and the time so far
@@ -167,7 +172,8 @@ enum Help {
       --line-buffer    print output a line at a time as jobs write it (lines of different
                        jobs mix, but no line is cut); with -k, later jobs' lines wait their turn
       --max-output SIZE  the most output one job may write, stdout and stderr together
-                       (bytes, or with K, M, G, T, P or E; default 255M): a job that writes more is
+                       (bytes, or with K, M, G, T, P or E, powers of 1024, or k, m, g, t,
+                       p, e, powers of 1000; default 255M): a job that writes more is
                        killed and fails saying so, so that no job's output takes all memory
       --worker PATH    the worker binary (default: pool-worker next to pool)
 

@@ -54,20 +54,22 @@ struct PipeBlocks: IteratorProtocol {
             if let cut = cutPoint() {
                 searched = 0
                 found = 0
-                if recordsPerBlock == nil {
+                if recordsPerBlock == nil && start == headroom && buffer.count - cut <= blockSize {
                     // The block was read into place (after the headroom): it is handed out as
-                    // it is, and only the bytes past the cut (part of a record, rarely more)
-                    // move to the next one.
+                    // it is, and only the bytes past the cut (part of a record) move to the
+                    // next one.
                     var block = buffer
                     buffer = Bytes(repeating: 0, count: headroom) + block[cut...]
                     block.removeSubrange(cut...)
                     return block
                 }
+                // With -N, or after a record longer than a block was read with more behind it,
+                // blocks are copied out of the buffer, each byte once.
                 let block = Bytes(repeating: 0, count: headroom) + buffer[start..<cut]
                 start = cut
                 // Drop what was handed out once it is half the buffer, so each byte moves at
                 // most about once.
-                if start >= buffer.count / 2 {
+                if recordsPerBlock != nil && start >= buffer.count / 2 {
                     buffer.removeSubrange(..<start)
                     start = 0
                 }
@@ -97,7 +99,8 @@ struct PipeBlocks: IteratorProtocol {
                 if found == recordsPerBlock { return boundary }
                 position = boundary
             }
-            searched = buffer.count - start
+            // Where a record start could not be seen yet, look again when more is read.
+            searched = Swift.max(position, buffer.count - recordStart.count) - start
             return nil
         }
         guard available > blockSize || ended else { return nil }
@@ -106,7 +109,7 @@ struct PipeBlocks: IteratorProtocol {
         // first one after it.
         if let boundary = lastBoundary(atOrBefore: start + blockSize) { return boundary }
         if let boundary = boundary(after: start + max(blockSize, searched)) { return boundary }
-        searched = buffer.count - start
+        searched = Swift.max(blockSize, buffer.count - recordStart.count - start)
         return nil
     }
 
@@ -165,7 +168,11 @@ struct PipeBlocks: IteratorProtocol {
     /// read into in place (no zeroes written first), so a block's bytes are copied only by
     /// the kernel. A record longer than a block doubles the buffer until its end is found.
     private mutating func fill() {
-        precondition(start == headroom, "blocks of --block bytes are handed out from the buffer's start")
+        if start > headroom {
+            // Blocks were copied out of the buffer: what is left moves to the front, once.
+            buffer = Bytes(repeating: 0, count: headroom) + buffer[start...]
+            start = headroom
+        }
         let lookahead = 1 + recordStart.count
         let target = buffer.count < start + blockSize + lookahead ? start + blockSize + lookahead : buffer.count + Swift.max(buffer.count, 1 << 16)
         var reachedEnd = false

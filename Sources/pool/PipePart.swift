@@ -70,7 +70,6 @@ struct PipePartBlocks: IteratorProtocol {
     struct File {
         /// The path given to the worker (absolute, as the worker may not share our directory).
         let path: Bytes
-        let descriptor: Int32
         let size: Int
         /// `--header`: read from the file's start, sent before each of its blocks.
         let header: Bytes
@@ -80,26 +79,32 @@ struct PipePartBlocks: IteratorProtocol {
     private let blockSize: Int
     private let boundary: Bytes
     private let recordEndLength: Int
-    /// The file being cut, and where its next block starts.
+    /// The file being cut, its descriptor (opened when its first block is cut, so that many
+    /// files do not hold many descriptors), and where its next block starts.
     private var current = 0
+    private var descriptor: Int32?
     private var position: Int
 
-    /// Opens each file and reads its header.
+    /// Checks each file and reads its header; keeps none open.
     /// - Throws: ``FileError`` for a file that cannot be opened, `UsageError` for one that is not
     ///   a regular file.
     init(paths: [Bytes], blockSize: Int, recordEnd: Bytes, recordStart: Bytes, header: PipeHeader?) throws {
         var files: [File] = []
-        let directory = FileManager.default.currentDirectoryPath
+        // The directory as bytes: its name need not be UTF-8.
+        var directory = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&directory, directory.count) != nil else { throw FileError("find", "the current directory") }
+        let here = directory.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
         for path in paths {
             let descriptor = try openInputFile(path)
+            defer { if descriptor != 0 { close(descriptor) } }
             var status = stat()
             let name = String(decoding: path, as: UTF8.self)
             guard descriptor != 0, fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
                 throw UsageError("--pipepart cuts regular files by offsets; \(name) is not one (use --pipe for a pipe or stdin)")
             }
             let found = header.map { $0.read(from: descriptor, limit: Self.longestHeader) }
-            let absolute = path.first == UInt8(ascii: "/") ? path : Array(directory.utf8) + [UInt8(ascii: "/")] + path
-            files.append(File(path: absolute, descriptor: descriptor, size: Int(status.st_size), header: found?.header ?? []))
+            let absolute = path.first == UInt8(ascii: "/") ? path : here + [UInt8(ascii: "/")] + path
+            files.append(File(path: absolute, size: Int(status.st_size), header: found?.header ?? []))
         }
         self.files = files
         self.blockSize = blockSize
@@ -115,13 +120,21 @@ struct PipePartBlocks: IteratorProtocol {
     mutating func next() -> (header: Bytes, range: CommandJob.FileRange)? {
         while current < files.count {
             let file = files[current]
-            guard position < file.size else {
-                close(file.descriptor)
+            if position < file.size, descriptor == nil {
+                descriptor = try? openInputFile(file.path)
+                if descriptor == nil {
+                    Output.write("pool: cannot read \(String(decoding: file.path, as: UTF8.self)) any more (\(String(cString: strerror(errno)))); its blocks do not run\n", to: .standardError)
+                    position = file.size
+                }
+            }
+            guard position < file.size, let descriptor else {
+                if let descriptor { close(descriptor) }
+                descriptor = nil
                 current += 1
                 if current < files.count { position = files[current].header.count }
                 continue
             }
-            let end = cut(file, after: position)
+            let end = cut(file, descriptor: descriptor, after: position)
             defer { position = end }
             return (file.header, CommandJob.FileRange(path: file.path, offset: position, byteCount: end - position))
         }
@@ -130,7 +143,7 @@ struct PipePartBlocks: IteratorProtocol {
 
     /// Where the block that starts at `start` ends: the first boundary at or after
     /// `start + blockSize`, found by reading from there, or the end of the file.
-    private func cut(_ file: File, after start: Int) -> Int {
+    private func cut(_ file: File, descriptor: Int32, after start: Int) -> Int {
         let from = start + blockSize
         guard from < file.size else { return file.size }
         guard !boundary.isEmpty else { return from }
@@ -142,7 +155,7 @@ struct PipePartBlocks: IteratorProtocol {
             let oldCount = window.count
             window += Bytes(repeating: 0, count: wanted)
             let got = window.withUnsafeMutableBytes { buffer in
-                pread(file.descriptor, buffer.baseAddress! + oldCount, wanted, off_t(windowStart + oldCount))
+                pread(descriptor, buffer.baseAddress! + oldCount, wanted, off_t(windowStart + oldCount))
             }
             guard got > 0 else { return file.size }
             window.removeLast(wanted - got)

@@ -92,6 +92,7 @@ struct RunCommand {
             return value
         }
         var argumentFiles: [InputSource] = []
+        var recordEndGiven = false
         /// A path option's value. The library takes paths as text, so one that is not UTF-8 is
         /// refused rather than changed.
         func path(for option: String) throws(UsageError) -> String {
@@ -171,7 +172,9 @@ struct RunCommand {
             case "--memfree": memoryFloor = try Self.parseSize(try value(for: argument), for: argument, largest: Self.largestMemoryFloor)
             case "--block", "--block-size":
                 blockSize = try Self.parseSize(try value(for: argument), for: argument, largest: Self.largestBlock)
-            case "--recend": recordEnd = try Self.parseDelimiter(try bytes(for: argument), allowingEmpty: true)
+            case "--recend":
+                recordEnd = try Self.parseDelimiter(try bytes(for: argument), allowingEmpty: true)
+                recordEndGiven = true
             case "--recstart": recordStart = try Self.parseDelimiter(try bytes(for: argument), allowingEmpty: true)
             case "-m": packing = .fit(maximumLength: 0)
             case "-X":
@@ -209,6 +212,9 @@ struct RunCommand {
             guard !sources.isEmpty || isatty(0) == 0, !pipe else { throw UsageError("no command given (see 'pool help run')") }
             inputsAreCommands = true
         }
+        // As in GNU parallel, a record start alone needs no record end before it.
+        if !recordStart.isEmpty && !recordEndGiven { recordEnd = [] }
+        if shuffle && pipe { throw UsageError("--shuf does not go with --pipe or --pipepart (as in GNU parallel): blocks run in input order") }
         if let headerText {
             pipeHeader = try PipeHeader(parsing: headerText)
             if case .lines(let count)? = pipeHeader { headerLines = count }
@@ -256,12 +262,14 @@ struct RunCommand {
     /// The largest `--max-output`: a frame's length field holds at most 4 GiB.
     static let largestOutputLimit = 3 << 30
 
-    /// `SIZE`: bytes, or with a suffix K, M, G, T, P or E (powers of 1024), above zero and at most
+    /// `SIZE`: bytes, or with a suffix K, M, G, T, P or E (powers of 1024; k, m, g, t, p, e:
+    /// of 1000), above zero and at most
     /// ``largestOutputLimit``.
     static func parseSize(_ text: String, for option: String, largest: Int = largestOutputLimit) throws(UsageError) -> Int {
+        // As in GNU parallel: capitals are powers of 1024, small letters of 1000.
         let units: [Character: Int] = [
-            "K": 1 << 10, "k": 1 << 10, "M": 1 << 20, "m": 1 << 20, "G": 1 << 30, "g": 1 << 30,
-            "T": 1 << 40, "t": 1 << 40, "P": 1 << 50, "p": 1 << 50, "E": 1 << 60, "e": 1 << 60,
+            "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50, "E": 1 << 60,
+            "k": 1_000, "m": 1_000_000, "g": 1_000_000_000, "t": 1_000_000_000_000, "p": 1_000_000_000_000_000, "e": 1_000_000_000_000_000_000,
         ]
         var digits = Substring(text)
         var unit = 1
@@ -270,7 +278,7 @@ struct RunCommand {
             digits = digits.dropLast()
         }
         guard let count = Int(digits), count > 0, count <= largest / unit else {
-            throw UsageError("\(option) needs a size above 0 and at most \(largest >> 20)M (bytes, or with K, M, G, T, P or E), not '\(text)'")
+            throw UsageError("\(option) needs a size above 0 and at most \(largest >> 20)M (bytes, or with K, M, G, T, P or E; k, m, ... for powers of 1000), not '\(text)'")
         }
         return count * unit
     }

@@ -37,7 +37,7 @@ struct HostsTests {
 
     @Test("--sshloginfile: one login list per line, comments and blank lines skipped")
     func loginFile() throws {
-        let hosts = try Host.parseLoginFile("# hosts\n\n2/a\n  # indented comment\nb,c\n:\n")
+        let hosts = try Host.parseLoginFile("# hosts\n\n2/a\n  # indented comment\n  b, c\n:\n")
         #expect(hosts.map(\.reach) == [
             .ssh(command: ["ssh"], user: nil, host: "a", port: nil), .ssh(command: ["ssh"], user: nil, host: "b", port: nil),
             .ssh(command: ["ssh"], user: nil, host: "c", port: nil), .local,

@@ -28,4 +28,13 @@ struct ProgressLineTests {
         #expect(MemoryGate.availableMemory(meminfo: "MemTotal: 5 kB\n") == nil)
         #expect(MemoryGate.availableMemory() != nil, "this machine's /proc/meminfo")
     }
+
+    @Test("sizes as GNU parallel reads them: capitals are powers of 1024, small letters of 1000")
+    func sizes() throws {
+        #expect(try RunCommand.parseSize("1K", for: "--block") == 1024)
+        #expect(try RunCommand.parseSize("1k", for: "--block") == 1000)
+        #expect(try RunCommand.parseSize("3m", for: "--block") == 3_000_000)
+        #expect(try RunCommand.parseSize("2G", for: "--max-output") == 2 << 30)
+        #expect(throws: UsageError.self) { try RunCommand.parseSize("1E", for: "--block", largest: 128 << 20) }
+    }
 }

@@ -61,7 +61,7 @@ extension Host {
         for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
             let trimmed = line.drop { $0 == " " || $0 == "\t" }
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
-            lines.append(String(line))
+            lines.append(String(trimmed))
         }
         return try parseLogins(lines.joined(separator: ","), sshCommand: sshCommand)
     }
@@ -85,7 +85,8 @@ extension Host {
             }
         }
         logins.append(current)
-        return logins.map { String($0.reversed().drop { $0 == " " || $0 == "\t" }.reversed()) }.filter { !$0.isEmpty }
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        return logins.map { String($0.drop(while: blank).reversed().drop(while: blank).reversed()) }.filter { !$0.isEmpty }
     }
 
     private static func parseLogin(_ login: String, sshCommand: [String]) throws(HostSyntaxError) -> Host {
