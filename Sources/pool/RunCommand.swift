@@ -585,15 +585,17 @@ struct RunCommand {
                     requested -= 1
                     if halted || interrupt.signal != nil { break }
                     if pipe {
-                        var command = pipeCommand(template, sequence: index + 1)
+                        // A block read into place comes encoded; the others are encoded here.
                         switch records.first {
                         case .encoded(let buffer, let offset)?:
                             await start(index, [], .encoded(buffer, start: offset), attempt: 0)
                         case .part(let header, let range)?:
+                            var command = pipeCommand(template, sequence: index + 1)
                             command.standardInput = header.isEmpty ? nil : header
                             command.standardInputFile = range
                             await start(index, [], .command(command), attempt: 0)
                         case .complete(let block)?:
+                            var command = pipeCommand(template, sequence: index + 1)
                             command.standardInput = block
                             await start(index, [], .command(command), attempt: 0)
                         default: break

@@ -94,9 +94,9 @@ struct ChunkSlice {
 
 /// Builds a chunk by encoding inputs one after another into one buffer.
 struct ChunkBuilder {
-    private(set) var bytes: [UInt8] = []
+    private var bytes: [UInt8] = []
     private var start = 0
-    private(set) var ends: [Int] = []
+    private var ends: [Int] = []
     let codec: PayloadCodec
     let maximumFrameSize: Int
 

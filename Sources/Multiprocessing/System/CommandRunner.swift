@@ -52,10 +52,8 @@ enum CommandRunner {
     private static func search(_ name: [UInt8]) -> [UInt8]? {
         let path = WorkerProcess.environmentValue("PATH") ?? "/usr/local/bin:/usr/bin:/bin"
         for directory in path.utf8.split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: false) {
-            let candidate = (directory.isEmpty ? Array(".".utf8) : Array(directory)) + [UInt8(ascii: "/")] + name + [0]
-            if candidate.withUnsafeBufferPointer({ access(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), X_OK) }) == 0 {
-                return Array(candidate.dropLast())
-            }
+            let candidate = (directory.isEmpty ? Array(".".utf8) : Array(directory)) + [UInt8(ascii: "/")] + name
+            if withPath(candidate, { access($0, X_OK) }) == 0 { return candidate }
         }
         return nil
     }
