@@ -13,6 +13,8 @@ struct MapCommand {
     var jobs = ProcessInfo.processInfo.activeProcessorCount
     var keepOrder = false
     var timeout: Duration?
+    /// `-S`, `--slf`, `--ssh`, `--slurm`: other machines to run on.
+    var hostOptions = HostOptions()
 
     init(arguments: [String]) throws(UsageError) {
         var rest = arguments[...]
@@ -21,6 +23,7 @@ struct MapCommand {
             return value
         }
         while let argument = rest.popFirst() {
+            if try hostOptions.parse(argument, value: { () throws(UsageError) in try value(for: argument) }) { continue }
             switch argument {
             case "--worker": workerPath = try value(for: argument)
             case "--job": jobName = try value(for: argument)
@@ -50,6 +53,10 @@ struct MapCommand {
         guard let jobName else { return 2 }
         var configuration = ProcessPoolConfiguration(workerCount: jobs, executablePath: try workerExecutable(workerPath))
         configuration.jobTimeout = timeout
+        if hostOptions.namesHosts {
+            configuration.hosts = try hostOptions.hosts(slots: jobs)
+            configuration.hostEventHandler = HostOptions.reportEvents
+        }
         let printer = LinePrinter(keepOrder: keepOrder)
         try await withProcessPool(configuration: configuration) { pool in
             reportCapacity(of: pool)

@@ -71,6 +71,8 @@ struct RunCommand {
     var linkAll = false
     /// `-I` and its relatives: other spellings of the replacement strings.
     var spellings = CommandTemplate.Spellings()
+    /// `-S`, `--slf`, `--ssh`, `--slurm`: other machines to run on.
+    var hostOptions = HostOptions()
 
     /// Parses the arguments after `run`, byte for byte as the kernel passed them.
     /// - Throws: `UsageError` naming the bad option.
@@ -106,6 +108,7 @@ struct RunCommand {
             let argument = String(decoding: first, as: UTF8.self)
             guard argument.hasPrefix("-"), argument != "-" else { break }
             rest.removeFirst()
+            if try hostOptions.parse(argument, value: { () throws(UsageError) in try value(for: argument) }) { continue }
             switch argument {
             case "--": break parsing
             case "-k", "--keep-order": keepOrder = true
@@ -220,6 +223,9 @@ struct RunCommand {
             if case .lines(let count)? = pipeHeader { headerLines = count }
         }
         if blockPassing != nil && !pipe { throw UsageError("--cat and --fifo go with --pipe or --pipepart") }
+        if pipePart && hostOptions.namesHosts {
+            throw UsageError("--pipepart has workers read the file where they run: it does not go with -S, --slf or --slurm (use --pipe)")
+        }
         if pipePart {
             guard !sources.isEmpty, sources.allSatisfy({ if case .file(let path) = $0.origin { path != Array("-".utf8) } else { false } }) else {
                 throw UsageError("--pipepart cuts files given with -a FILE or :::: FILE (not ::: values or stdin)")
@@ -451,6 +457,10 @@ struct RunCommand {
         }
         var configuration = ProcessPoolConfiguration(workerCount: jobs, executablePath: try workerExecutable(workerPath))
         configuration.jobTimeout = timeout
+        if hostOptions.namesHosts {
+            configuration.hosts = try hostOptions.hosts(slots: jobs)
+            configuration.hostEventHandler = HostOptions.reportEvents
+        }
         if let outputLimit {
             // The output travels back in one frame, with room for the rest of the result.
             configuration.maximumFrameSize = max(configuration.maximumFrameSize, outputLimit + (1 << 20))

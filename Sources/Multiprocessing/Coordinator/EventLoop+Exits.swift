@@ -20,8 +20,9 @@ extension EventLoop {
         // 3. Its jobs.
         // A worker that dies before its hello counts against the executable, unless something
         // outside killed it (SIGKILL: an operator, the OOM killer, a chaos test).
+        // A worker lost with its host says nothing about the executable either.
         let killedFromOutside = status == .signaled(Signal.kill) && worker.violation == nil && worker.termination == nil
-        if worker.jobNames.isEmpty && !killedFromOutside && worker.termination == nil {
+        if worker.jobNames.isEmpty && !killedFromOutside && worker.termination == nil && worker.connection.hostLoss == nil {
             var error = workerError(.protocolViolation, worker.violation.map { "the worker broke the protocol before its handshake: \($0)" }
                 ?? "the worker exited before its handshake", worker)
             if worker.violation == nil, let fatal = worker.fatalMessage { error.message += ": \(fatal)" }
@@ -51,6 +52,9 @@ extension EventLoop {
         let cause: RescuePlan.Cause
         if lifecycle == .cancelling {
             cause = .poolCancelled(failure(.poolShutDown, "the pool was shut down while the job ran"))
+        } else if let loss = worker.connection.hostLoss {
+            let host = worker.connection.hostName ?? "?"
+            cause = .hostLost(host: "\(host): \(loss)", error: failure(.hostLost, "host \(host) was lost while the job ran there: \(loss)"))
         } else {
             switch worker.termination {
             case .cancelled?:

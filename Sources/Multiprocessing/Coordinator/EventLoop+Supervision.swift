@@ -4,28 +4,41 @@
 extension EventLoop {
     // MARK: Starting
 
-    /// Spawns a worker on this machine and sends it the coordinator's hello.
-    func spawnWorker() throws(ProcessPoolError) -> PooledWorker {
-        let configuration = core.configuration
-        let executable: String
-        let arguments: [String]
+    /// The worker binary and its arguments: the configured ones, or this program again.
+    static func workerProgram(_ configuration: ProcessPoolConfiguration) -> (executable: String, arguments: [String])? {
         if let path = configuration.executablePath {
-            executable = path
-            arguments = configuration.arguments ?? []
-        } else {
-            guard let path = currentExecutablePath() else {
-                throw ProcessPoolError(.spawnFailed, "cannot find the running program's path to re-execute it as a worker")
-            }
-            executable = path
-            arguments = configuration.arguments ?? Array(CommandLine.arguments.dropFirst())
+            return (path, configuration.arguments ?? [])
+        }
+        guard let path = currentExecutablePath() else { return nil }
+        return (path, configuration.arguments ?? Array(CommandLine.arguments.dropFirst()))
+    }
+
+    /// Spawns a worker on the host with the most free slots and sends it the coordinator's
+    /// hello; nil when every host's slots are taken or its host is down.
+    func spawnWorker() throws(ProcessPoolError) -> PooledWorker? {
+        let configuration = core.configuration
+        guard let host = hostWithFreeSlot() else { return nil }
+        guard let (executable, arguments) = Self.workerProgram(configuration) else {
+            throw ProcessPoolError(.spawnFailed, "cannot find the running program's path to re-execute it as a worker")
         }
         // The lowest slot no current worker holds: a replacement takes the one it replaces.
         let taken = Set(workers.map(\.slot))
         let slot = (1...(workers.count + 1)).first { !taken.contains($0) } ?? workers.count + 1
-        let connection: LocalPipeConnection
-        do {
-            connection = try LocalPipeConnection(
-                executable: executable, arguments: arguments, environment: workerEnvironment(slot: slot))
+        let connection: any WorkerConnection
+        do throws(SpawnFailure) {
+            if let link = links[host] {
+                if nextChannel == 0 { nextChannel = 1 }
+                defer { nextChannel &+= 1 }
+                do {
+                    connection = try RelayedConnection(
+                        link: link, channel: nextChannel, executablePath: hosts[host].workerPath ?? executable,
+                        environment: protocolEnvironment(slot: slot))
+                } catch {
+                    throw SpawnFailure(executable: executable, call: error.call, errno: error.errno)
+                }
+            } else {
+                connection = try LocalPipeConnection(executable: executable, arguments: arguments, environment: workerEnvironment(slot: slot))
+            }
         } catch {
             var failure = ProcessPoolError(.spawnFailed, "cannot start the worker executable (\(error.call) failed)")
             failure.errno = error.errno
@@ -34,26 +47,37 @@ extension EventLoop {
             throw failure
         }
         let worker = PooledWorker(connection: connection, maximumFrameSize: configuration.maximumFrameSize, spawnedAt: clock.now, slot: slot)
+        worker.host = host
         worker.outgoing.frames.writePreamble()
         CoordinatorHello(maximumFrameSize: configuration.maximumFrameSize).write(to: &worker.outgoing.frames)
         _ = worker.flushOutgoing()
         return worker
     }
 
-    /// The environment of the worker in `slot`: ours, with the configuration's additions and
-    /// what the protocol tells a worker.
+    /// The environment of the worker in `slot` on this machine: ours, with the configuration's
+    /// additions and what the protocol tells a worker.
     private func workerEnvironment(slot: Int) -> [String] {
-        let configuration = core.configuration
+        let additions = protocolEnvironment(slot: slot)
+        let keys = Set(additions.map { $0.prefix { $0 != "=" } })
         var environment = currentEnvironment().filter {
-            !$0.hasPrefix("SWIFT_MULTIPROCESSING_")
+            !$0.hasPrefix("SWIFT_MULTIPROCESSING_") && !keys.contains($0.prefix { $0 != "=" })
         }
+        environment += additions
+        environment.append("\(WireProtocol.parentEnvironmentKey)=\(ThisProcess.id)")
+        return environment
+    }
+
+    /// What a worker's environment gets on top of its host's: the configuration's additions
+    /// and what the protocol tells a worker (an agent adds these to its own environment).
+    func protocolEnvironment(slot: Int) -> [String] {
+        let configuration = core.configuration
+        var environment: [String] = []
         for (key, value) in configuration.environment {
-            environment.removeAll { $0.hasPrefix(key + "=") }
             environment.append("\(key)=\(value)")
         }
         // A crashing worker's Swift backtrace is kept short, so the crash report's tail still
         // shows the fatal error message and the crashing frames, and the worker dies quickly.
-        if !environment.contains(where: { $0.hasPrefix("SWIFT_BACKTRACE=") }) {
+        if configuration.environment["SWIFT_BACKTRACE"] == nil && WorkerProcess.environmentValue("SWIFT_BACKTRACE") == nil {
             environment.append("SWIFT_BACKTRACE=interactive=no,color=no,threads=crashed,registers=none,images=none,limit=12,top=4")
         }
         if let memoryLimit = configuration.memoryLimit {
@@ -61,7 +85,6 @@ extension EventLoop {
         }
         environment.append("\(WireProtocol.slotEnvironmentKey)=\(slot)")
         environment.append("\(WireProtocol.workerEnvironmentKey)=\(WireProtocol.version)")
-        environment.append("\(WireProtocol.parentEnvironmentKey)=\(ThisProcess.id)")
         return environment
     }
 
@@ -71,10 +94,15 @@ extension EventLoop {
         let (lifecycle, queueIsEmpty, broken) = core.state.withLock { ($0.lifecycle, $0.queue.isEmpty, $0.brokenError != nil) }
         guard !broken, lifecycle == .running || (lifecycle == .draining && !queueIsEmpty) else { return }
         let configuration = core.configuration
+        if let error = noHostLeft() {
+            fail(with: error)
+            return
+        }
         let live = workers.count { $0.state != .stopping } + respawns.pending
         let busy = !queueIsEmpty || workers.contains { !$0.inFlight.isEmpty }
         let minimum = min(capacity, configuration.minimumWorkerCount ?? capacity)
-        let target = busy ? capacity : max(minimum, 0)
+        // Slots on hosts that are down wait for their host.
+        let target = min(busy ? capacity : max(minimum, 0), live + freeSlotsOnLiveHosts())
         guard live < target else { return }
         for _ in live..<target {
             scheduleReplacement()
@@ -103,7 +131,8 @@ extension EventLoop {
 
     private func startReplacement() {
         do {
-            addWorker(try spawnWorker())
+            guard let worker = try spawnWorker() else { return }  // no host has room now
+            addWorker(worker)
         } catch {
             noteStartFailure(error)
             scheduleReplacement()
@@ -125,7 +154,7 @@ extension EventLoop {
 
     /// Makes `error` the pool's refusal: queued jobs and callers waiting for a worker's hello
     /// fail with it, and new work is refused.
-    private func fail(with error: ProcessPoolError) {
+    func fail(with error: ProcessPoolError) {
         guard let release = core.state.withLock({ $0.breakPool(with: error) }) else { return }
         carryOut(release, failingWith: error)
     }

@@ -35,10 +35,41 @@ final class EventLoop: @unchecked Sendable {
     /// ``BatchSizer/answerIsDueSoon(from:)``).
     static let spinDuration = Duration.microseconds(50)
 
+    /// The machines workers run on: the configuration's hosts, or this machine alone.
+    let hosts: [WorkerHost]
+    /// Each host's connection, nil for this machine; started with the loop.
+    let links: [HostLink?]
+    /// The number the next remote worker's channel gets.
+    var nextChannel: UInt32 = 1
+
     /// - Throws: ``SystemCallError`` if the thread that forwards workers' stderr cannot start.
     init(core: PoolCore) throws(SystemCallError) {
         self.core = core
-        capacity = max(1, core.configuration.workerCount)
+        let configuration = core.configuration
+        hosts = configuration.hosts.isEmpty ? [.local(slots: max(1, configuration.workerCount))] : configuration.hosts
+        capacity = hosts.reduce(0) { $0 + $1.slots }
+        let program = Self.workerProgram(configuration)
+        var links: [HostLink?] = []
+        for host in hosts {
+            guard !host.isLocal else {
+                links.append(nil)
+                continue
+            }
+            let waker = core.waker
+            links.append(try HostLink(
+                name: host.description, slots: host.slots,
+                command: host.agentCommand(executable: program?.executable ?? "", arguments: program?.arguments ?? []),
+                heartbeatTimeout: configuration.hostTimeout, connectTimeout: configuration.hostConnectTimeout,
+                statusChanged: { waker.wake() },
+                report: { [handler = configuration.hostEventHandler] status, retryIn in
+                    switch status {
+                    case .up: handler?(.up(host))
+                    case .down(let reason, _): handler?(.down(host, reason: reason, retryIn: retryIn))
+                    case .connecting, .stopped: break
+                    }
+                }))
+        }
+        self.links = links
         batchSizer = BatchSizer(
             targetBatchDuration: core.configuration.targetBatchDuration, fixedBatchSize: core.configuration.batchSize,
             spinDuration: Self.spinDuration)
@@ -75,9 +106,14 @@ final class EventLoop: @unchecked Sendable {
     /// ``ProcessPool/capacityShortfall``. Any other failure, or a first worker that cannot
     /// start, fails the pool.
     private func spawnInitialWorkers() -> ProcessPoolError? {
+        if let error = connectHosts() {
+            core.state.withLock { $0.startFailed() }
+            return error
+        }
         for _ in 0..<capacity {
             do {
-                addWorker(try spawnWorker())
+                guard let worker = try spawnWorker() else { break }  // the other hosts are down
+                addWorker(worker)
             } catch {
                 if !workers.isEmpty, let errno = error.errno, errno.meansResourceLimit {
                     keepPartOfWorkers(errno == .wouldBlock ? workers.count / 4 : workers.count / 2, because: error)
@@ -121,7 +157,8 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func publishWorkerProcessIDs() {
-        let pids = workers.map(\.pid)
+        // Only this machine's: the others' pids mean nothing here (and must never be signalled).
+        let pids = workers.filter { $0.connection.hostName == nil }.map(\.pid)
         core.state.withLock { $0.workersChanged(processIDs: pids) }
     }
 
@@ -247,6 +284,9 @@ final class EventLoop: @unchecked Sendable {
     /// closed. Every worker has exited by now.
     private func finish() {
         let release = core.state.withLock { $0.finish() }
+        // No connection to another machine outlives the pool: each agent stops what is left
+        // there when its connection ends.
+        disconnectHosts()
         // Every worker's descriptors are closed by now; close ours before anyone is told the
         // pool has stopped, so a caller counting descriptors sees none left.
         core.waker.close()

@@ -81,6 +81,9 @@ struct ChunkSlice {
     var isSuspect = false
     /// The failures of this job's earlier attempts (only on one-job slices).
     var history: [ProcessPoolError] = []
+    /// The hosts that were lost while this slice ran there, each as `name: reason`; such losses
+    /// do not use up the job's retries (``RescuePlan/hostLossLimit``).
+    var lostHosts: [String] = []
 
     /// Whether this slice's jobs must go out in a batch that reports each result at once.
     var needsEachResult: Bool { isSuspect || chunk.timeout != nil }

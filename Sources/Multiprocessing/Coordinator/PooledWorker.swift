@@ -57,6 +57,8 @@ final class PooledWorker {
     let spawnedAt: ContinuousClock.Instant
     /// Its slot number, 1…workerCount (GNU parallel's `{%}`).
     let slot: Int
+    /// The index of its host in the loop's ``EventLoop/hosts``.
+    var host = 0
 
     init(connection: any WorkerConnection, maximumFrameSize: Int, spawnedAt: ContinuousClock.Instant, slot: Int) {
         self.connection = connection

@@ -29,6 +29,15 @@ extension ProcessPoolConfiguration {
         if let minimumWorkerCount { try check(minimumWorkerCount, "minimumWorkerCount", in: 0...workerCount) }
         if let idleTimeout { try check(idleTimeout, "idleTimeout", allowingZero: false) }
         try check(handshakeTimeout, "handshakeTimeout", allowingZero: false)
+        try check(hostTimeout, "hostTimeout", allowingZero: false)
+        try check(hostConnectTimeout, "hostConnectTimeout", allowingZero: false)
+        var totalSlots = 0
+        for (index, host) in hosts.enumerated() {
+            try check(host.slots, "hosts[\(index)].slots", in: 1...Self.largestWorkerCount)
+            totalSlots += host.slots
+            try check(totalSlots, "the sum of hosts' slots", in: 1...Self.largestWorkerCount)
+            try host.validate(at: index)
+        }
     }
 }
 

@@ -63,6 +63,20 @@ public struct ProcessPoolConfiguration: Sendable {
     /// Whether workers' standard error is copied to the coordinator's (it is always captured,
     /// so a crash report can quote its last lines).
     public var forwardsWorkerStandardError: Bool = true
+    /// The machines to run workers on, each with its number of workers. Empty (the default):
+    /// this machine, with ``workerCount`` workers. When not empty it replaces ``workerCount``:
+    /// the pool runs the sum of the hosts' slots, and includes this machine only if it is
+    /// listed (``WorkerHost/local(slots:)``).
+    public var hosts: [WorkerHost] = []
+    /// How long a remote host may send nothing (heartbeats are sent every third of it) before
+    /// it is taken for lost: its workers' jobs run elsewhere (default ten seconds).
+    public var hostTimeout: Duration = .seconds(10)
+    /// How long a remote host's agent has to answer once its connection starts (default 30
+    /// seconds).
+    public var hostConnectTimeout: Duration = .seconds(30)
+    /// Told when a remote host comes up or goes down (with why), so that an app or a command
+    /// line can say so. Called on one of the pool's threads: it must return quickly.
+    public var hostEventHandler: (@Sendable (HostEvent) -> Void)?
 
     /// A configuration with `workerCount` workers running `executablePath`.
     ///

@@ -6,7 +6,7 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
         enum Storage: Hashable, Sendable {
             case jobThrew, workerCrashed, unknownJob, encodingFailed, decodingFailed
             case spawnFailed, poolShutDown, protocolViolation, timedOut, memoryLimitExceeded
-            case invalidConfiguration
+            case invalidConfiguration, hostLost
         }
 
         let storage: Storage
@@ -37,6 +37,10 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
         /// (negative, zero where a positive value is needed, or too large to mean anything);
         /// ``ProcessPoolError/message`` names the field and its value.
         public static let invalidConfiguration = Code(storage: .invalidConfiguration)
+        /// The job was on hosts that were lost under it (their connection ended or stopped
+        /// answering) as many times as a job may be, or no host is left to run it;
+        /// ``ProcessPoolError/message`` names each host and why it was lost.
+        public static let hostLost = Code(storage: .hostLost)
 
         public var description: String {
             switch storage {
@@ -51,6 +55,7 @@ public struct ProcessPoolError: Error, Sendable, CustomStringConvertible {
             case .timedOut: return "timedOut"
             case .memoryLimitExceeded: return "memoryLimitExceeded"
             case .invalidConfiguration: return "invalidConfiguration"
+            case .hostLost: return "hostLost"
             }
         }
     }

@@ -19,7 +19,16 @@ struct RescuePlan {
         case timedOut(ProcessPoolError)
         /// The worker died (crashed, broke the protocol, ran out of memory) on its own.
         case died(ProcessPoolError)
+        /// The worker's host was lost (`host` is its name and why): its jobs are blameless
+        /// and run again, without using up their retries, unless they have been on
+        /// ``hostLossLimit`` lost hosts.
+        case hostLost(host: String, error: ProcessPoolError)
     }
+
+    /// A job that was running on this many hosts when each was lost fails with
+    /// ``ProcessPoolError/Code/hostLost`` (as Dask's `allowed-failures` blames a task after 3
+    /// workers died under it).
+    static let hostLossLimit = 3
 
     /// Jobs to put back at the front of the queue, in order.
     private(set) var requeue: [ChunkSlice] = []
@@ -34,6 +43,20 @@ struct RescuePlan {
     ///   - waiting: The jobs of the batches behind it, which had not started.
     ///   - cause: Why it is gone.
     init(unanswered: [ChunkSlice], reportsEachResult: Bool, waiting: [ChunkSlice], cause: Cause) {
+        if case .hostLost(let host, let error) = cause {
+            for var slice in unanswered {
+                slice.lostHosts.append(host)
+                if slice.lostHosts.count >= Self.hostLossLimit {
+                    var final = error
+                    final.message = "the job was on \(slice.lostHosts.count) hosts that were lost under it: " + slice.lostHosts.joined(separator: "; ")
+                    failures.append((slice, final))
+                } else {
+                    requeue.append(slice)
+                }
+            }
+            requeue += waiting
+            return
+        }
         guard let first = unanswered.first else {
             if case .poolCancelled(let error) = cause {
                 failures = waiting.map { ($0, error) }
@@ -54,6 +77,8 @@ struct RescuePlan {
             return
         case .stoppedForCancelledJob:
             requeue = unanswered
+        case .hostLost:
+            break  // handled above
         case .timedOut(let error):
             retryOrFail(culprit, with: error)
             requeue += others

@@ -46,6 +46,18 @@ protocol WorkerConnection: AnyObject {
     /// Once the worker has exited (its exit event came, or both its streams ended), collects
     /// how it ended, stops whatever it left running, and releases every resource. Called once.
     func finish() -> TerminationStatus
+
+    /// The machine the worker runs on, for errors; nil for this machine.
+    var hostName: String? { get }
+
+    /// Why the worker's host was lost, when the worker ended with it (its connection ended or
+    /// stopped answering) rather than on its own.
+    var hostLoss: String? { get }
+}
+
+extension WorkerConnection {
+    var hostName: String? { nil }
+    var hostLoss: String? { nil }
 }
 
 /// Where a connection's descriptors sit in the loop's poll set, for reading its events.

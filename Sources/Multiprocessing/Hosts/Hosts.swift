@@ -251,3 +251,19 @@ package enum SlurmHostList {
 extension Character {
     fileprivate var isASCIIDigit: Bool { isASCII && isNumber }
 }
+
+extension Host {
+    /// The host as a pool takes it, with `defaultSlots` when the login named no count.
+    package func workerHost(defaultSlots: Int) -> WorkerHost {
+        let count = slots ?? defaultSlots
+        switch reach {
+        case .local:
+            return .local(slots: count)
+        case .ssh(let command, let user, let host, let port):
+            let destination = user.map { "\($0)@\(host)" } ?? host
+            return .ssh(destination, slots: count, command: command + (port.map { ["-p", $0] } ?? []))
+        case .slurmNode(let node):
+            return WorkerHost(.slurmNode(node), slots: count)
+        }
+    }
+}

@@ -40,6 +40,10 @@ struct PollSet {
 
     func events(at slot: Int) -> PollInterest { PollInterest(rawValue: entries[slot].revents) }
 
+    /// Leaves the descriptor in `slot` out of the next waits (poll skips negative numbers), so
+    /// a stream whose reader is not ready for more does not wake the loop, even at its end.
+    mutating func ignore(at slot: Int) { entries[slot].fd = -1 }
+
     /// Waits until a descriptor is ready or `timeoutMilliseconds` pass (-1: no limit).
     /// Waits for an event or the timeout; returns how many descriptors have events.
     @discardableResult

@@ -4,9 +4,11 @@
 /// its own worker calls ``serveIfSpawned(jobs:)`` first thing in `main`: in a process a pool
 /// spawned it serves jobs and never returns; anywhere else it returns at once.
 public enum Worker {
-    /// Whether this process was spawned by a ``ProcessPool`` to serve jobs.
+    /// Whether this process was spawned by a ``ProcessPool`` to serve jobs, or started on
+    /// another machine as the agent that spawns a pool's workers there.
     public static var isSpawnedByPool: Bool {
         WorkerProcess.environmentValue(WireProtocol.workerEnvironmentKey) != nil
+            || WorkerProcess.environmentValue(AgentProtocol.agentEnvironmentKey) != nil
     }
 
     /// Serves `jobs` if this process was spawned by a pool; returns at once otherwise.
@@ -31,6 +33,11 @@ public enum Worker {
     ///   be set up; once serving, it never returns.
     public nonisolated(nonsending) static func serve(jobs: [any Job.Type]) async throws -> Never {
         let registry = try JobRegistry(jobs)
+        if let version = WorkerProcess.environmentValue(AgentProtocol.agentEnvironmentKey) {
+            // Started on a remote host for a pool: spawn workers there, each running this
+            // program again (and so serving these same jobs), and relay their streams.
+            await Agent.serve(coordinatorVersion: version)
+        }
         if let parent = WorkerProcess.environmentValue(WireProtocol.parentEnvironmentKey), let parentID = Int32(parent) {
             WorkerProcess.dieWithParent(expectedParent: parentID)
         }

@@ -1,0 +1,81 @@
+/// The machines workers run on: connecting to remote hosts at start, choosing a host for each
+/// new worker, noticing when no host is left, and disconnecting at the end.
+extension EventLoop {
+    /// Starts every remote host's connection and waits until each has answered or failed.
+    ///
+    /// - Returns: An error naming every host and why it is down when none can run workers;
+    ///   nil otherwise (hosts that failed are tried again with backoff meanwhile).
+    func connectHosts() -> ProcessPoolError? {
+        for case let link? in links {
+            do {
+                try link.start()
+            } catch {
+                return ProcessPoolError(systemCallFailure: error, "cannot start the relay thread for host \(link.name)")
+            }
+        }
+        // The relays wake the loop's waker when a status changes: wait for that, not for time.
+        while links.contains(where: { $0?.status == .connecting }) {
+            var pollSet = PollSet()
+            _ = core.waker.add(to: &pollSet)
+            _ = try? pollSet.wait(timeoutMilliseconds: 1000)
+            core.waker.drain()
+        }
+        guard hosts.allSatisfy({ !$0.isLocal }), !links.contains(where: { $0?.status == .up }) else { return nil }
+        return ProcessPoolError(.hostLost, "no host could be reached: " + hostReport())
+    }
+
+    /// Each remote host that is down, and why: `name: reason; …`.
+    func hostReport() -> String {
+        links.compactMap { link -> String? in
+            guard let link else { return nil }
+            switch link.status {
+            case .down(let reason, _): return "\(link.name): \(reason)"
+            case .stopped: return "\(link.name): stopped"
+            case .connecting: return "\(link.name): still connecting"
+            case .up: return nil
+            }
+        }.joined(separator: "; ")
+    }
+
+    /// The host that should get the next worker: of those that are up and have a free slot,
+    /// the one with the most free slots (the first listed among equals).
+    func hostWithFreeSlot() -> Int? {
+        var best: (index: Int, free: Int)?
+        for index in hosts.indices where links[index] == nil || links[index]!.status == .up {
+            let free = hosts[index].slots - workers.count { $0.host == index && $0.state != .stopping }
+            if free > 0 && (best == nil || free > best!.free) { best = (index, free) }
+        }
+        return best?.index
+    }
+
+    /// Free slots on hosts that can take workers now.
+    func freeSlotsOnLiveHosts() -> Int {
+        var free = 0
+        for index in hosts.indices where links[index] == nil || links[index]!.status == .up {
+            free += max(0, hosts[index].slots - workers.count { $0.host == index && $0.state != .stopping })
+        }
+        return free
+    }
+
+    /// When every host is remote and down, and each has failed to connect again since it was
+    /// lost (so a short break of a single host does not end the run): the error to fail the
+    /// pool with, naming every host and why.
+    func noHostLeft() -> ProcessPoolError? {
+        guard hosts.allSatisfy({ !$0.isLocal }), workers.isEmpty else { return nil }
+        for case let link? in links {
+            guard case .down(_, let failedAttempts) = link.status, failedAttempts > 0 else { return nil }
+        }
+        return ProcessPoolError(.hostLost, "no host is left to run jobs: " + hostReport())
+    }
+
+    /// Ends every remote connection and waits until each relay has stopped its transport.
+    func disconnectHosts() {
+        for case let link? in links { link.stop() }
+        while links.contains(where: { $0 != nil && $0!.isStarted && !$0!.hasEnded }) {
+            var pollSet = PollSet()
+            _ = core.waker.add(to: &pollSet)
+            _ = try? pollSet.wait(timeoutMilliseconds: 1000)
+            core.waker.drain()
+        }
+    }
+}

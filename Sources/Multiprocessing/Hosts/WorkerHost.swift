@@ -1,0 +1,158 @@
+/// A machine a pool runs workers on: how to reach it, and how many workers it runs.
+///
+/// A remote host gets one connection, which starts the worker binary there in agent mode; the
+/// agent spawns the host's workers and relays their streams over that connection. So crash
+/// isolation, timeouts, retries, recycling and memory limits behave there as they do here.
+///
+/// ```swift
+/// var configuration = ProcessPoolConfiguration(executablePath: "/opt/app/worker")
+/// configuration.hosts = [.local(slots: 4), .ssh("alice@node1", slots: 16)]
+/// ```
+public struct WorkerHost: Hashable, Sendable, CustomStringConvertible {
+    /// How the coordinator reaches the machine.
+    public enum Transport: Hashable, Sendable {
+        /// This machine: workers are spawned directly.
+        case local
+        /// `command` (ssh and its options, one argument each) to `destination`
+        /// (`[user@]host`, or an alias of the ssh configuration).
+        case ssh(destination: String, command: [String])
+        /// A node of the current Slurm allocation, reached with one `srun` job step.
+        case slurmNode(String)
+        /// Any command that runs its arguments on the machine and carries stdin and stdout
+        /// byte for byte, such as `["kubectl", "exec", "-i", "pod-1", "--"]`; `name` names the
+        /// machine in errors.
+        case launcher(command: [String], name: String)
+    }
+
+    /// How the machine is reached.
+    public var transport: Transport
+    /// How many workers run there at once.
+    public var slots: Int
+    /// The worker binary's path on that machine; nil: the same path as on this one (a shared
+    /// file system, or a copy installed at the same place).
+    public var workerPath: String?
+
+    /// A host reached by `transport`, running `slots` workers.
+    public init(_ transport: Transport, slots: Int, workerPath: String? = nil) {
+        self.transport = transport
+        self.slots = slots
+        self.workerPath = workerPath
+    }
+
+    /// This machine, running `slots` workers.
+    public static func local(slots: Int) -> WorkerHost {
+        WorkerHost(.local, slots: slots)
+    }
+
+    /// A machine reached with `ssh`.
+    ///
+    /// - Parameters:
+    ///   - destination: `[user@]host` or an alias from the ssh configuration; a port goes in
+    ///     `command` (`["ssh", "-p", "2222"]`).
+    ///   - slots: How many workers run there at once.
+    ///   - command: The ssh program and its options.
+    ///   - workerPath: The worker binary's path there; nil: the same as here.
+    public static func ssh(_ destination: String, slots: Int, command: [String] = ["ssh"], workerPath: String? = nil) -> WorkerHost {
+        WorkerHost(.ssh(destination: destination, command: command), slots: slots, workerPath: workerPath)
+    }
+
+    /// The machine's name in errors and reports.
+    public var description: String {
+        switch transport {
+        case .local: return ":"
+        case .ssh(let destination, _): return destination
+        case .slurmNode(let node): return node
+        case .launcher(_, let name): return name
+        }
+    }
+
+    var isLocal: Bool { transport == .local }
+}
+
+/// A remote host's connection changed (``ProcessPoolConfiguration/hostEventHandler``).
+public enum HostEvent: Sendable, Equatable {
+    /// The host's agent answered: workers start there.
+    case up(WorkerHost)
+    /// The host cannot be reached or was lost, for `reason` (the transport's last words and its
+    /// exit status, or the heartbeats that went unanswered); its jobs run elsewhere, and it is
+    /// tried again after `retryIn`.
+    case down(WorkerHost, reason: String, retryIn: Duration)
+}
+
+extension WorkerHost {
+    /// The command line that starts the agent on the host: the transport, then the worker
+    /// binary with the variable that makes it an agent.
+    ///
+    /// - Parameters:
+    ///   - executable: The worker binary's path here, used there when ``workerPath`` is nil.
+    ///   - arguments: The worker's arguments.
+    func agentCommand(executable: String, arguments: [String]) -> [String] {
+        let program = workerPath ?? executable
+        let agent = ["env", "\(AgentProtocol.agentEnvironmentKey)=\(AgentProtocol.version)", program] + arguments
+        switch transport {
+        case .local:
+            return agent
+        case .ssh(let destination, let command):
+            // ssh joins its arguments into one line for the remote shell: quote each, and
+            // `exec` so the shell does not stay between sshd and the agent.
+            return command + [destination, "exec " + agent.map(ShellQuoting.quote).joined(separator: " ")]
+        case .slurmNode(let node):
+            // One step per node for the whole run; `--overlap` lets it share the node's CPUs with
+            // other steps, and the workers are the agent's children, inside the step.
+            return ["srun", "--nodes=1", "--ntasks=1", "--nodelist=\(node)", "--overlap", "--kill-on-bad-exit=1", "--quiet"] + agent
+        case .launcher(let command, _):
+            return command + agent
+        }
+    }
+}
+
+/// Quoting for a POSIX shell.
+enum ShellQuoting {
+    /// `text` as one word for `sh`: unchanged when it is only safe characters, otherwise in
+    /// single quotes, each `'` written as `'\''`.
+    static func quote(_ text: String) -> String {
+        let safe = text.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                return true
+            case UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "/"), UInt8(ascii: "="), UInt8(ascii: ":"), UInt8(ascii: ","), UInt8(ascii: "+"), UInt8(ascii: "@"):
+                return true
+            default:
+                return false
+            }
+        }
+        if safe && !text.isEmpty { return text }
+        return "'" + text.replacing("'", with: "'\\''") + "'"
+    }
+}
+
+extension WorkerHost {
+    /// Checks what would otherwise fail obscurely on the host: empty commands, names that the
+    /// transport would read as options, NUL bytes.
+    func validate(at index: Int) throws(ProcessPoolError) {
+        func refuse(_ problem: String) -> ProcessPoolError {
+            ProcessPoolError(.invalidConfiguration, "hosts[\(index)] (\(self)): \(problem)")
+        }
+        func checkWord(_ word: String, _ what: String) throws(ProcessPoolError) {
+            if word.isEmpty { throw refuse("\(what) is empty") }
+            if word.utf8.contains(0) { throw refuse("\(what) contains a NUL byte") }
+        }
+        switch transport {
+        case .local:
+            break
+        case .ssh(let destination, let command):
+            try checkWord(destination, "the destination")
+            if destination.hasPrefix("-") { throw refuse("the destination starts with '-', which ssh would read as an option") }
+            guard let program = command.first else { throw refuse("the ssh command is empty") }
+            try checkWord(program, "the ssh program")
+        case .slurmNode(let node):
+            try checkWord(node, "the node name")
+            if node.hasPrefix("-") { throw refuse("the node name starts with '-'") }
+        case .launcher(let command, let name):
+            guard let program = command.first else { throw refuse("the launcher command is empty") }
+            try checkWord(program, "the launcher program")
+            try checkWord(name, "the name")
+        }
+        if let workerPath { try checkWord(workerPath, "the worker path") }
+    }
+}

@@ -1,0 +1,54 @@
+/// Bytes waiting to be written to a non-blocking stream, in order.
+struct PendingBytes {
+    private var bytes: [UInt8] = []
+    /// How much of `bytes` has been written.
+    private var offset = 0
+
+    var count: Int { bytes.count - offset }
+    var isEmpty: Bool { offset == bytes.count }
+
+    mutating func append(_ more: some Collection<UInt8>) {
+        if offset > 0 && offset == bytes.count {
+            bytes.removeAll(keepingCapacity: bytes.capacity <= 4 << 20)
+            offset = 0
+        }
+        bytes.append(contentsOf: more)
+    }
+
+    mutating func removeAll() {
+        bytes.removeAll()
+        offset = 0
+    }
+
+    /// Writes as much as `descriptor` takes now.
+    ///
+    /// - Returns: False if the stream is broken (its reader is gone); what was waiting is
+    ///   dropped then.
+    mutating func flush(to descriptor: borrowing FileDescriptor) -> Bool {
+        flush { buffer throws(SystemCallError) in try descriptor.write(buffer) }
+    }
+
+    /// Writes as much as the worker takes now; false if its input is broken.
+    mutating func flush(to connection: some WorkerConnection) -> Bool {
+        flush { buffer throws(SystemCallError) in try connection.write(buffer) }
+    }
+
+    private mutating func flush(_ write: (UnsafeRawBufferPointer) throws(SystemCallError) -> FileDescriptor.IOResult) -> Bool {
+        while offset < bytes.count {
+            let result = bytes.withUnsafeBytes { [offset] all in
+                Result { () throws(SystemCallError) in try write(UnsafeRawBufferPointer(rebasing: all[offset...])) }
+            }
+            switch result {
+            case .success(.transferred(let written)): offset += written
+            case .success(.wouldBlock): return true
+            case .failure:
+                removeAll()
+                return false
+            }
+        }
+        // Keep a modest buffer; let a huge one go once it has been written.
+        bytes.removeAll(keepingCapacity: bytes.capacity <= 4 << 20)
+        offset = 0
+        return true
+    }
+}
