@@ -65,3 +65,18 @@ func capacityReport() async throws {
         print(pool.capacityShortfall.map(String.init(describing:)) ?? "no shortfall")
     }
 }
+
+/// Like ``coordinateAndWait()``, with its two workers on the host `sshCommand` reaches
+/// (`ssh -F CONFIG` and the host's name last): prints `ready` once both have answered, and
+/// carries on with a busy map, so a test can SIGKILL this coordinator and check that nothing
+/// it started on the host outlives it.
+func coordinateRemotelyAndWait(sshCommand: [String]) async throws {
+    var configuration = ProcessPoolConfiguration(arguments: [])
+    configuration.hosts = [.ssh(sshCommand.last!, slots: 2, command: Array(sshCommand.dropLast()))]
+    configuration.forwardsWorkerStandardError = false
+    try await withProcessPool(configuration: configuration) { pool in
+        _ = try await pool.map(Square.self, 0..<1_000)
+        FileHandle.standardOutput.write(Data("ready\n".utf8))
+        _ = try await pool.map(Spin.self, (0..<100_000).map { [$0, 2_000] })
+    }
+}

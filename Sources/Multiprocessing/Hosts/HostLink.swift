@@ -236,8 +236,10 @@ final class HostLink: @unchecked Sendable {
             }
             var session = Session(link: link, transport: transport)
             let outcome = session.relay(self)
-            // The transport is done with, one way or another: make sure it has exited.
-            if !stopping { transport.signal(Signal.kill) }
+            // The transport is done with, one way or another: make sure it exits. One whose
+            // output ended is on its way out with a status worth reporting (ssh's 255, a
+            // missing binary's 127); one still running is cut off.
+            if !stopping && !transport.outputEnded { transport.signal(Signal.kill) }
             session.waitForExit(grace: .seconds(2))
             let status = transport.finish()
             guard let reason = outcome else { return (nil, session.agentAnswered) }

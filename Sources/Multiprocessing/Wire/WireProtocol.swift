@@ -3,8 +3,9 @@
 enum WireProtocol {
     /// The first four bytes each side sends: `SWMP`.
     static let magic: [UInt8] = [0x53, 0x57, 0x4D, 0x50]
-    /// Bumped on any incompatible change; both sides must agree exactly.
-    static let version: UInt16 = 1
+    /// Bumped on any incompatible change; both sides must agree exactly. Version 2 added the
+    /// agent mode and its envelopes (``AgentProtocol``).
+    static let version: UInt16 = 2
     /// Magic, version (UInt16 LE), reserved flags (UInt16 LE, zero).
     static let preambleSize = 8
     /// A frame's header: its length (UInt32 LE, counting the type byte and body) and type byte.
