@@ -14,6 +14,14 @@
 #endif
 #include <sys/wait.h>
 #include <unistd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#if defined(__linux__)
+#include <sys/random.h>
+#endif
 
 #if defined(__linux__)
 #include <sys/eventfd.h>
@@ -305,5 +313,109 @@ int mp_reopen_pipe_nonblocking(int fd) {
 #else
     (void)fd;
     return -1;
+#endif
+}
+
+
+static int numeric_name(const struct sockaddr *address, socklen_t length, char *text, size_t size, int *port) {
+    char service[16];
+    if (getnameinfo(address, length, text, (socklen_t)size, service, sizeof service, NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (port) *port = atoi(service);
+    return 0;
+}
+
+int mp_listen_toward(const char *peer, char *address, size_t address_size, int *port) {
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_DGRAM;
+    struct addrinfo *found = NULL;
+    if (getaddrinfo(peer, "9", &hints, &found) != 0 || found == NULL) {
+        errno = ENOENT;
+        return -1;
+    }
+    // A UDP "connect" sends nothing: it only asks the kernel which local address routes there.
+    int probe = socket(found->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (probe < 0) { freeaddrinfo(found); return -1; }
+    if (connect(probe, found->ai_addr, found->ai_addrlen) != 0) {
+        int saved = errno; close(probe); freeaddrinfo(found); errno = saved; return -1;
+    }
+    struct sockaddr_storage local;
+    socklen_t local_length = sizeof local;
+    int family = found->ai_family;
+    freeaddrinfo(found);
+    if (getsockname(probe, (struct sockaddr *)&local, &local_length) != 0) { int saved = errno; close(probe); errno = saved; return -1; }
+    close(probe);
+    if (family == AF_INET) ((struct sockaddr_in *)&local)->sin_port = 0;
+    else ((struct sockaddr_in6 *)&local)->sin6_port = 0;
+    int listener = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (listener < 0) return -1;
+    if (bind(listener, (struct sockaddr *)&local, local_length) != 0 || listen(listener, 8) != 0) {
+        int saved = errno; close(listener); errno = saved; return -1;
+    }
+    local_length = sizeof local;
+    if (getsockname(listener, (struct sockaddr *)&local, &local_length) != 0
+        || numeric_name((struct sockaddr *)&local, local_length, address, address_size, port) != 0) {
+        int saved = errno; close(listener); errno = saved; return -1;
+    }
+    return listener;
+}
+
+static void set_no_delay(int fd) {
+    int on = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+}
+
+int mp_accept_tcp(int listener, char *peer, size_t peer_size) {
+    struct sockaddr_storage address;
+    socklen_t length = sizeof address;
+#if defined(__linux__)
+    int fd = accept4(listener, (struct sockaddr *)&address, &length, SOCK_CLOEXEC | SOCK_NONBLOCK);
+#else
+    int fd = accept(listener, (struct sockaddr *)&address, &length);
+    if (fd >= 0) { fcntl(fd, F_SETFD, FD_CLOEXEC); fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+#endif
+    if (fd < 0) return -1;
+    set_no_delay(fd);
+    if (numeric_name((struct sockaddr *)&address, length, peer, peer_size, NULL) != 0) snprintf(peer, peer_size, "?");
+    return fd;
+}
+
+int mp_connect_tcp(const char *address, int port) {
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo *found = NULL;
+    if (getaddrinfo(address, service, &hints, &found) != 0 || found == NULL) { errno = EINVAL; return -1; }
+    int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) { freeaddrinfo(found); return -1; }
+    int result;
+    do { result = connect(fd, found->ai_addr, found->ai_addrlen); } while (result != 0 && errno == EINTR);
+    int saved = errno;
+    freeaddrinfo(found);
+    if (result != 0) { close(fd); errno = saved; return -1; }
+    set_no_delay(fd);
+    return fd;
+}
+
+int mp_random_bytes(void *buffer, size_t count) {
+#if defined(__linux__)
+    size_t done = 0;
+    while (done < count) {
+        ssize_t got = getrandom((char *)buffer + done, count - done, 0);
+        if (got < 0) { if (errno == EINTR) continue; return -1; }
+        done += (size_t)got;
+    }
+    return 0;
+#else
+    arc4random_buf(buffer, count);
+    return 0;
 #endif
 }

@@ -80,3 +80,16 @@ func coordinateRemotelyAndWait(sshCommand: [String]) async throws {
         _ = try await pool.map(Spin.self, (0..<100_000).map { [$0, 2_000] })
     }
 }
+
+/// Runs a map on the nodes of the Slurm allocation it runs in (through the library's own
+/// reading of Slurm's environment) and prints `results N correct B hosts H`.
+func mapInAllocation() async throws {
+    var configuration = ProcessPoolConfiguration(arguments: [])
+    configuration.hosts = try WorkerHost.slurmAllocation()
+    configuration.forwardsWorkerStandardError = false
+    let results = try await withProcessPool(configuration: configuration) { pool in
+        try await pool.map(Square.self, 0..<10_000)
+    }
+    let correct = results == (0..<10_000).map { $0 * $0 }
+    print("results \(results.count) correct \(correct) hosts \(configuration.hosts.map { "\($0)/\($0.slots)" }.joined(separator: ","))")
+}

@@ -23,6 +23,8 @@ if Worker.isSpawnedByPool {
 switch CommandLine.arguments.dropFirst().first {
 case "coordinate-and-wait":
     try await coordinateAndWait()
+case "map-in-allocation":
+    try await mapInAllocation()
 case "coordinate-remotely-and-wait":
     try await coordinateRemotelyAndWait(sshCommand: Array(CommandLine.arguments.dropFirst(2)))
 case "lifecycle-report":

@@ -90,4 +90,21 @@ void mp_current_thread_name(char *buffer, size_t size);
 /// The process's environment block.
 char **mp_environ(void);
 
+/// A TCP socket listening, close-on-exec and non-blocking, on this machine's address that
+/// routes to `peer` (a host name or address), on a port the kernel picks; nothing listens on
+/// other addresses. Writes that address (numeric) to `address` and the port to `port`.
+/// Returns the descriptor, or -1 with errno set (ENOENT when `peer` cannot be resolved).
+int mp_listen_toward(const char *peer, char *address, size_t address_size, int *port);
+
+/// accept4 with close-on-exec and non-blocking set, and TCP_NODELAY (small frames go at once);
+/// the peer's numeric address and port in `peer`. -1 with errno (EAGAIN: none waiting).
+int mp_accept_tcp(int listener, char *peer, size_t peer_size);
+
+/// A blocking connect to the numeric `address` and `port`, close-on-exec, with TCP_NODELAY.
+/// Returns the descriptor, or -1 with errno set.
+int mp_connect_tcp(const char *address, int port);
+
+/// Fills `buffer` with `count` random bytes from the kernel (getrandom); 0, or -1 with errno.
+int mp_random_bytes(void *buffer, size_t count);
+
 #endif

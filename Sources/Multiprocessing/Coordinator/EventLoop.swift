@@ -59,6 +59,7 @@ final class EventLoop: @unchecked Sendable {
             links.append(try HostLink(
                 name: host.description, slots: host.slots,
                 command: host.agentCommand(executable: program?.executable ?? "", arguments: program?.arguments ?? []),
+                callbackPeer: host.callbackPeer,
                 heartbeatTimeout: configuration.hostTimeout, connectTimeout: configuration.hostConnectTimeout,
                 statusChanged: { waker.wake() },
                 report: { [handler = configuration.hostEventHandler] status, retryIn in

@@ -56,6 +56,32 @@ public struct WorkerHost: Hashable, Sendable, CustomStringConvertible {
         WorkerHost(.ssh(destination: destination, command: command), slots: slots, workerPath: workerPath)
     }
 
+    /// The nodes of the Slurm allocation this process runs in (under `salloc` or `sbatch`),
+    /// each with the processors Slurm allotted there as its slots: read from
+    /// `SLURM_JOB_NODELIST` (such as `node[01-04,07]`) and `SLURM_JOB_CPUS_PER_NODE` (such as
+    /// `72(x2),36`). Each node is reached with one `srun --overlap` job step, whose agent
+    /// calls this process back over TCP.
+    ///
+    /// - Parameter environment: Where to read the variables; this process's by default.
+    /// - Throws: ``ProcessPoolError`` with ``ProcessPoolError/Code/invalidConfiguration`` when
+    ///   the variables are missing, cannot be read, or disagree.
+    public static func slurmAllocation(environment: [String: String]? = nil) throws(ProcessPoolError) -> [WorkerHost] {
+        var variables: [String: String] = [:]
+        if let environment {
+            variables = environment
+        } else {
+            for entry in currentEnvironment() where entry.hasPrefix("SLURM_") {
+                let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                if parts.count == 2 { variables[String(parts[0])] = String(parts[1]) }
+            }
+        }
+        do {
+            return try SlurmHostList.allocation(environment: variables).map { $0.workerHost(defaultSlots: 1) }
+        } catch {
+            throw ProcessPoolError(.invalidConfiguration, error.description)
+        }
+    }
+
     /// The machine's name in errors and reports.
     public var description: String {
         switch transport {
@@ -67,6 +93,14 @@ public struct WorkerHost: Hashable, Sendable, CustomStringConvertible {
     }
 
     var isLocal: Bool { transport == .local }
+
+    /// Where an agent that calls back over TCP is reached from: a Slurm node's, whose job
+    /// step's stdout holds binary bytes back until a newline (and, with `srun -u`, delays
+    /// every write of 1 KiB or more by about 44 ms).
+    var callbackPeer: String? {
+        if case .slurmNode(let node) = transport { return node }
+        return nil
+    }
 }
 
 /// A remote host's connection changed (``ProcessPoolConfiguration/hostEventHandler``).

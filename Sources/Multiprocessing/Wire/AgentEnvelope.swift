@@ -22,6 +22,10 @@ enum AgentProtocol {
     /// The environment variable that starts a worker binary as an agent; its value is the
     /// protocol version the coordinator speaks.
     static let agentEnvironmentKey = "SWIFT_MULTIPROCESSING_AGENT"
+    /// Set (to `ADDRESS PORT`) for an agent that calls the coordinator back over TCP instead of
+    /// speaking on its stdout: it first reads a secret line from its stdin and sends it back as
+    /// the first bytes of that connection.
+    static let callbackEnvironmentKey = "SWIFT_MULTIPROCESSING_AGENT_CALLBACK"
 
     static var preamble: [UInt8] {
         magic + [UInt8(truncatingIfNeeded: version), UInt8(truncatingIfNeeded: version >> 8), 0, 0]

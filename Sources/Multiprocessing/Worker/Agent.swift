@@ -28,6 +28,9 @@ final class Agent: @unchecked Sendable {
 
     private var input: FileDescriptor?
     private var output: FileDescriptor?
+    /// The transport's stdin, when the envelopes travel on a connection back to the
+    /// coordinator: its end means the coordinator is gone, as the connection's would.
+    private var watched: FileDescriptor?
     private var reader = EnvelopeReader(acceptsAgentKinds: false)
     private var outgoing = PendingBytes()
     private var writer = EnvelopeWriter()
@@ -45,9 +48,10 @@ final class Agent: @unchecked Sendable {
     /// connection is the bottleneck, and the workers' pipes then hold the rest.
     private static let outgoingLimit = 8 << 20
 
-    private init(input: consuming FileDescriptor, output: consuming FileDescriptor, executable: String) {
+    private init(input: consuming FileDescriptor, output: consuming FileDescriptor, watching: consuming FileDescriptor?, executable: String) {
         self.input = .some(input)
         self.output = .some(output)
+        self.watched = watching
         self.executable = executable
         arguments = Array(CommandLine.arguments.dropFirst())
         baseEnvironment = currentEnvironment().filter { !$0.hasPrefix("SWIFT_MULTIPROCESSING_") }
@@ -57,6 +61,37 @@ final class Agent: @unchecked Sendable {
     deinit {
         input.take()?.close()
         output.take()?.close()
+        watched.take()?.close()
+    }
+
+    /// Reads the secret line from `secretSource` (the transport's stdin), connects to
+    /// `ADDRESS PORT` and sends the secret back first, proving the connection is this agent.
+    private static func callBack(_ destination: String, secretFrom secretSource: borrowing FileDescriptor) throws(SystemCallError) -> FileDescriptor {
+        let parts = destination.split(separator: " ")
+        guard parts.count == 2, let port = Int(parts[1]) else {
+            throw SystemCallError(call: "read \(AgentProtocol.callbackEnvironmentKey) '\(destination)'", errno: Errno(rawValue: EINVAL))
+        }
+        var secret: [UInt8] = []
+        var byte = [UInt8](repeating: 0, count: 1)
+        while secret.last != UInt8(ascii: "\n") && secret.count < 256 {
+            _ = try secretSource.waitUntilReadable(timeoutMilliseconds: 60_000)
+            let result = byte.withUnsafeMutableBytes { bytes in
+                Result { () throws(SystemCallError) in try secretSource.read(into: bytes) }
+            }
+            if case .transferred(let count) = try result.get() {
+                if count == 0 { throw SystemCallError(call: "read the secret from stdin", errno: .brokenPipe) }
+                secret.append(byte[0])
+            }
+        }
+        let connection = try Network.connect(to: String(parts[0]), port: port)
+        let sent = secret.withUnsafeBytes { bytes in
+            Result { () throws(SystemCallError) in try connection.writeAll(bytes) }
+        }
+        if case .failure(let error) = sent {
+            connection.close()
+            throw error
+        }
+        return connection
     }
 
     /// Runs this process as an agent: never returns.
@@ -75,9 +110,23 @@ final class Agent: @unchecked Sendable {
         let agent: Agent
         do {
             let streams = try WorkerProcess.takeProtocolStreams()
-            try streams.input.setNonBlocking()
-            try streams.output.setNonBlocking()
-            agent = Agent(input: streams.input, output: streams.output, executable: executable)
+            if let callback = WorkerProcess.environmentValue(AgentProtocol.callbackEnvironmentKey) {
+                streams.output.close()
+                let connection: FileDescriptor
+                do {
+                    connection = try callBack(callback, secretFrom: streams.input)
+                } catch {
+                    streams.input.close()
+                    throw error
+                }
+                try connection.setNonBlocking()
+                try streams.input.setNonBlocking()
+                agent = Agent(input: try connection.duplicate(), output: connection, watching: streams.input, executable: executable)
+            } else {
+                try streams.input.setNonBlocking()
+                try streams.output.setNonBlocking()
+                agent = Agent(input: streams.input, output: streams.output, watching: nil, executable: executable)
+            }
         } catch {
             WorkerProcess.writeDiagnostic("agent: cannot set up its streams: \(error)")
             WorkerProcess.exitProcess(3)
@@ -108,6 +157,7 @@ final class Agent: @unchecked Sendable {
             pollSet.removeAll()
             slots.removeAll(keepingCapacity: true)
             let inputSlot = pollSet.add(input!, .readable)
+            let watchedSlot = watched == nil ? nil : pollSet.add(watched!, .readable)
             let outputSlot = outgoing.isEmpty ? nil : pollSet.add(output!, .writable)
             let readsWorkers = outgoing.count < Self.outgoingLimit
             for (channel, worker) in workers {
@@ -127,6 +177,7 @@ final class Agent: @unchecked Sendable {
                 end(because: "cannot wait for events: \(error)")
             }
             if !pollSet.events(at: inputSlot).isEmpty { readCoordinator() }
+            if let watchedSlot, !pollSet.events(at: watchedSlot).isEmpty { readWatched() }
             if let outputSlot, !pollSet.events(at: outputSlot).isEmpty { flushOutgoing() }
             for (channel, registered) in slots {
                 guard workers[channel] != nil else { continue }
@@ -174,6 +225,17 @@ final class Agent: @unchecked Sendable {
             while try reader.next({ kind, channel, payload in try handle(kind, channel: channel, payload) }) != nil {}
         } catch {
             end(because: "the coordinator broke the agent protocol: \(error)")
+        }
+    }
+
+    /// Reads and drops what comes on the transport's stdin; ends the agent at its end.
+    private func readWatched() {
+        let result = buffer.withUnsafeMutableBytes { bytes in
+            Result { () throws(SystemCallError) in try watched!.read(into: bytes) }
+        }
+        switch result {
+        case .success(.transferred(0)), .failure: end(because: nil)
+        default: break
         }
     }
 
