@@ -83,6 +83,13 @@ let package = Package(
             path: "Examples/prime-coordinator",
             swiftSettings: strictSettings
         ),
+        // Workers on other machines (the README's "Many machines").
+        .executableTarget(
+            name: "many-machines",
+            dependencies: ["Multiprocessing", "PrimeJobs"],
+            path: "Examples/many-machines",
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "docc-overview",
             dependencies: ["Multiprocessing"],
