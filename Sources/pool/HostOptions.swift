@@ -12,6 +12,8 @@ struct HostOptions {
     /// `--ssh`: the ssh command, split at blanks.
     var sshCommand: [String] = ["ssh"]
     var usesSlurmAllocation = false
+    /// `--worker-cache DIR`: copy the worker binary into DIR on ssh hosts that lack it.
+    var workerCache: String?
 
     var namesHosts: Bool { !logins.isEmpty || !loginFiles.isEmpty || usesSlurmAllocation }
 
@@ -28,6 +30,10 @@ struct HostOptions {
             guard !words.isEmpty else { throw UsageError("--ssh needs a command, such as 'ssh -F my_config'") }
             sshCommand = words
         case "--slurm": usesSlurmAllocation = true
+        case "--worker-cache":
+            let folder = try value()
+            guard !folder.isEmpty else { throw UsageError("--worker-cache needs a folder, such as .cache/swift-multiprocessing") }
+            workerCache = folder
         default: return false
         }
         return true
@@ -59,7 +65,8 @@ struct HostOptions {
         // The same machine named twice (by -S and a file) runs once, with the last slot count.
         var hosts: [WorkerHost] = []
         for host in parsed {
-            let converted = host.workerHost(defaultSlots: slots)
+            var converted = host.workerHost(defaultSlots: slots)
+            if case .ssh = converted.transport { converted.workerCache = workerCache }
             if let index = hosts.firstIndex(where: { $0.transport == converted.transport }) {
                 if host.slots != nil { hosts[index].slots = converted.slots }
             } else {

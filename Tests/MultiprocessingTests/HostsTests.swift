@@ -70,3 +70,27 @@ struct HostsTests {
         }
     }
 }
+
+@Suite("SHA-256, which names a copied worker binary")
+struct SHA256Tests {
+    @Test("the FIPS 180-4 examples, and input fed in pieces of every size")
+    func knownDigests() {
+        func digest(_ bytes: [UInt8], pieces: Int = 1) -> String {
+            var hash = SHA256()
+            let step = max(1, bytes.count / pieces)
+            var start = 0
+            while start < bytes.count {
+                hash.update(Array(bytes[start..<min(bytes.count, start + step)]))
+                start += step
+            }
+            return hash.finalizeHex()
+        }
+        #expect(digest([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(digest(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        let twoBlocks = Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)
+        for pieces in 1...twoBlocks.count {
+            #expect(digest(twoBlocks, pieces: pieces) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        }
+        #expect(digest([UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000), pieces: 7) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+}

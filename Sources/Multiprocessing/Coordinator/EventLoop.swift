@@ -49,6 +49,7 @@ final class EventLoop: @unchecked Sendable {
         hosts = configuration.hosts.isEmpty ? [.local(slots: max(1, configuration.workerCount))] : configuration.hosts
         capacity = hosts.reduce(0) { $0 + $1.slots }
         let program = Self.workerProgram(configuration)
+        let deploymentSource = program.map { DeploymentSource(path: $0.executable) }
         var links: [HostLink?] = []
         for host in hosts {
             guard !host.isLocal else {
@@ -58,7 +59,10 @@ final class EventLoop: @unchecked Sendable {
             let waker = core.waker
             links.append(try HostLink(
                 name: host.description, slots: host.slots,
-                command: host.agentCommand(executable: program?.executable ?? "", arguments: program?.arguments ?? []),
+                makeCommand: { deployed in
+                    host.agentCommand(executable: program?.executable ?? "", arguments: program?.arguments ?? [], deployed: deployed)
+                },
+                deploySource: host.workerCache == nil ? nil : deploymentSource,
                 callbackPeer: host.callbackPeer,
                 heartbeatTimeout: configuration.hostTimeout, connectTimeout: configuration.hostConnectTimeout,
                 statusChanged: { waker.wake() },

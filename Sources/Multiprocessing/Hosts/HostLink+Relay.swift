@@ -106,8 +106,17 @@ extension HostLink {
         /// - Returns: Why it ended (nil when the pool stopped it), and whether the agent had
         ///   answered.
         private func connectAndRelay() -> (reason: String?, wasUp: Bool) {
-            guard let program = CommandRunner.resolve(Array(link.command[0].utf8)) else {
-                return ("cannot start \(link.command[0]): not found in PATH", false)
+            var deployed: DeployedBinary?
+            if let source = link.deploySource {
+                do {
+                    deployed = try source.read()
+                } catch {
+                    return ("cannot read the worker binary \(source.path) to copy it there: \(error)", false)
+                }
+            }
+            let command = link.makeCommand(deployed)
+            guard let program = CommandRunner.resolve(Array(command[0].utf8)) else {
+                return ("cannot start \(command[0]): not found in PATH", false)
             }
             // An agent that calls back learns where from its environment, and the secret that
             // proves it is ours from its stdin: never from a command line, which others can read.
@@ -125,13 +134,13 @@ extension HostLink {
             let transport: LocalPipeConnection
             do {
                 transport = try LocalPipeConnection(
-                    executable: String(decoding: program, as: UTF8.self), arguments: Array(link.command.dropFirst()),
+                    executable: String(decoding: program, as: UTF8.self), arguments: Array(command.dropFirst()),
                     environment: environment)
             } catch {
                 callback?.close()
-                return ("cannot start \(link.command[0]): \(error.call) failed: \(error.errno)", false)
+                return ("cannot start \(command[0]): \(error.call) failed: \(error.errno)", false)
             }
-            let session = Session(link: link, transport: transport, callback: callback.take())
+            let session = Session(link: link, transport: transport, callback: callback.take(), deployment: deployed)
             let outcome = session.relay(self)
             // The transport is done with, one way or another: make sure it exits. One whose
             // output ended is on its way out with a status worth reporting (ssh's 255, a
@@ -145,9 +154,10 @@ extension HostLink {
             let errors = session.errorTail()
             if !errors.isEmpty { described += ": " + errors }
             if case .exited(let code) = status, code != 0 || !session.agentAnswered {
-                described += " (\(link.command[0]) exited with status \(code)\(code == 127 ? ": the worker binary was not found there" : ""))"
+                let meaning = code == 127 ? ": the worker binary was not found there" : code == 126 && deployed != nil ? ": the worker binary could not be copied there" : ""
+                described += " (\(command[0]) exited with status \(code)\(meaning))"
             } else if case .signaled(let signal) = status, signal != Signal.kill {
-                described += " (\(link.command[0]) ended by \(status))"
+                described += " (\(command[0]) ended by \(status))"
             }
             return (described, session.agentAnswered)
         }

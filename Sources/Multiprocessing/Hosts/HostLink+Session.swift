@@ -64,10 +64,19 @@ extension HostLink {
         private var nextPing: ContinuousClock.Instant
         private var pingNumber: UInt64 = 0
 
-        init(link: HostLink, transport: LocalPipeConnection, callback: Callback?) {
+        /// The binary the host may ask for before its agent starts.
+        private let deployment: DeployedBinary?
+        /// Whether the first bytes from the host are awaited to learn if it wants the binary;
+        /// nothing is sent until then, so a copy read with `head -c` takes no byte of the stream.
+        private var awaitingGreeting: Bool
+        private var greeting: [UInt8] = []
+
+        init(link: HostLink, transport: LocalPipeConnection, callback: Callback?, deployment: DeployedBinary?) {
             self.link = link
             self.transport = transport
             self.callback = callback
+            self.deployment = deployment
+            awaitingGreeting = deployment != nil
             startedAt = link.clock.now
             lastHeard = startedAt
             nextPing = startedAt
@@ -116,6 +125,7 @@ extension HostLink {
         }
 
         private func flush() {
+            guard !awaitingGreeting else { return }
             if !writer.bytes.isEmpty {
                 outgoing.append(writer.bytes)
                 writer.bytes.removeAll(keepingCapacity: true)
@@ -298,13 +308,36 @@ extension HostLink {
                 return nil  // its end: seen through `outputEnded` or `streamEnded`
             }
             lastHeard = link.clock.now
-            relay.buffer.withUnsafeBytes { reader.append(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+            if awaitingGreeting {
+                relay.buffer.withUnsafeBytes { greeting += $0[..<count] }
+                guard let rest = takeGreeting() else { return nil }
+                rest.withUnsafeBytes { reader.append($0) }
+                flush()
+            } else {
+                relay.buffer.withUnsafeBytes { reader.append(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+            }
             do {
                 while try reader.next({ kind, channel, payload in try relay.handle(kind, channel: channel, payload, self) }) != nil {}
             } catch {
                 return "the agent broke the protocol: \(error)"
             }
             return nil
+        }
+
+        /// Decides, from the host's first bytes, whether it asked for the binary (then it goes
+        /// first on the stream); returns the bytes that follow, or nil while undecided.
+        private func takeGreeting() -> [UInt8]? {
+            let request = Array((DeployedBinary.request + "\n").utf8)
+            let compared = min(greeting.count, request.count)
+            if Array(greeting.prefix(compared)) == Array(request.prefix(compared)) {
+                guard greeting.count >= request.count else { return nil }
+                awaitingGreeting = false
+                if let deployment { outgoing.append(deployment.content) }
+                return Array(greeting.dropFirst(request.count))
+            }
+            // The agent itself (its preamble), or words the reader will name.
+            awaitingGreeting = false
+            return greeting
         }
 
         private func endSocket() {

@@ -33,8 +33,12 @@ final class HostLink: @unchecked Sendable {
 
     let name: String
     let slots: Int
-    /// The transport's command line, program first.
-    let command: [String]
+    /// The transport's command line, program first, given the binary to copy there if any.
+    let makeCommand: @Sendable (DeployedBinary?) -> [String]
+    /// The worker binary here, when the host gets a copy of it (``WorkerHost/workerCache``).
+    let deploySource: DeploymentSource?
+    /// The transport's program, for messages.
+    let programName: String
     let heartbeatTimeout: Duration
     let connectTimeout: Duration
     /// For an agent that calls the coordinator back over TCP rather than speak on its
@@ -61,14 +65,17 @@ final class HostLink: @unchecked Sendable {
         case signal(UInt32, CInt)
     }
 
-    init(name: String, slots: Int, command: [String], callbackPeer: String? = nil, heartbeatTimeout: Duration, connectTimeout: Duration,
+    init(name: String, slots: Int, makeCommand: @escaping @Sendable (DeployedBinary?) -> [String], deploySource: DeploymentSource? = nil,
+         callbackPeer: String? = nil, heartbeatTimeout: Duration, connectTimeout: Duration,
          statusChanged: @escaping @Sendable () -> Void,
          report: @escaping @Sendable (Status, _ retryIn: Duration) -> Void = { _, _ in }) throws(SystemCallError) {
         self.report = report
         self.callbackPeer = callbackPeer
         self.name = name
         self.slots = slots
-        self.command = command
+        self.makeCommand = makeCommand
+        self.deploySource = deploySource
+        programName = makeCommand(nil).first ?? "?"
         self.heartbeatTimeout = heartbeatTimeout
         self.connectTimeout = connectTimeout
         self.statusChanged = statusChanged

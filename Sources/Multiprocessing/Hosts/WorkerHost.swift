@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A machine a pool runs workers on: how to reach it, and how many workers it runs.
 ///
 /// A remote host gets one connection, which starts the worker binary there in agent mode; the
@@ -31,12 +33,21 @@ public struct WorkerHost: Hashable, Sendable, CustomStringConvertible {
     /// The worker binary's path on that machine; nil: the same path as on this one (a shared
     /// file system, or a copy installed at the same place).
     public var workerPath: String?
+    /// A folder on the host to copy the worker binary into, relative to the login's home
+    /// directory unless absolute (such as `.cache/swift-multiprocessing`), for hosts that do not
+    /// have it (GNU parallel's `--basefile`, Slurm's `sbcast`). The copy is named by the
+    /// binary's SHA-256 and made only when no copy of that content is there yet, over the
+    /// host's one connection. nil (the default): the binary is there already (``workerPath``).
+    /// A binary built with `--static-swift-stdlib` needs no Swift on the host. For ssh and
+    /// launcher hosts; Slurm nodes read a shared file system or `sbcast`.
+    public var workerCache: String?
 
     /// A host reached by `transport`, running `slots` workers.
-    public init(_ transport: Transport, slots: Int, workerPath: String? = nil) {
+    public init(_ transport: Transport, slots: Int, workerPath: String? = nil, workerCache: String? = nil) {
         self.transport = transport
         self.slots = slots
         self.workerPath = workerPath
+        self.workerCache = workerCache
     }
 
     /// This machine, running `slots` workers.
@@ -120,9 +131,22 @@ extension WorkerHost {
     /// - Parameters:
     ///   - executable: The worker binary's path here, used there when ``workerPath`` is nil.
     ///   - arguments: The worker's arguments.
-    func agentCommand(executable: String, arguments: [String]) -> [String] {
+    ///   - deployed: The binary to copy into ``workerCache`` first, when it is set.
+    func agentCommand(executable: String, arguments: [String], deployed: DeployedBinary? = nil) -> [String] {
+        let variable = "\(AgentProtocol.agentEnvironmentKey)=\(AgentProtocol.version)"
+        if let deployed, let workerCache {
+            let script = Self.deployingScript(deployed, cache: workerCache, variable: variable, arguments: arguments)
+            switch transport {
+            case .ssh(let destination, let command):
+                return command + [destination, "exec sh -c " + ShellQuoting.quote(script)]
+            case .launcher(let command, _):
+                return command + ["sh", "-c", script]
+            case .local, .slurmNode:
+                break  // refused by validate()
+            }
+        }
         let program = workerPath ?? executable
-        let agent = ["env", "\(AgentProtocol.agentEnvironmentKey)=\(AgentProtocol.version)", program] + arguments
+        let agent = ["env", variable, program] + arguments
         switch transport {
         case .local:
             return agent
@@ -137,6 +161,83 @@ extension WorkerHost {
         case .launcher(let command, _):
             return command + agent
         }
+    }
+
+    /// A shell script that runs the cached copy of the binary as the agent, first asking for
+    /// it (a line `SWMA-SEND` on stdout) and reading exactly its bytes from stdin when the
+    /// host has no copy of that content. Exit status 126 when the copy cannot be made.
+    static func deployingScript(_ binary: DeployedBinary, cache: String, variable: String, arguments: [String]) -> String {
+        let folder = cache.hasPrefix("/") ? ShellQuoting.quote(cache) : "\"$HOME\"/" + ShellQuoting.quote(cache)
+        let file = "\"$d\"/" + ShellQuoting.quote(binary.fileName)
+        return [
+            "d=\(folder)/\(binary.hash)",
+            "f=\(file)",
+            "if [ ! -x \"$f\" ]; then",
+            "  mkdir -p \"$d\" && printf '\(DeployedBinary.request)\\n' && head -c \(binary.size) > \"$f.part.$$\" && chmod 755 \"$f.part.$$\" && mv -f \"$f.part.$$\" \"$f\" || exit 126",
+            "fi",
+            "exec env \(variable) \"$f\"" + arguments.map { " " + ShellQuoting.quote($0) }.joined(),
+        ].joined(separator: "\n")
+    }
+}
+
+/// The worker binary a pool copies to its hosts, read and hashed once, by the first host's
+/// relay that needs it.
+final class DeploymentSource: Sendable {
+    let path: String
+    private let binary = Mutex<Result<DeployedBinary, SystemCallError>?>(nil)
+
+    init(path: String) { self.path = path }
+
+    func read() throws(SystemCallError) -> DeployedBinary {
+        try binary.withLock { binary throws(SystemCallError) in
+            if binary == nil { binary = Result { () throws(SystemCallError) in try DeployedBinary(path: path) } }
+            return try binary!.get()
+        }
+    }
+}
+
+/// A worker binary to copy to hosts, named by its content.
+struct DeployedBinary: Sendable {
+    /// What the host's script prints when it has no copy: then the bytes follow on its stdin.
+    static let request = "SWMA-SEND"
+
+    let localPath: String
+    let fileName: String
+    let size: Int
+    /// SHA-256 of the content, in hex.
+    let hash: String
+    let content: [UInt8]
+
+    /// Reads and hashes the binary at `path`.
+    init(path: String) throws(SystemCallError) {
+        let file = try FileDescriptor.open(readingFrom: path)
+        var content: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var failure: SystemCallError?
+        while true {
+            let result = chunk.withUnsafeMutableBytes { bytes in
+                Result { () throws(SystemCallError) in try file.readWaiting(into: bytes) }
+            }
+            switch result {
+            case .success(let count) where count > 0:
+                content += chunk[..<count]
+                continue
+            case .success:
+                break
+            case .failure(let error):
+                failure = error
+            }
+            break
+        }
+        file.close()
+        if let failure { throw failure }
+        var digest = SHA256()
+        digest.update(content)
+        localPath = path
+        fileName = path.split(separator: "/").last.map(String.init) ?? "worker"
+        size = content.count
+        hash = digest.finalizeHex()
+        self.content = content
     }
 }
 
@@ -188,5 +289,14 @@ extension WorkerHost {
             try checkWord(name, "the name")
         }
         if let workerPath { try checkWord(workerPath, "the worker path") }
+        if let workerCache {
+            try checkWord(workerCache, "the worker cache folder")
+            switch transport {
+            case .ssh, .launcher: break
+            case .local: throw refuse("this machine needs no copy of the worker binary (workerCache)")
+            case .slurmNode: throw refuse("workerCache is for ssh and launcher hosts; on Slurm nodes use a shared file system or sbcast")
+            }
+            if workerPath != nil { throw refuse("workerPath and workerCache both say where the binary is: give one") }
+        }
     }
 }
