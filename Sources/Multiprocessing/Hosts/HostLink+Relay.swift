@@ -154,7 +154,7 @@ extension HostLink {
             let errors = session.errorTail()
             if !errors.isEmpty { described += ": " + errors }
             if case .exited(let code) = status, code != 0 || !session.agentAnswered {
-                let meaning = code == 127 ? ": the worker binary was not found there" : code == 126 && deployed != nil ? ": the worker binary could not be copied there" : ""
+                let meaning = code == 127 ? ": the worker binary, or a library it needs, was not found there" : code == 126 && deployed != nil ? ": the worker binary could not be copied there" : ""
                 described += " (\(command[0]) exited with status \(code)\(meaning))"
             } else if case .signaled(let signal) = status, signal != Signal.kill {
                 described += " (\(command[0]) ended by \(status))"
