@@ -47,6 +47,22 @@ struct RemoteHostTests {
         }
     }
 
+    @Test("a host that never answers holds up neither the start nor the shutdown")
+    func silentHostHoldsNothingUp() async throws {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let results = try await withFixturePool(configure: {
+            // `sh -c 'sleep 600'` takes the agent's command as arguments it never runs.
+            $0.hosts = [Self.launcherHost(slots: 2), WorkerHost(.launcher(command: ["sh", "-c", "sleep 600"], name: "silent"), slots: 2)]
+            $0.hostConnectTimeout = .seconds(60)
+        }) { pool in
+            try await pool.map(Square.self, 0..<1_000)
+        }
+        #expect(results == (0..<1_000).map { $0 * $0 })
+        // Well under the 60 s the silent host is given to answer.
+        #expect(clock.now - start < .seconds(30))
+    }
+
     @Test("a host whose agent cannot start is named with the reason, and the pool does not start")
     func unreachableHostIsReported() async throws {
         var configuration = ProcessPoolConfiguration(executablePath: Binaries.fixtureWorker)

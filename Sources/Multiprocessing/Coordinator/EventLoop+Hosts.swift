@@ -1,7 +1,9 @@
 /// The machines workers run on: connecting to remote hosts at start, choosing a host for each
 /// new worker, noticing when no host is left, and disconnecting at the end.
 extension EventLoop {
-    /// Starts every remote host's connection and waits until each has answered or failed.
+    /// Starts every remote host's connection and waits until one can take workers (at once
+    /// when this machine is one of the hosts) or every one has failed. Hosts still connecting
+    /// join when they answer, so one slow or unreachable host does not hold up the others.
     ///
     /// - Returns: An error naming every host and why it is down when none can run workers;
     ///   nil otherwise (hosts that failed are tried again with backoff meanwhile).
@@ -14,13 +16,14 @@ extension EventLoop {
             }
         }
         // The relays wake the loop's waker when a status changes: wait for that, not for time.
-        while links.contains(where: { $0?.status == .connecting }) {
+        guard hosts.allSatisfy({ !$0.isLocal }) else { return nil }
+        while !links.contains(where: { $0?.status == .up }) && links.contains(where: { $0?.status == .connecting }) {
             var pollSet = PollSet()
             _ = core.waker.add(to: &pollSet)
             _ = try? pollSet.wait(timeoutMilliseconds: 1000)
             core.waker.drain()
         }
-        guard hosts.allSatisfy({ !$0.isLocal }), !links.contains(where: { $0?.status == .up }) else { return nil }
+        guard !links.contains(where: { $0?.status == .up }) else { return nil }
         return ProcessPoolError(.hostLost, "no host could be reached: " + hostReport())
     }
 

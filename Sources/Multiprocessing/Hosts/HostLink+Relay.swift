@@ -145,7 +145,7 @@ extension HostLink {
             // The transport is done with, one way or another: make sure it exits. One whose
             // output ended is on its way out with a status worth reporting (ssh's 255, a
             // missing binary's 127); one still running is cut off.
-            if !stopping && !transport.outputEnded { transport.signal(Signal.kill) }
+            if !transport.outputEnded && (!stopping || !session.agentAnswered) { transport.signal(Signal.kill) }
             session.waitForExit(grace: .seconds(2))
             let status = transport.finish()
             guard let reason = outcome else { return (nil, session.agentAnswered) }

@@ -63,6 +63,7 @@ extension HostLink {
         private var lastHeard: ContinuousClock.Instant
         private var nextPing: ContinuousClock.Instant
         private var pingNumber: UInt64 = 0
+        private var stopRequestedAt: ContinuousClock.Instant?
 
         /// The binary the host may ask for before its agent starts.
         private let deployment: DeployedBinary?
@@ -154,8 +155,15 @@ extension HostLink {
             var pollSet = PollSet()
             var channelSlots: [(number: UInt32, input: Int?, output: Int?, diagnostics: Int?)] = []
             while true {
-                if relay.handleCommands(self) && (streamEnded || transport.outputEnded) { return nil }
+                let stopping = relay.handleCommands(self)
                 let now = link.clock.now
+                if stopping {
+                    // An agent that answered gets a moment to stop its workers and exit; a
+                    // connection still being made (ssh waiting on a host that does not
+                    // answer) is simply cut.
+                    if stopRequestedAt == nil { stopRequestedAt = now }
+                    if streamEnded || transport.outputEnded || !agentAnswered || now - stopRequestedAt! > .seconds(2) { return nil }
+                }
                 if !agentAnswered && now - startedAt > link.connectTimeout {
                     return "no answer from the agent within \(link.connectTimeout) of connecting"
                 }
