@@ -17,10 +17,15 @@ struct Sizes {
     var commandJobs = 2_000
     var lazyMapInputs = 10_000_000
     var pipeBytes = 256 << 20
+    /// Scenario j: payloads (of `payloadBytes`) through one remote host, and `sleep 0.05` jobs
+    /// over two.
+    var remotePayloadJobs = 16
+    var sleepJobs = 1_000
 
     static let quick = Sizes(
         tinyJobs: 100_000, tinyJobsChunksizeOne: 2_000, submits: 10_000, roundTrips: 200, cpuJobs: 40,
-        payloadJobs: 8, payloadBytes: 1 << 20, commandJobs: 200, lazyMapInputs: 200_000, pipeBytes: 32 << 20)
+        payloadJobs: 8, payloadBytes: 1 << 20, commandJobs: 200, lazyMapInputs: 200_000, pipeBytes: 32 << 20,
+        remotePayloadJobs: 4, sleepJobs: 100)
 }
 
 /// Where the things the suite runs live.
@@ -123,12 +128,17 @@ func pythonFigures(_ python: String, _ paths: Paths, _ scenario: String, workers
 
 /// One job's round trips through `pool.run`, after 100 untimed ones, in seconds.
 func roundTrips(_ pool: ProcessPool, _ count: Int) async throws -> [Double] {
+    try await roundTrips(count) { input in _ = try await pool.run(Increment.self, input) }
+}
+
+/// `count` timed calls of `trip` (given its call's number), after 100 untimed ones, in seconds.
+func roundTrips(_ count: Int, _ trip: (Int) async throws -> Void) async throws -> [Double] {
     var samples: [Double] = []
     samples.reserveCapacity(count)
     let clock = ContinuousClock()
     for input in 0..<(count + 100) {
         let start = clock.now
-        _ = try await pool.run(Increment.self, input)
+        try await trip(input)
         if input >= 100 { samples.append(seconds(clock.now - start)) }
     }
     return samples
@@ -225,6 +235,36 @@ func scenarios(workers: Int, sizes: Sizes, paths: Paths) async throws -> [Scenar
     let noPool = FileManager.default.isExecutableFile(atPath: paths.pool) ? nil : "build it first: swift build -c release"
     let noParallel = which("parallel") == nil ? "GNU parallel is not installed" : nil
     let pipeOptions = ["--block", "10M", "-j", String(workers), "wc", "-l"]
+
+    // j: a private sshd, up while the scenario runs (its setUp and tearDown). The pools run
+    // the shipped pool-worker (which serves Echo) on node1; the raw baseline is `ssh node1 cat`
+    // over the same sshd, started once, so connecting is never timed on either side.
+    let loopback = LoopbackSSH()
+    let node1 = LoopbackSSH.hosts[0].name
+    let message = String(repeating: "x", count: 64)
+    let remotePayload = String(repeating: "x", count: sizes.payloadBytes)
+    let remotePayloadMiB = Double(sizes.remotePayloadJobs * sizes.payloadBytes) / 1_048_576
+    let slotsPerHost = 2
+    let sleepLogins = LoopbackSSH.hosts.map { "\(slotsPerHost)/\($0.name)" }.joined(separator: ",")
+    let idealSleepTime = Double(sizes.sleepJobs) * 0.05 / Double(slotsPerHost * LoopbackSSH.hosts.count)
+    let remotePoolEcho = "pool Echo \(sizes.payloadBytes >> 20) MiB via ssh"
+    let sshCatBandwidth = "ssh cat \(sizes.payloadBytes >> 20) MiB round trips"
+    let remoteRun = "pool run -S \(sleepLogins)"
+    let idealSleep = "ideal: \(sizes.sleepJobs) × 50 ms ÷ \(slotsPerHost * LoopbackSSH.hosts.count) slots"
+    // A warm pool whose one worker runs on node1.
+    func withRemotePool<T>(_ body: (ProcessPool) async throws -> T) async throws -> T {
+        var configuration = ProcessPoolConfiguration(executablePath: paths.poolWorker)
+        configuration.hosts = [.ssh(node1, slots: 1, command: loopback.sshCommand)]
+        return try await withProcessPool(configuration: configuration) { pool in
+            _ = try await pool.run(Echo.self, "warm")
+            return try await body(pool)
+        }
+    }
+    func withSSHCat<T>(_ body: (SSHCat) throws -> T) throws -> T {
+        let cat = try SSHCat(sshCommand: loopback.sshCommand, host: node1)
+        defer { cat.finish() }
+        return try body(cat)
+    }
 
     return [
         Scenario(
@@ -463,6 +503,55 @@ func scenarios(workers: Int, sizes: Sizes, paths: Paths) async throws -> [Scenar
                 .ratio("pool run --pipe", "GNU --pipe", atLeast: 2, "--pipe vs GNU --pipe"),
                 .ratio("pool run --pipepart", "cat | wc -l", atLeast: 1.3, "--pipepart vs cat | wc -l"),
             ]),
+        Scenario(
+            id: "j", title: "remote hosts over ssh (a private sshd on 127.0.0.1 and 127.0.0.2)",
+            contenders: [
+                Contender(["pool.run 64 B via ssh p50", "pool.run 64 B via ssh p99"], unit: "µs", ours: true, unavailable: noPoolWorker) {
+                    try await withRemotePool { pool in
+                        percentiles(
+                            try await roundTrips(sizes.roundTrips) { _ in
+                                guard try await pool.run(Echo.self, message) == message else { throw BenchmarkError("wrong echo") }
+                            })
+                    }
+                },
+                Contender(["ssh cat 64 B p50", "ssh cat 64 B p99"], unit: "µs") {
+                    try withSSHCat { percentiles(try $0.roundTrips(size: 64, count: sizes.roundTrips)) }
+                },
+                Contender(remotePoolEcho, unit: "MiB/s", ours: true, unavailable: noPoolWorker) {
+                    try await withRemotePool { pool in
+                        // One untimed payload first, as the raw baseline sends one untimed block:
+                        // buffers along the way grow to the payload's size once.
+                        _ = try await pool.run(Echo.self, remotePayload)
+                        return try await remotePayloadMiB / timed {
+                            let outputs = try await pool.map(Echo.self, Array(repeating: remotePayload, count: sizes.remotePayloadJobs))
+                            guard outputs.count == sizes.remotePayloadJobs, outputs.allSatisfy({ $0.utf8.count == sizes.payloadBytes }) else {
+                                throw BenchmarkError("wrong echoes")
+                            }
+                        }
+                    }
+                },
+                Contender(sshCatBandwidth, unit: "MiB/s") {
+                    try withSSHCat { try $0.bandwidth(count: sizes.remotePayloadJobs, size: sizes.payloadBytes) }
+                },
+                Contender(remoteRun, unit: "s", ours: true, unavailable: noPool) {
+                    // `sleep ::: 0.05 …`: each input is the job's one argument (`sleep 0.05 ::: 1 …`
+                    // would run `sleep 0.05 1`, which sleeps 1.05 s).
+                    try await timed {
+                        try runProgram(
+                            paths.pool,
+                            ["run", "-S", sleepLogins, "--ssh", loopback.sshCommand.joined(separator: " "), "sleep", ":::"]
+                                + Array(repeating: "0.05", count: sizes.sleepJobs))
+                    }
+                },
+                Contender(idealSleep, unit: "s") { idealSleepTime },
+            ],
+            bars: [
+                .ratio("pool.run 64 B via ssh p50", "ssh cat 64 B p50", atMost: 1.5, "p50 vs raw ssh cat"),
+                .ratio(remotePoolEcho, sshCatBandwidth, atLeast: 0.7, "payload vs raw ssh cat"),
+                .ratio(remoteRun, idealSleep, atMost: 1.1, "sleep jobs on 2 hosts vs ideal"),
+            ],
+            setUp: { try loopback.start() },
+            tearDown: { loopback.stop() }),
     ]
 }
 

@@ -61,8 +61,14 @@ struct Bar: Codable {
 struct Scenario {
     let id: String
     let title: String
-    let contenders: [Contender]
+    var contenders: [Contender]
     let bars: [Bar]
+    /// Brings up what the contenders need while they run (scenario j's private sshd), just
+    /// before the first repetition; if it throws, every contender is skipped with the reason.
+    var setUp: (() async throws -> Void)? = nil
+    /// Takes down what `setUp` brought up (also what it left when it failed halfway), after
+    /// the last repetition.
+    var tearDown: (() -> Void)? = nil
 }
 
 /// What one contender measured: every repetition's value.
@@ -110,9 +116,19 @@ struct SuiteResult: Codable {
 /// Runs each scenario's contenders interleaved (ours, baseline, ours, baseline, …), so that a
 /// change in the machine's state during the run touches all of them alike.
 func run(_ scenario: Scenario, repetitions: Int, log: (String) -> Void) async -> ScenarioResult {
+    var contenders = scenario.contenders
+    defer { scenario.tearDown?() }
+    if let setUp = scenario.setUp {
+        do {
+            try await setUp()
+        } catch {
+            log("  skipped: \(error)")
+            for index in contenders.indices where contenders[index].unavailable == nil { contenders[index].unavailable = "\(error)" }
+        }
+    }
     var measured: [Measured] = []
     var rows: [Range<Int>] = []  // each contender's rows in `measured`
-    for contender in scenario.contenders {
+    for contender in contenders {
         let first = measured.count
         measured += contender.names.map {
             Measured(contender: $0, unit: contender.unit, ours: contender.isOurs, values: [], skipped: contender.unavailable)
@@ -120,7 +136,7 @@ func run(_ scenario: Scenario, repetitions: Int, log: (String) -> Void) async ->
         rows.append(first..<measured.count)
     }
     for repetition in 1...repetitions {
-        for (index, contender) in scenario.contenders.enumerated() where measured[rows[index].lowerBound].skipped == nil {
+        for (index, contender) in contenders.enumerated() where measured[rows[index].lowerBound].skipped == nil {
             do {
                 let values = try await contender.measure()
                 precondition(values.count == contender.names.count, "\(contender.names) measured \(values.count) values")

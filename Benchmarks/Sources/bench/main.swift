@@ -8,11 +8,13 @@ let usage = """
 usage: bench [--workers N] [--repetitions R] [--quick] [--only a,b,...] [--json FILE] [--svg FILE]
 
 Runs the performance scenarios (a: tiny jobs, b: futures, c: latency, d: CPU-bound,
-e: payload, f: start-up, g: command line, h: memory, i: --pipe) for this pool and for the
-baselines (Python's ProcessPoolExecutor and multiprocessing.Pool, TaskGroup, raw pipes,
-xargs -P, GNU parallel, cat | wc -l), interleaved, and prints a table of medians, ranges and
-ratios. A baseline that is not installed is skipped with a note. Build the main package first
-(swift build -c release): scenarios g, h and i run its pool and pool-worker binaries.
+e: payload, f: start-up, g: command line, h: memory, i: --pipe, j: remote hosts over ssh)
+for this pool and for the baselines (Python's ProcessPoolExecutor and multiprocessing.Pool,
+TaskGroup, raw pipes, xargs -P, GNU parallel, cat | wc -l, ssh host cat), interleaved, and
+prints a table of medians, ranges and ratios. A baseline that is not installed is skipped with
+a note. Build the main package first (swift build -c release): scenarios g to j run its pool
+and pool-worker binaries. Scenario j starts a private sshd on 127.0.0.1 and 127.0.0.2 for its
+run, so it needs root and openssh-server; without them it is skipped with the reason.
 
   --workers N       workers for every pool (default 2)
   --repetitions R   runs of each contender (default 5)
