@@ -13,6 +13,7 @@
 #include <sys/sendfile.h>
 #endif
 #include <sys/wait.h>
+#include <ftw.h>
 #include <unistd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -418,4 +419,13 @@ int mp_random_bytes(void *buffer, size_t count) {
     arc4random_buf(buffer, count);
     return 0;
 #endif
+}
+
+static int remove_entry(const char *path, const struct stat *status, int kind, struct FTW *walk) {
+    (void)status; (void)kind; (void)walk;
+    return remove(path);
+}
+
+int mp_remove_tree(const char *path) {
+    return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

@@ -47,6 +47,8 @@ enum Help {
       -k, --keep-order write records in input order
       --timeout SECS   stop a line's job after SECS seconds (code timedOut); its worker is
                        replaced
+      -S, --sshlogin, --slf, --ssh, --slurm, --worker-cache  run on other machines, as for
+                       pool run
 
     exit status: 0 if every line succeeded; otherwise the number of failed lines, at most 101;
     2 for a usage error; 255 if pool itself failed.
@@ -176,6 +178,25 @@ enum Help {
                        p, e, powers of 1000; default 255M): a job that writes more is
                        killed and fails saying so, so that no job's output takes all memory
       --worker PATH    the worker binary (default: pool-worker next to pool)
+      -S, --sshlogin LOGINS  also run on other machines: [N/][sshcommand ]{[user@]host[:port] | :}
+                       separated by commas, ':' for this one, N jobs there (default -j);
+                       one ssh connection per host, which starts the worker there
+      --slf, --sshloginfile FILE  the logins in FILE, one list per line (# comments)
+      --ssh CMD        the ssh command for logins that name none (default: ssh)
+      --slurm          run on the nodes of the Slurm allocation pool runs in (salloc,
+                       sbatch): one srun step per node, as many jobs as Slurm gave it
+      --worker-cache DIR  copy the worker binary into DIR (relative to the home folder) on
+                       ssh hosts that lack it, named by its SHA-256
+      --transferfile, --tf FILE  send FILE (a template, such as {}) to the host before the
+                       job: a relative path lands under --workdir, /./ marks where it starts
+      --return FILE    bring FILE (a template) back from the host after the job, to the same
+                       path here
+      --cleanup        remove the sent and returned files from the host afterwards
+      --trc FILE       --transferfile {} --return FILE --cleanup
+      --workdir, --wd DIR  where commands run on a host: DIR relative to the home folder, '.'
+                       for this folder's path under home, '...' for a new folder of each
+                       job's own, removed after it (default: the home folder). On this
+                       machine (':') files are in place already: none is sent or returned
 
     Unlike GNU parallel, a command of several words is not joined into a line for a shell: each
     word is one argument, so an empty value ({3} with two sources) is an empty argument, and

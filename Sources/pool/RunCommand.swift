@@ -73,6 +73,8 @@ struct RunCommand {
     var spellings = CommandTemplate.Spellings()
     /// `-S`, `--slf`, `--ssh`, `--slurm`: other machines to run on.
     var hostOptions = HostOptions()
+    /// `--transferfile`, `--return`, `--cleanup`, `--trc`, `--workdir`.
+    var remoteFiles = RemoteFileOptions()
 
     /// Parses the arguments after `run`, byte for byte as the kernel passed them.
     /// - Throws: `UsageError` naming the bad option.
@@ -109,6 +111,7 @@ struct RunCommand {
             guard argument.hasPrefix("-"), argument != "-" else { break }
             rest.removeFirst()
             if try hostOptions.parse(argument, value: { () throws(UsageError) in try value(for: argument) }) { continue }
+            if try remoteFiles.parse(argument, value: { () throws(UsageError) in try bytes(for: argument) }) { continue }
             switch argument {
             case "--": break parsing
             case "-k", "--keep-order": keepOrder = true
@@ -223,6 +226,9 @@ struct RunCommand {
             if case .lines(let count)? = pipeHeader { headerLines = count }
         }
         if blockPassing != nil && !pipe { throw UsageError("--cat and --fifo go with --pipe or --pipepart") }
+        if !remoteFiles.isEmpty && pipe {
+            throw UsageError("--transferfile, --return, --cleanup and --workdir are for jobs with input values, not --pipe blocks")
+        }
         if pipePart && hostOptions.namesHosts {
             throw UsageError("--pipepart has workers read the file where they run: it does not go with -S, --slf or --slurm (use --pipe)")
         }
@@ -474,6 +480,11 @@ struct RunCommand {
         let tagTemplate = tagString.map {
             CommandTemplate(words: [$0], forceShell: false, spellings: spellings, names: template.names, isCommand: false)
         }
+        // --transferfile and --return name files like a command, from the job's values.
+        let fileTemplate: ((Bytes, [Bytes], Int) -> Bytes)? = remoteFiles.isEmpty ? nil : { [spellings, names = template.names] word, arguments, sequence in
+            CommandTemplate(words: [word], forceShell: false, spellings: spellings, names: names, isCommand: false)
+                .arguments(for: arguments, sequence: sequence).first ?? []
+        }
         /// What --tag puts before a job's lines: its values, or --tagstring filled in.
         func label(_ arguments: [Bytes], sequence: Int) -> Bytes {
             guard let tagTemplate else { return Self.label(arguments) }
@@ -497,6 +508,12 @@ struct RunCommand {
         let keepsStreamed = lineBuffer && (log != nil || results != nil)
         func finish(_ sequence: Int, _ arguments: [Bytes], _ result: Result<CommandJob.Output, ProcessPoolError>) -> Bool {
             bar?.clear()
+            if case .success(let output) = result, let returned = output.returnedFiles {
+                for problem in RemoteFileOptions.keep(returned) {
+                    Output.write("pool: job \(sequence + 1): \(problem)\n", to: .standardError)
+                    printer.countFailure()
+                }
+            }
             printer.print(sequence: sequence, input: label(arguments, sequence: sequence), result: result)
             if log != nil || results != nil {
                 var result = result
@@ -629,6 +646,19 @@ struct RunCommand {
                             : template.arguments(for: arguments, sequence: index + 1)
                         var command = CommandJob.Input(argumentBytes: niced(vector), streamsOutput: lineBuffer)
                         command.outputLimit = outputLimit
+                        if let fileTemplate {
+                            do {
+                                command.remoteFiles = try remoteFiles.files { fileTemplate($0, arguments, index + 1) }
+                            } catch {
+                                // Its file cannot be sent: it fails alone, and the run goes on.
+                                bar?.clear()
+                                Output.write("pool: job \(index + 1): \(error)\n", to: .standardError)
+                                printer.countFailure()
+                                printer.skip(sequence: index)
+                                if countFinished() { stopForHalt() }
+                                break
+                            }
+                        }
                         await start(index, arguments, .command(command), attempt: 0)
                     }
                 case .inputsEnded:

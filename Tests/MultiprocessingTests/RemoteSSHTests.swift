@@ -195,6 +195,49 @@ struct RemoteSSHTests {
         #expect(try FileManager.default.attributesOfItem(atPath: copy)[.systemFileNumber] as? Int == firstInode)
     }
 
+    @Test("--trc sends each job's file to the host, brings its result back and cleans up; hostile names too")
+    func transferReturnCleanup() async throws {
+        let hosts = try await Self.startHosts(1)
+        defer { hosts.stop() }
+        let here = FileManager.default.temporaryDirectory.appendingPathComponent("trc-here-\(UUID().uuidString)")
+        let there = FileManager.default.temporaryDirectory.appendingPathComponent("trc-there-\(UUID().uuidString)").path
+        defer {
+            try? FileManager.default.removeItem(at: here)
+            try? FileManager.default.removeItem(atPath: there)
+        }
+        let names = ["plain.txt", "a file with spaces.txt", "it's; rm -rf $HOME `x`.txt", "sub dir/deeper $(x).txt"]
+        for (index, name) in names.enumerated() {
+            let url = here.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(String(repeating: "line\n", count: index + 1).utf8).write(to: url)
+        }
+        let (status, output) = try await Self.runPool([
+            "run", "-k", "--worker", Binaries.poolWorker, "--ssh", hosts.sshCommand.joined(separator: " "), "-S", "1/\(hosts.names[0])",
+            "--workdir", there, "--trc", "{}.count", "sh", "-c", "wc -l < \"$1\" > \"$1.count\"; pwd", "sh", "{}", ":::",
+        ] + names, in: here.path)
+        #expect(status == 0)
+        // Each command ran in the working directory on the host.
+        #expect(output == String(repeating: there + "\n", count: names.count), "\(output)")
+        for (index, name) in names.enumerated() {
+            let count = try String(contentsOf: here.appendingPathComponent(name + ".count"), encoding: .utf8)
+            #expect(count.trimmingCharacters(in: .whitespacesAndNewlines) == "\(index + 1)", "\(name)")
+            // --cleanup: neither the sent file nor the result is left there.
+            #expect(!FileManager.default.fileExists(atPath: there + "/" + name), "\(name) left on the host")
+            #expect(!FileManager.default.fileExists(atPath: there + "/" + name + ".count"), "\(name).count left on the host")
+        }
+
+        // On this machine (`:`) the files are where they belong already: nothing is sent, and
+        // the command runs here, as GNU parallel does it.
+        let elsewhere = there + "-not-made"
+        let local = try await Self.runPool([
+            "run", "-k", "--worker", Binaries.poolWorker, "-S", ":", "--workdir", elsewhere, "--trc", "{}.again",
+            "sh", "-c", "wc -l < \"$1\" > \"$1.again\"", "sh", "{}", ":::", names[1],
+        ], in: here.path)
+        #expect(local.status == 0)
+        #expect(!FileManager.default.fileExists(atPath: elsewhere))
+        #expect(FileManager.default.fileExists(atPath: here.appendingPathComponent(names[1] + ".again").path))
+    }
+
     @Test("a worker binary missing on the host is reported as such (exit status 127)")
     func missingWorkerBinaryIsReported() async throws {
         let hosts = try await Self.startHosts(1)
@@ -225,12 +268,14 @@ extension RemoteSSHTests {
         return environment.split(separator: 0).contains { String(decoding: $0, as: UTF8.self).hasPrefix("SWIFT_MULTIPROCESSING_") }
     }
 
-    /// Runs the built `pool` with `arguments`; its status and stdout (stderr is let through).
-    static func runPool(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+    /// Runs the built `pool` with `arguments` (in `directory`); its status and stdout (stderr
+    /// is let through).
+    static func runPool(_ arguments: [String], in directory: String? = nil) async throws -> (status: Int32, output: String) {
         try await onDedicatedThread {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: Binaries.directory + "/pool")
             process.arguments = arguments
+            if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
             let pipe = Pipe()
             process.standardOutput = pipe
             process.standardInput = FileHandle.nullDevice

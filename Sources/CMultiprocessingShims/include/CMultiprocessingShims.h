@@ -107,4 +107,8 @@ int mp_connect_tcp(const char *address, int port);
 /// Fills `buffer` with `count` random bytes from the kernel (getrandom); 0, or -1 with errno.
 int mp_random_bytes(void *buffer, size_t count);
 
+/// Removes `path` and, if it is a directory, everything in it, never following symbolic links
+/// (`rm -rf`); 0, or -1 with errno from the first failure.
+int mp_remove_tree(const char *path);
+
 #endif

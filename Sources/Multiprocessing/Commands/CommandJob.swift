@@ -40,6 +40,10 @@ public struct CommandJob: Job {
         /// ``InputPassing/standardInput``.
         public var inputPassing: InputPassing?
 
+        /// Files to put on another machine before the command and to bring back after it, and
+        /// where it runs there; ignored on the coordinator's machine.
+        public var remoteFiles: RemoteFiles?
+
         /// The most bytes of output (standard output and standard error together) the command
         /// may write; one that writes more is killed and the job fails saying so. Nil:
         /// ``defaultOutputLimit``. It must stay below the pool's
@@ -108,6 +112,8 @@ public struct CommandJob: Job {
         public var startTime: Double
         /// How long it ran, in seconds.
         public var runtime: Double
+        /// The files ``Input/remoteFiles`` asked back, when it ran on another machine.
+        public var returnedFiles: [File]?
 
         /// Whether it exited with status 0.
         public var succeeded: Bool { exitCode == 0 }
@@ -128,6 +134,13 @@ public struct CommandJob: Job {
     public init() {}
 
     public func run(_ input: Input) throws -> Output {
+        if let files = input.remoteFiles, Self.runsOnAnotherMachine {
+            return try run(input, with: files, runHere)
+        }
+        return try runHere(input)
+    }
+
+    private func runHere(_ input: Input) throws -> Output {
         var source: CommandRunner.InputSource?
         if input.standardInput != nil || input.standardInputFile != nil {
             source = CommandRunner.InputSource(bytes: input.standardInput ?? [])
@@ -173,7 +186,7 @@ public struct CommandJob: Job {
     }
 
     /// A job error for a failed system call while preparing the command's input.
-    private static func failure(_ what: String, _ error: SystemCallError) -> ProcessPoolError {
+    static func failure(_ what: String, _ error: SystemCallError) -> ProcessPoolError {
         var failure = ProcessPoolError(.spawnFailed, "\(what) (\(error.call) failed: \(error.errno))")
         failure.errno = error.errno
         failure.resourceLimit = ThisProcess.resourceLimitNote(call: error.call, errno: error.errno)
@@ -236,7 +249,7 @@ public struct OutputLimitExceeded: Error, CustomStringConvertible {
 
 extension CommandJob.Input: Codable {
     private enum CodingKeys: String, CodingKey {
-        case arguments, argumentBytes, streamsOutput, outputLimit, standardInput, standardInputFile, inputPassing
+        case arguments, argumentBytes, streamsOutput, outputLimit, standardInput, standardInputFile, inputPassing, remoteFiles
     }
 
     /// Arguments that are all valid UTF-8 travel as strings (readable in JSON, the same bytes
@@ -253,6 +266,7 @@ extension CommandJob.Input: Codable {
         try container.encodeIfPresent(outputLimit, forKey: .outputLimit)
         try container.encodeIfPresent(standardInputFile, forKey: .standardInputFile)
         try container.encodeIfPresent(inputPassing, forKey: .inputPassing)
+        try container.encodeIfPresent(remoteFiles, forKey: .remoteFiles)
         // Last, so that its bytes end the payload (see `binaryPrefix(standardInputCount:)`).
         try container.encodeIfPresent(standardInput, forKey: .standardInput)
     }
@@ -286,5 +300,6 @@ extension CommandJob.Input: Codable {
         standardInput = try container.decodeIfPresent([UInt8].self, forKey: .standardInput)
         standardInputFile = try container.decodeIfPresent(CommandJob.FileRange.self, forKey: .standardInputFile)
         inputPassing = try container.decodeIfPresent(CommandJob.InputPassing.self, forKey: .inputPassing)
+        remoteFiles = try container.decodeIfPresent(CommandJob.RemoteFiles.self, forKey: .remoteFiles)
     }
 }

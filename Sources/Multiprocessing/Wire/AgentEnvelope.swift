@@ -26,6 +26,9 @@ enum AgentProtocol {
     /// speaking on its stdout: it first reads a secret line from its stdin and sends it back as
     /// the first bytes of that connection.
     static let callbackEnvironmentKey = "SWIFT_MULTIPROCESSING_AGENT_CALLBACK"
+    /// Set by an agent in the environment of the workers it starts: they run on another
+    /// machine than their coordinator (``CommandJob/RemoteFiles`` apply there).
+    static let remoteWorkerEnvironmentKey = "SWIFT_MULTIPROCESSING_REMOTE"
 
     static var preamble: [UInt8] {
         magic + [UInt8(truncatingIfNeeded: version), UInt8(truncatingIfNeeded: version >> 8), 0, 0]

@@ -254,6 +254,7 @@ final class Agent: @unchecked Sendable {
             var environment = baseEnvironment.filter { !keys.contains($0.prefix { $0 != "=" }) }
             environment += additions
             environment.append("\(WireProtocol.parentEnvironmentKey)=\(ThisProcess.id)")
+            environment.append("\(AgentProtocol.remoteWorkerEnvironmentKey)=1")
             open(channel, environment: environment)
         case .input:
             guard workers[channel] != nil else { return }  // it exited; its exit is on its way
