@@ -53,7 +53,9 @@ func serveBroken(mode: String) -> Never {
         break
     }
     // Preamble and a hello serving "square".
-    send(Array("SWMP".utf8) + [1, 0, 0, 0])
+    // The version the pool speaks: it says so in the variable that marks a worker.
+    let version = UInt16(ProcessInfo.processInfo.environment["SWIFT_MULTIPROCESSING_WORKER"] ?? "") ?? 2
+    send(Array("SWMP".utf8) + [UInt8(truncatingIfNeeded: version), UInt8(truncatingIfNeeded: version >> 8), 0, 0])
     send(frame(0x01, varint(Int(getpid())) + varint(1) + varint(6) + Array("square".utf8)))
     if mode == "close-output" {
         try? output.close()

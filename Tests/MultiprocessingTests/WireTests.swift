@@ -186,7 +186,7 @@ struct WireTests {
 
     @Test("a stream that is not the protocol is refused at its first bytes")
     func garbageIsRefused() {
-        for garbage in [Array("hello world".utf8), [0x00], [0x53, 0x57, 0x00], Array("SWMP\u{2}\u{0}\u{0}\u{0}".utf8), Array("SWMP\u{1}\u{0}\u{1}\u{0}".utf8)] {
+        for garbage in [Array("hello world".utf8), [0x00], [0x53, 0x57, 0x00], Array("SWMP\u{1}\u{0}\u{0}\u{0}".utf8), Array("SWMP\u{3}\u{0}\u{0}\u{0}".utf8), Array("SWMP\u{2}\u{0}\u{1}\u{0}".utf8)] {
             var reader = FrameReader()
             reader.append(garbage)
             #expect(throws: WireError.self, "\(garbage)") { _ = try drain(&reader) }
@@ -276,5 +276,67 @@ struct WireTests {
         var offset = 0
         #expect(throws: Varint.Failure.overlong) { try eleven.withUnsafeBytes { buffer throws(Varint.Failure) in try Varint.read(from: buffer, offset: &offset) } }
         #expect(throws: Varint.Failure.truncated) { try ([0x80, 0x80] as [UInt8]).withUnsafeBytes { buffer throws(Varint.Failure) in try Varint.read(from: buffer, offset: &offset) } }
+    }
+}
+
+@Suite("The agent's envelopes, byte by byte")
+struct AgentEnvelopeTests {
+    /// Reads every envelope `bytes` holds, fed `piece` bytes at a time.
+    private func envelopes(_ bytes: [UInt8], piece: Int, agentKinds: Bool = true) throws -> [(EnvelopeKind, UInt32, [UInt8])] {
+        var reader = EnvelopeReader(acceptsAgentKinds: agentKinds)
+        var found: [(EnvelopeKind, UInt32, [UInt8])] = []
+        var start = 0
+        while start < bytes.count {
+            let end = min(bytes.count, start + piece)
+            bytes[start..<end].withUnsafeBytes { reader.append($0) }
+            start = end
+            while let envelope = try reader.next({ kind, channel, payload in (kind, channel, Array(payload)) }) { found.append(envelope) }
+        }
+        return found
+    }
+
+    @Test("envelopes split at every byte boundary come out whole; large data in pieces")
+    func splitAtEveryBoundary() throws {
+        var writer = EnvelopeWriter()
+        writer.writePreamble()
+        writer.write(.agentHello, channel: 0) { $0.writeVarint(42); $0.writeString("node7") }
+        writer.write(.output, channel: 3, payload: [1, 2, 3])
+        writer.write(.exited, channel: 3) { $0.writeByte(1); $0.writeVarint(9) }
+        let small = writer.bytes
+        for piece in 1...small.count {
+            let read = try envelopes(small, piece: piece)
+            #expect(read.map(\.0) == [.agentHello, .output, .exited], "pieces of \(piece)")
+            #expect(read.map(\.1) == [0, 3, 3])
+            #expect(read[1].2 == [1, 2, 3])
+        }
+        let large = (0..<(AgentProtocol.dataPieceSize * 2 + 17)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        var pieces = EnvelopeWriter()
+        pieces.writePreamble()
+        large.withUnsafeBytes { pieces.writePieces(.diagnostics, channel: 9, $0) }
+        let read = try envelopes(pieces.bytes, piece: 4093)
+        #expect(read.count == 3)
+        #expect(read.flatMap(\.2) == large)
+    }
+
+    @Test("a stream that is not an agent's is named at its first bytes")
+    func strangersAreNamed() {
+        func failure(_ bytes: [UInt8], agentKinds: Bool = true) -> String {
+            do {
+                _ = try envelopes(bytes, piece: bytes.count, agentKinds: agentKinds)
+                return "accepted"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(failure(Array("SWMP".utf8) + [1, 0, 0, 0]).contains("worker of protocol version 1 that does not know agent mode"))
+        #expect(failure(Array("Welcome to node7\n".utf8)).contains("does not start with an agent's preamble"))
+        #expect(failure(Array("SWMA".utf8) + [3, 0, 0, 0]).contains("speaks protocol version 3"))
+        var wrongWay = EnvelopeWriter()
+        wrongWay.writePreamble()
+        wrongWay.write(.input, channel: 1, payload: [0])
+        #expect(failure(wrongWay.bytes).contains("unknown envelope kind 0x3"))
+        var huge = AgentProtocol.preamble
+        huge += [0xFF, 0xFF, 0xFF, 0x7F, EnvelopeKind.output.rawValue, 1, 0, 0, 0]
+        #expect(failure(huge).contains("over the limit"))
     }
 }
