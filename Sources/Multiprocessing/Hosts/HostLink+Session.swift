@@ -127,10 +127,7 @@ extension HostLink {
 
         private func flush() {
             guard !awaitingGreeting else { return }
-            if !writer.bytes.isEmpty {
-                outgoing.append(writer.bytes)
-                writer.bytes.removeAll(keepingCapacity: true)
-            }
+            if !writer.bytes.isEmpty { outgoing.take(&writer.bytes) }
             guard !streamClosed, !outgoing.isEmpty else { return }
             let written: Bool
             if usesTransportStream {

@@ -15,6 +15,19 @@ struct PendingBytes {
         bytes.append(contentsOf: more)
     }
 
+    /// Appends `more` and leaves it empty; when nothing is waiting, takes its storage instead
+    /// of copying it (a large frame is then never copied here).
+    mutating func take(_ more: inout [UInt8]) {
+        if isEmpty {
+            swap(&bytes, &more)
+            offset = 0
+            more.removeAll(keepingCapacity: true)
+        } else {
+            append(more)
+            more.removeAll(keepingCapacity: more.capacity <= 4 << 20)
+        }
+    }
+
     mutating func removeAll() {
         bytes.removeAll()
         offset = 0

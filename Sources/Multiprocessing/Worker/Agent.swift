@@ -341,8 +341,7 @@ final class Agent: @unchecked Sendable {
 
     private func takeWritten() {
         guard !writer.bytes.isEmpty else { return }
-        outgoing.append(writer.bytes)
-        writer.bytes.removeAll(keepingCapacity: true)
+        outgoing.take(&writer.bytes)
     }
 
     private func flushOutgoing() {
