@@ -39,8 +39,9 @@ struct RemoteSSHTests {
             }
         }
 
-        /// Waits until some event satisfies `condition`.
+        /// Waits until the events so far satisfy `condition` (at once if they do already).
         func wait(until condition: ([HostEvent]) -> Bool) async {
+            if condition(all) { return }
             for await _ in arrived.stream where condition(all) { return }
         }
     }
@@ -122,6 +123,32 @@ struct RemoteSSHTests {
             #expect(await awaitExit(of: pid, timeout: .seconds(3)), "process \(pid) outlived its cut-off connection")
         }
         try hosts.restoreLink(1)
+    }
+
+    @Test("a host that was lost and answers again is used again")
+    func lostHostComesBack() async throws {
+        let hosts = try await Self.startHosts(2)
+        defer { hosts.stop() }
+        let events = HostEvents()
+        var configuration = Self.configuration(hosts, indices: [0, 1], events: events)
+        configuration.hostTimeout = .seconds(1)
+        func ups(_ all: [HostEvent]) -> Int {
+            all.count { if case .up(let host) = $0 { host.description == hosts.names[1] } else { false } }
+        }
+        try await withProcessPool(configuration: configuration) { pool in
+            await events.wait { ups($0) == 1 }
+            _ = try await pool.map(Square.self, 0..<100)
+            let before = Set(hosts.processes(inHost: 1))
+            try hosts.cutLink(1)
+            await events.wait { _ in !events.downReasons(of: hosts.names[1]).isEmpty }
+            try hosts.restoreLink(1)
+            await events.wait { ups($0) == 2 }
+            // Work enough for every slot: the host's new workers take their share.
+            let results = try await pool.map(Spin.self, (0..<2_000).map { [$0, 1_000] })
+            #expect(results == (0..<2_000).map { $0 * $0 })
+            let started = hosts.processes(inHost: 1).filter { !before.contains($0) && Self.isStartedByPool($0) }
+            #expect(started.count >= 3, "a new agent and its two workers: \(started)")
+        }
     }
 
     @Test("a coordinator SIGKILLed mid-map leaves nothing running on its host")
