@@ -508,8 +508,14 @@ struct RunCommand {
         let keepsStreamed = lineBuffer && (log != nil || results != nil)
         func finish(_ sequence: Int, _ arguments: [Bytes], _ result: Result<CommandJob.Output, ProcessPoolError>) -> Bool {
             bar?.clear()
-            if case .success(let output) = result, let returned = output.returnedFiles {
-                for problem in RemoteFileOptions.keep(returned) {
+            if case .success(let output) = result, let returned = output.returnedFiles, let fileTemplate {
+                // Only what this job asked for is written here: a host cannot choose paths.
+                let asked = Set(remoteFiles.returns.map { RemoteFileOptions.remotePath(fileTemplate($0, arguments, sequence + 1)) })
+                let (wanted, unasked) = (returned.filter { asked.contains($0.path) }, returned.filter { !asked.contains($0.path) })
+                for file in unasked {
+                    Output.write("pool: job \(sequence + 1): the host returned \(String(decoding: file.path, as: UTF8.self)), which was not asked for; it is ignored\n", to: .standardError)
+                }
+                for problem in RemoteFileOptions.keep(wanted) {
                     Output.write("pool: job \(sequence + 1): \(problem)\n", to: .standardError)
                     printer.countFailure()
                 }

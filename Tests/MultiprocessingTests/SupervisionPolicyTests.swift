@@ -71,25 +71,27 @@ struct RescuePlanTests {
         #expect(cancelled.requeue.map(\.count) == [2, 1])
     }
 
-    @Test("a lost host blames no job and uses no retry; a job on three lost hosts fails naming them")
+    @Test("a lost host uses no retry; the job running on three lost hosts fails naming them")
     func hostLoss() {
         func lost(_ host: String) -> RescuePlan.Cause {
             .hostLost(host: "\(host): the connection ended", error: ProcessPoolError(.hostLost, "host \(host) was lost"))
         }
-        var running = [slice(count: 3)]
+        var running = slice(count: 3)
         for (round, host) in ["a", "b"].enumerated() {
-            let plan = RescuePlan(unanswered: running, reportsEachResult: false, waiting: [slice("later", count: 2)], cause: lost(host))
+            let plan = RescuePlan(unanswered: [running], reportsEachResult: false, waiting: [slice("later", count: 2)], cause: lost(host))
             #expect(plan.failures.isEmpty)
-            #expect(plan.requeue.map(\.positions) == [0..<3, 0..<2])
+            // The running job alone carries the loss; the jobs behind it had not started.
+            #expect(plan.requeue.map(\.positions) == [0..<1, 1..<3, 0..<2])
             #expect(plan.requeue[0].lostHosts.count == round + 1)
-            #expect(plan.requeue[0].history.isEmpty && !plan.requeue[0].isSuspect)
-            // Jobs that had not started were not lost under anything.
-            #expect(plan.requeue[1].lostHosts.isEmpty)
-            running = [plan.requeue[0]]
+            #expect(plan.requeue[1].lostHosts.count == round)
+            #expect(plan.requeue[2].lostHosts.isEmpty)
+            #expect(plan.requeue.allSatisfy { $0.history.isEmpty && !$0.isSuspect })
+            running = plan.requeue[0]
+            running.positions = 0..<3
         }
-        let third = RescuePlan(unanswered: running, reportsEachResult: true, waiting: [], cause: lost("c"))
-        #expect(third.requeue.isEmpty)
-        #expect(third.failures.map(\.slice.positions) == [0..<3])
+        let third = RescuePlan(unanswered: [running], reportsEachResult: true, waiting: [], cause: lost("c"))
+        #expect(third.failures.map(\.slice.positions) == [0..<1])
+        #expect(third.requeue.map(\.positions) == [1..<3])
         let error = third.failures.first?.error
         #expect(error?.code == .hostLost)
         #expect(error?.message == "the job was on 3 hosts that were lost under it: a: the connection ended; b: the connection ended; c: the connection ended")

@@ -52,7 +52,8 @@ extension EventLoop {
         let cause: RescuePlan.Cause
         if lifecycle == .cancelling {
             cause = .poolCancelled(failure(.poolShutDown, "the pool was shut down while the job ran"))
-        } else if let loss = worker.connection.hostLoss {
+        } else if let loss = worker.connection.hostLoss, worker.termination == nil {
+            // (A job over its timeout is blamed as such even if its host went with it.)
             let host = worker.connection.hostName ?? "?"
             cause = .hostLost(host: "\(host): \(loss)", error: failure(.hostLost, "host \(host) was lost while the job ran there: \(loss)"))
         } else {

@@ -61,8 +61,8 @@ extension EventLoop {
     }
 
     /// When every host is remote and down, and each has failed to connect again since it was
-    /// lost (so a short break of a single host does not end the run): the error to fail the
-    /// pool with, naming every host and why.
+    /// lost (so a short break of a single host does not fail anything): the error to fail the
+    /// waiting jobs with, naming every host and why.
     func noHostLeft() -> ProcessPoolError? {
         guard hosts.allSatisfy({ !$0.isLocal }), workers.isEmpty else { return nil }
         for case let link? in links {

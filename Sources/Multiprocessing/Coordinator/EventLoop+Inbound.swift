@@ -144,7 +144,10 @@ extension EventLoop {
         if let lastName { batchSizer.record(jobName: lastName, count: header.count, elapsedNanoseconds: header.elapsedNanoseconds, resultBytes: body.count) }
         if batch.resolvedCount == batch.count {
             worker.inFlight.removeFirst()
-            if let limit = core.configuration.maximumResidentMemory, let resident = residentMemory(of: worker.pid), resident > limit {
+            // Measured here, so for this machine's workers only: a remote pid names another
+            // machine's process (memoryLimit still applies there).
+            if let limit = core.configuration.maximumResidentMemory, worker.connection.hostName == nil,
+               let resident = residentMemory(of: worker.pid), resident > limit {
                 retire(worker)
             }
         }

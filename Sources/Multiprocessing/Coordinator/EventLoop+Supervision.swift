@@ -94,8 +94,9 @@ extension EventLoop {
         let (lifecycle, queueIsEmpty, broken) = core.state.withLock { ($0.lifecycle, $0.queue.isEmpty, $0.brokenError != nil) }
         guard !broken, lifecycle == .running || (lifecycle == .draining && !queueIsEmpty) else { return }
         let configuration = core.configuration
-        if let error = noHostLeft() {
-            fail(with: error)
+        // Waiting jobs fail, but the pool stays: a host that answers again takes new work.
+        if !queueIsEmpty, let error = noHostLeft() {
+            failQueued(with: error)
             return
         }
         let live = workers.count { $0.state != .stopping } + respawns.pending
@@ -154,7 +155,7 @@ extension EventLoop {
 
     /// Makes `error` the pool's refusal: queued jobs and callers waiting for a worker's hello
     /// fail with it, and new work is refused.
-    func fail(with error: ProcessPoolError) {
+    private func fail(with error: ProcessPoolError) {
         guard let release = core.state.withLock({ $0.breakPool(with: error) }) else { return }
         carryOut(release, failingWith: error)
     }

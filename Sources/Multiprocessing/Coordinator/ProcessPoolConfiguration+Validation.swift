@@ -30,6 +30,11 @@ extension ProcessPoolConfiguration {
         if let idleTimeout { try check(idleTimeout, "idleTimeout", allowingZero: false) }
         try check(handshakeTimeout, "handshakeTimeout", allowingZero: false)
         try check(hostTimeout, "hostTimeout", allowingZero: false)
+        // An agent takes at most a day (it must end what it started when its coordinator is
+        // gone), and the timeout travels in whole milliseconds.
+        if hostTimeout > .seconds(86_400) || hostTimeout < .milliseconds(1) {
+            throw ProcessPoolError(.invalidConfiguration, "hostTimeout must be at least a millisecond and at most a day, not \(hostTimeout)")
+        }
         try check(hostConnectTimeout, "hostConnectTimeout", allowingZero: false)
         var totalSlots = 0
         for (index, host) in hosts.enumerated() {

@@ -44,17 +44,26 @@ struct RescuePlan {
     ///   - cause: Why it is gone.
     init(unanswered: [ChunkSlice], reportsEachResult: Bool, waiting: [ChunkSlice], cause: Cause) {
         if case .hostLost(let host, let error) = cause {
-            for var slice in unanswered {
-                slice.lostHosts.append(host)
-                if slice.lostHosts.count >= Self.hostLossLimit {
-                    var final = error
-                    final.message = "the job was on \(slice.lostHosts.count) hosts that were lost under it: " + slice.lostHosts.joined(separator: "; ")
-                    failures.append((slice, final))
-                } else {
-                    requeue.append(slice)
-                }
+            // The job that was running is the one lost under the host; those behind it had not
+            // started. Neither kind uses a retry.
+            guard let first = unanswered.first else {
+                requeue = waiting
+                return
             }
-            requeue += waiting
+            var running = first
+            running.positions = first.positions.lowerBound..<first.positions.lowerBound + 1
+            var others = unanswered
+            others[0].positions = others[0].positions.dropFirst()
+            others.removeAll { $0.positions.isEmpty }
+            running.lostHosts.append(host)
+            if running.lostHosts.count >= Self.hostLossLimit {
+                var final = error
+                final.message = "the job was on \(running.lostHosts.count) hosts that were lost under it: " + running.lostHosts.joined(separator: "; ")
+                failures.append((running, final))
+            } else {
+                requeue.append(running)
+            }
+            requeue += others + waiting
             return
         }
         guard let first = unanswered.first else {

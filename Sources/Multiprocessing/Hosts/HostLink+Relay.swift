@@ -95,7 +95,9 @@ extension HostLink {
         /// Ends every worker of the host as lost with it.
         private func loseChannels(because reason: String) {
             for channel in channels.values {
-                channel.record.lost(because: reason)
+                // One that exited but whose last bytes cannot be delivered now is lost too: its
+                // frame would look cut short by the worker itself.
+                channel.record.lost(because: reason, evenIfExited: !channel.isDelivered)
                 channel.closeAll()
             }
             channels.removeAll()
@@ -171,11 +173,18 @@ extension HostLink {
                         refuse(record, ends: ends, reason: "the pool is stopping")
                         continue
                     }
-                    channels[record.number] = Channel(record: record, ends: ends)
-                    session.writer.write(.open, channel: record.number) { payload in
-                        payload.writeVarint(environment.count)
-                        for entry in environment { payload.writeString(entry) }
+                    var payload = WireWriter()
+                    payload.writeVarint(environment.count)
+                    for entry in environment { payload.writeString(entry) }
+                    guard payload.bytes.count <= AgentProtocol.maximumPayloadSize else {
+                        // Said on the worker's stderr, so its start failure names it.
+                        let message = Array("the worker's environment is \(payload.bytes.count) bytes, over the \(AgentProtocol.maximumPayloadSize) an agent takes\n".utf8)
+                        if ends.diagnostics != nil { _ = message.withUnsafeBytes { try? ends.diagnostics!.write($0) } }
+                        record.exited(.exited(126))
+                        continue
                     }
+                    channels[record.number] = Channel(record: record, ends: ends)
+                    session.writer.write(.open, channel: record.number, payload: payload.bytes)
                 case .signal(let number, let signal):
                     guard channels[number] != nil, !(channels[number]!.exited) else { continue }
                     session.writer.write(.signal, channel: number) { $0.writeVarint(Int(signal)) }
@@ -249,9 +258,10 @@ extension HostLink {
                 channel.record.exited(.exited(127))
                 channel.exited = true
             case .output:
-                channel.toOutput.append(payload)
+                // A closed pipe (the pool let the worker go) takes nothing more.
+                if channel.output != nil { channel.toOutput.append(payload) }
             case .diagnostics:
-                channel.toDiagnostics.append(payload)
+                if channel.diagnostics != nil { channel.toDiagnostics.append(payload) }
             case .exited:
                 let how = try fields.readByte("exit kind")
                 let code = Int32(truncatingIfNeeded: try fields.readVarint("exit code"))

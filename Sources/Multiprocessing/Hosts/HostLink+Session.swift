@@ -12,15 +12,20 @@ extension HostLink {
             let secret: [UInt8]
             /// Connections accepted and not yet proven, with what they have sent so far.
             var candidates: [Candidate] = []
+            /// How many connections were refused; the first few peers are kept for the report.
+            var refusedCount = 0
 
             final class Candidate {
                 var connection: FileDescriptor?
                 let peer: String
                 var received: [UInt8] = []
+                /// When it must have proved itself; one that has not is closed.
+                let deadline: ContinuousClock.Instant
 
-                init(_ accepted: consuming Network.Accepted) {
+                init(_ accepted: consuming Network.Accepted, deadline: ContinuousClock.Instant) {
                     peer = accepted.peer
                     connection = .some(accepted.connection)
+                    self.deadline = deadline
                 }
 
                 deinit { connection.take()?.close() }
@@ -44,6 +49,20 @@ extension HostLink {
             }
 
             static let maximumCandidates = 8
+            /// How long a connection has to send the secret: the agent sends it at once.
+            static let proofTime = Duration.seconds(5)
+
+            /// Counts a refused peer, keeping the first few for the report.
+            func refuse(_ peer: String) {
+                refusedCount += 1
+                if refused.count < 4 { refused.append(peer) }
+            }
+
+            /// Closes the connections that have not proved themselves in time.
+            func dropStale(now: ContinuousClock.Instant) {
+                for candidate in candidates where candidate.deadline <= now { refuse(candidate.peer) }
+                candidates.removeAll { $0.deadline <= now }
+            }
         }
 
         let link: HostLink
@@ -71,6 +90,10 @@ extension HostLink {
         /// nothing is sent until then, so a copy read with `head -c` takes no byte of the stream.
         private var awaitingGreeting: Bool
         private var greeting: [UInt8] = []
+        /// Set once the binary has been sent, until the agent's first bytes arrive.
+        private var awaitingAgentAfterCopy = false
+        /// When bytes of the binary last went out.
+        private var uploadProgressedAt: ContinuousClock.Instant?
 
         init(link: HostLink, transport: LocalPipeConnection, callback: Callback?, deployment: DeployedBinary?) {
             self.link = link
@@ -104,8 +127,8 @@ extension HostLink {
             // Bytes, not Characters: "\r\n" is one Character, and ssh ends its lines so.
             let lines = errors.split(whereSeparator: { $0 == 0x0A || $0 == 0x0D })
             var tail = lines.suffix(2).map { String(decoding: $0, as: UTF8.self) }
-            if let refused = callback?.refused, !refused.isEmpty {
-                tail.append("refused \(refused.count) connection(s) without the secret, from \(refused.joined(separator: ", "))")
+            if let callback, callback.refusedCount > 0 {
+                tail.append("refused \(callback.refusedCount) connection(s) without the secret, from \(callback.refused.joined(separator: ", "))\(callback.refusedCount > callback.refused.count ? ", …" : "")")
             }
             return tail.joined(separator: " / ")
         }
@@ -127,9 +150,13 @@ extension HostLink {
 
         private func flush() {
             guard !awaitingGreeting else { return }
-            if !writer.bytes.isEmpty { outgoing.take(&writer.bytes) }
+            // After a copy of the binary, the stream's own bytes wait for the agent to speak:
+            // a `head -c` that reads ahead (BusyBox, BSD) must find nothing more to take.
+            if !writer.bytes.isEmpty && !awaitingAgentAfterCopy { outgoing.take(&writer.bytes) }
             guard !streamClosed, !outgoing.isEmpty else { return }
             let written: Bool
+            let waiting = outgoing.count
+            defer { if awaitingAgentAfterCopy && outgoing.count < waiting { uploadProgressedAt = link.clock.now } }
             if usesTransportStream {
                 written = outgoing.flush(to: transport)
             } else if socket != nil {
@@ -161,7 +188,9 @@ extension HostLink {
                     if stopRequestedAt == nil { stopRequestedAt = now }
                     if streamEnded || transport.outputEnded || !agentAnswered || now - stopRequestedAt! > .seconds(2) { return nil }
                 }
-                if !agentAnswered && now - startedAt > link.connectTimeout {
+                // A copy of the binary in progress counts as an answer: a large one over a slow
+                // link may take longer than the connect timeout, but must keep moving.
+                if !agentAnswered && now - max(startedAt, uploadProgressedAt ?? startedAt) > link.connectTimeout {
                     return "no answer from the agent within \(link.connectTimeout) of connecting"
                 }
                 if agentAnswered && !relay.stopping && now - lastHeard > link.heartbeatTimeout {
@@ -197,7 +226,7 @@ extension HostLink {
                     let diagnostics = !channel.toDiagnostics.isEmpty && channel.diagnostics != nil ? pollSet.add(channel.diagnostics!, .writable) : nil
                     channelSlots.append((number, input, output, diagnostics))
                 }
-                var deadline = agentAnswered ? min(nextPing, lastHeard + link.heartbeatTimeout) : startedAt + link.connectTimeout
+                var deadline = agentAnswered ? min(nextPing, lastHeard + link.heartbeatTimeout) : max(startedAt, uploadProgressedAt ?? startedAt) + link.connectTimeout
                 if relay.stopping { deadline = now + .seconds(1) }
                 do {
                     _ = try pollSet.wait(timeoutMilliseconds: Relay.milliseconds(deadline - link.clock.now))
@@ -222,11 +251,15 @@ extension HostLink {
                     }
                     flush()
                 }
-                if let callback {
-                    if let index = listenerSlot, !pollSet.events(at: index).isEmpty { acceptCandidates(callback) }
-                    for (position, index) in candidateSlots.enumerated().reversed() where !pollSet.events(at: index).isEmpty {
+                if let callback, socket == nil {
+                    // Positions are those of this round's poll set: read from the last so that a
+                    // removal leaves the others in place, and stop once one has proved itself
+                    // (proving closes the rest).
+                    for (position, index) in candidateSlots.enumerated().reversed() where socket == nil && !pollSet.events(at: index).isEmpty {
                         readCandidate(at: position, callback)
                     }
+                    callback.dropStale(now: link.clock.now)
+                    if socket == nil, let index = listenerSlot, !pollSet.events(at: index).isEmpty { acceptCandidates(callback) }
                 }
                 for slots in channelSlots {
                     guard let channel = relay.channels[slots.number] else { continue }
@@ -234,7 +267,12 @@ extension HostLink {
                     if let index = slots.diagnostics, !pollSet.events(at: index).isEmpty { relay.deliver(channel) }
                     if let index = slots.input, !pollSet.events(at: index).isEmpty { relay.relayInput(of: slots.number, self) }
                 }
-                let ended = usesTransportStream ? transport.outputEnded : (streamEnded || (transport.outputEnded && transport.diagnosticsEnded))
+                // The transport's exit ends it too: its stdout may be held open by a process it
+                // left behind, and a readable pidfd would make every poll return at once.
+                // (Once what it wrote last has been read: its output had nothing this round.)
+                let outputQuiet = transportSlots.output.map { pollSet.events(at: $0).isEmpty } ?? true
+                let exited = outputQuiet && (transportSlots.exit.map { !pollSet.events(at: $0).isEmpty } ?? false)
+                let ended = exited || (usesTransportStream ? transport.outputEnded : (streamEnded || (transport.outputEnded && transport.diagnosticsEnded)))
                 if ended {
                     if relay.stopping { return nil }
                     while !transport.diagnosticsEnded, readErrors(diagnostics: true) {}
@@ -246,19 +284,23 @@ extension HostLink {
         // MARK: An agent calling back
 
         private func acceptCandidates(_ callback: Callback) {
-            while callback.listener != nil, let accepted = try? Network.accept(callback.listener!) {
-                let candidate = Callback.Candidate(accepted)
+            // At most a few per round: a flood must not keep the relay from its other work.
+            for _ in 0..<Callback.maximumCandidates {
+                guard callback.listener != nil, let accepted = try? Network.accept(callback.listener!) else { return }
+                let candidate = Callback.Candidate(accepted, deadline: link.clock.now + Callback.proofTime)
                 if callback.candidates.count >= Callback.maximumCandidates {
-                    callback.refused.append(candidate.peer)
-                } else {
-                    callback.candidates.append(candidate)
+                    // The oldest goes, not the newcomer: silent connections cannot keep the
+                    // agent out.
+                    callback.refuse(callback.candidates.removeFirst().peer)
                 }
+                callback.candidates.append(candidate)
             }
         }
 
         /// Reads what a connection that has not proven itself sent: the secret and a newline,
         /// compared in full whatever the first difference, or it is refused and closed.
         private func readCandidate(at position: Int, _ callback: Callback) {
+            guard position < callback.candidates.count else { return }
             let needed = callback.secret.count + 1
             let candidate = callback.candidates[position]
             var chunk = [UInt8](repeating: 0, count: needed - candidate.received.count)
@@ -282,7 +324,7 @@ extension HostLink {
                 difference |= received[needed - 1] ^ UInt8(ascii: "\n")
             }
             guard difference == 0 else {
-                callback.refused.append(candidate.peer)
+                callback.refuse(candidate.peer)
                 return  // closed as it goes
             }
             socket = candidate.connection.take()
@@ -313,6 +355,10 @@ extension HostLink {
                 return nil  // its end: seen through `outputEnded` or `streamEnded`
             }
             lastHeard = link.clock.now
+            if awaitingAgentAfterCopy && !awaitingGreeting && count > 0 {
+                awaitingAgentAfterCopy = false
+                flush()
+            }
             if awaitingGreeting {
                 relay.buffer.withUnsafeBytes { greeting += $0[..<count] }
                 guard let rest = takeGreeting() else { return nil }
@@ -338,6 +384,7 @@ extension HostLink {
                 guard greeting.count >= request.count else { return nil }
                 awaitingGreeting = false
                 if let deployment { outgoing.append(deployment.content) }
+                awaitingAgentAfterCopy = true
                 return Array(greeting.dropFirst(request.count))
             }
             // The agent itself (its preamble), or words the reader will name.

@@ -19,9 +19,11 @@ final class RelayedChannel: Sendable {
 
     func started(processID: Int32) { state.withLock { $0.processID = processID } }
     func exited(_ status: TerminationStatus) { state.withLock { $0.status = status } }
-    func lost(because reason: String) {
+    /// The host was lost: a worker that had not exited (or, with `evenIfExited`, whose last
+    /// bytes were lost) ended with it.
+    func lost(because reason: String, evenIfExited: Bool = false) {
         state.withLock {
-            if $0.status == nil { $0.hostLoss = reason }
+            if $0.status == nil || evenIfExited { $0.hostLoss = reason }
         }
     }
 }

@@ -169,14 +169,16 @@ extension WorkerHost {
     static func deployingScript(_ binary: DeployedBinary, cache: String, variable: String, arguments: [String]) -> String {
         let folder = cache.hasPrefix("/") ? ShellQuoting.quote(cache) : "\"$HOME\"/" + ShellQuoting.quote(cache)
         let file = "\"$d\"/" + ShellQuoting.quote(binary.fileName)
+        // One line (csh and tcsh refuse a newline inside quotes). A copy cut short (the
+        // connection ended) never takes the binary's name: its size is checked first, and the
+        // part is removed on any exit.
+        let part = "\"$f.part.$$\""
         return [
             "d=\(folder)/\(binary.hash)",
             "f=\(file)",
-            "if [ ! -x \"$f\" ]; then",
-            "  mkdir -p \"$d\" && printf '\(DeployedBinary.request)\\n' && head -c \(binary.size) > \"$f.part.$$\" && chmod 755 \"$f.part.$$\" && mv -f \"$f.part.$$\" \"$f\" || exit 126",
-            "fi",
+            "if [ ! -x \"$f\" ]; then mkdir -p \"$d\" && trap 'rm -f \(part)' EXIT && printf '\(DeployedBinary.request)\\n' && head -c \(binary.size) > \(part) && [ \"$(wc -c < \(part))\" -eq \(binary.size) ] && chmod 755 \(part) && mv -f \(part) \"$f\" || exit 126; trap - EXIT; fi",
             "exec env \(variable) \"$f\"" + arguments.map { " " + ShellQuoting.quote($0) }.joined(),
-        ].joined(separator: "\n")
+        ].joined(separator: "; ")
     }
 }
 
