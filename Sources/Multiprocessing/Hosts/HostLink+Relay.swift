@@ -55,6 +55,8 @@ extension HostLink {
                     failedAttempts = 0
                     backoff = .seconds(1)
                 } else {
+                    // Never answered, or answered and fell at once (an agent that dies on its
+                    // first worker): tried again with a growing backoff, and counted as failing.
                     failedAttempts += 1
                 }
                 link.setStatus(.down(reason: reason, failedAttempts: failedAttempts), retryIn: backoff)
@@ -126,9 +128,10 @@ extension HostLink {
             var environment = currentEnvironment()
             if let peer = link.callbackPeer {
                 do {
+                    let secret = try Network.randomHex(byteCount: 32)
                     let listener = try Network.listen(toward: peer)
                     environment.append("\(AgentProtocol.callbackEnvironmentKey)=\(listener.address) \(listener.port)")
-                    callback = Session.Callback(listener: listener, secret: try Network.randomHex(byteCount: 32))
+                    callback = Session.Callback(listener: listener, secret: secret)
                 } catch {
                     return ("cannot listen for the agent on \(peer) to call back: \(error)", false)
                 }
@@ -150,7 +153,9 @@ extension HostLink {
             if !transport.outputEnded && (!stopping || !session.agentAnswered) { transport.signal(Signal.kill) }
             session.waitForExit(grace: .seconds(2))
             let status = transport.finish()
-            guard let reason = outcome else { return (nil, session.agentAnswered) }
+            // Up for a while: a working connection that was lost, not one that never worked.
+            let worked = session.answeredAt.map { link.clock.now - $0 >= .seconds(5) } ?? false
+            guard let reason = outcome else { return (nil, worked) }
             loseChannels(because: reason)
             var described = reason
             let errors = session.errorTail()
@@ -161,7 +166,7 @@ extension HostLink {
             } else if case .signaled(let signal) = status, signal != Signal.kill {
                 described += " (\(command[0]) ended by \(status))"
             }
-            return (described, session.agentAnswered)
+            return (described, worked)
         }
 
         func handleCommands(_ session: Session) -> Bool {

@@ -74,7 +74,9 @@ extension HostLink {
         var writer = EnvelopeWriter()
         private var outgoing = PendingBytes()
         private var reader = EnvelopeReader(acceptsAgentKinds: true)
-        var agentAnswered = false
+        var agentAnswered = false { didSet { if agentAnswered && answeredAt == nil { answeredAt = link.clock.now } } }
+        /// When the agent answered, to tell a connection that worked from one that fell at once.
+        private(set) var answeredAt: ContinuousClock.Instant?
         private var streamClosed = false
         private var streamEnded = false
         private var errors: [UInt8] = []
@@ -414,12 +416,15 @@ extension HostLink {
             return true
         }
 
-        /// Waits up to `grace` for the transport to exit, then kills it.
+        /// Waits up to `grace` for the transport to exit, then kills it, so that reaping it
+        /// cannot block: a transport that closed its streams may still be running.
         func waitForExit(grace: Duration) {
             let end = link.clock.now + grace
-            while !(transport.outputEnded && transport.diagnosticsEnded) {
+            while true {
                 var pollSet = PollSet()
                 let slots = transport.register(in: &pollSet, wantsToWrite: false)
+                // Without a pidfd, the end of both streams is all there is to wait for.
+                if slots.exit == nil && transport.outputEnded && transport.diagnosticsEnded { return }
                 let remaining = end - link.clock.now
                 if remaining <= .zero {
                     transport.signal(Signal.kill)

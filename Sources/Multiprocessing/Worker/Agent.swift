@@ -119,12 +119,26 @@ final class Agent: @unchecked Sendable {
                     streams.input.close()
                     throw error
                 }
-                try connection.setNonBlocking()
-                try streams.input.setNonBlocking()
-                agent = Agent(input: try connection.duplicate(), output: connection, watching: streams.input, executable: executable)
+                let input: FileDescriptor
+                do {
+                    try connection.setNonBlocking()
+                    try streams.input.setNonBlocking()
+                    input = try connection.duplicate()
+                } catch {
+                    connection.close()
+                    streams.input.close()
+                    throw error
+                }
+                agent = Agent(input: input, output: connection, watching: streams.input, executable: executable)
             } else {
-                try streams.input.setNonBlocking()
-                try streams.output.setNonBlocking()
+                do {
+                    try streams.input.setNonBlocking()
+                    try streams.output.setNonBlocking()
+                } catch {
+                    streams.input.close()
+                    streams.output.close()
+                    throw error
+                }
                 agent = Agent(input: streams.input, output: streams.output, watching: nil, executable: executable)
             }
         } catch {
