@@ -1,11 +1,5 @@
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// One remote host's connection: the transport process (`ssh`, `srun`, a launcher) that runs
 /// the agent there, and a relay thread that joins each of the host's workers
 /// (``RelayedConnection``) to its envelopes on that one connection.

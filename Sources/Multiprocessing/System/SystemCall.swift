@@ -20,6 +20,7 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     static let noSuchProcess = Errno(rawValue: ESRCH)
     static let noChild = Errno(rawValue: ECHILD)
     static let brokenPipe = Errno(rawValue: EPIPE)
+    static let invalidArgument = Errno(rawValue: EINVAL)
     static let notImplemented = Errno(rawValue: ENOSYS)
 
     /// The symbolic name and the C library's message, for example `ENOENT (No such file or directory)`.

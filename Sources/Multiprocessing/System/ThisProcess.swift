@@ -14,6 +14,13 @@ enum ThisProcess {
     /// The corresponding C function is `getpid(2)`.
     static var id: Int32 { getpid() }
 
+    /// This machine's name, as `hostname` prints it; "?" if it cannot be read.
+    static var hostName: String {
+        var name = [CChar](repeating: 0, count: 256)
+        guard gethostname(&name, name.count - 1) == 0 else { return "?" }
+        return name.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
     /// The number of processor cores this process may use: those its CPU affinity allows,
     /// fewer if a container (cgroup) CPU quota is lower.
     static var availableProcessorCount: Int { Int(mp_available_cpu_count()) }

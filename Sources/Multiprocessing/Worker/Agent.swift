@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// A worker binary in agent mode: started once per remote host (one `ssh` session, one
 /// Slurm job step), it spawns that host's workers with the same `posix_spawn` path a local pool
 /// uses and relays their streams over its own stdin and stdout as envelopes
@@ -69,7 +63,7 @@ final class Agent: @unchecked Sendable {
     private static func callBack(_ destination: String, secretFrom secretSource: borrowing FileDescriptor) throws(SystemCallError) -> FileDescriptor {
         let parts = destination.split(separator: " ")
         guard parts.count == 2, let port = Int(parts[1]) else {
-            throw SystemCallError(call: "read \(AgentProtocol.callbackEnvironmentKey) '\(destination)'", errno: Errno(rawValue: EINVAL))
+            throw SystemCallError(call: "read \(AgentProtocol.callbackEnvironmentKey) '\(destination)'", errno: .invalidArgument)
         }
         var secret: [UInt8] = []
         var byte = [UInt8](repeating: 0, count: 1)
@@ -162,7 +156,7 @@ final class Agent: @unchecked Sendable {
         writer.writePreamble()
         writer.write(.agentHello, channel: 0) { payload in
             payload.writeVarint(Int(ThisProcess.id))
-            payload.writeString(Self.hostName())
+            payload.writeString(ThisProcess.hostName)
         }
         takeWritten()
         var pollSet = PollSet()
@@ -374,11 +368,5 @@ final class Agent: @unchecked Sendable {
         for worker in workers.values { _ = worker.connection.finish() }
         workers.removeAll()
         WorkerProcess.exitProcess(0)
-    }
-
-    private static func hostName() -> String {
-        var name = [CChar](repeating: 0, count: 256)
-        guard gethostname(&name, name.count - 1) == 0 else { return "?" }
-        return name.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 }
