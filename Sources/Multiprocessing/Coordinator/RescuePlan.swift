@@ -43,29 +43,6 @@ struct RescuePlan {
     ///   - waiting: The jobs of the batches behind it, which had not started.
     ///   - cause: Why it is gone.
     init(unanswered: [ChunkSlice], reportsEachResult: Bool, waiting: [ChunkSlice], cause: Cause) {
-        if case .hostLost(let host, let error) = cause {
-            // The job that was running is the one lost under the host; those behind it had not
-            // started. Neither kind uses a retry.
-            guard let first = unanswered.first else {
-                requeue = waiting
-                return
-            }
-            var running = first
-            running.positions = first.positions.lowerBound..<first.positions.lowerBound + 1
-            var others = unanswered
-            others[0].positions = others[0].positions.dropFirst()
-            others.removeAll { $0.positions.isEmpty }
-            running.lostHosts.append(host)
-            if running.lostHosts.count >= Self.hostLossLimit {
-                var final = error
-                final.message = "the job was on \(running.lostHosts.count) hosts that were lost under it: " + running.lostHosts.joined(separator: "; ")
-                failures.append((running, final))
-            } else {
-                requeue.append(running)
-            }
-            requeue += others + waiting
-            return
-        }
         guard let first = unanswered.first else {
             if case .poolCancelled(let error) = cause {
                 failures = waiting.map { ($0, error) }
@@ -86,8 +63,19 @@ struct RescuePlan {
             return
         case .stoppedForCancelledJob:
             requeue = unanswered
-        case .hostLost:
-            break  // handled above
+        case .hostLost(let host, let error):
+            // The running job is the one lost under the host; those behind it had not started.
+            // Neither kind uses a retry.
+            var lost = culprit
+            lost.lostHosts.append(host)
+            if lost.lostHosts.count >= Self.hostLossLimit {
+                var final = error
+                final.message = "the job was on \(lost.lostHosts.count) hosts that were lost under it: " + lost.lostHosts.joined(separator: "; ")
+                failures.append((lost, final))
+            } else {
+                requeue.append(lost)
+            }
+            requeue += others
         case .timedOut(let error):
             retryOrFail(culprit, with: error)
             requeue += others
