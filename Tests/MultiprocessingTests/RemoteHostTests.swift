@@ -63,6 +63,21 @@ struct RemoteHostTests {
         #expect(clock.now - start < .seconds(30))
     }
 
+    @Test("a worker path with '=' in it is run, not taken by env for a variable")
+    func workerPathWithEqualsSign() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mp-eq-\(getpid())/a=b c")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder.deletingLastPathComponent()) }
+        let path = folder.appendingPathComponent("worker=1").path
+        try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: Binaries.fixtureWorker)
+        let results = try await withFixturePool(configure: {
+            $0.hosts = [WorkerHost(.launcher(command: ["env"], name: "here"), slots: 1, workerPath: path)]
+        }) { pool in
+            try await pool.map(Square.self, 0..<10)
+        }
+        #expect(results == (0..<10).map { $0 * $0 })
+    }
+
     @Test("a host whose agent cannot start is named with the reason, and the pool does not start")
     func unreachableHostIsReported() async throws {
         var configuration = ProcessPoolConfiguration(executablePath: Binaries.fixtureWorker)

@@ -146,7 +146,11 @@ extension WorkerHost {
             }
         }
         let program = workerPath ?? executable
-        let agent = ["env", variable, program] + arguments
+        // `env` takes every word with a `=` before the program for a variable; a path with one
+        // in it goes through `sh`, which runs it whatever its name.
+        let agent = program.contains("=")
+            ? ["env", variable, "sh", "-c", "exec \"$0\" \"$@\"", program] + arguments
+            : ["env", variable, program] + arguments
         switch transport {
         case .local:
             return agent
@@ -177,7 +181,8 @@ extension WorkerHost {
             "d=\(folder)/\(binary.hash)",
             "f=\(file)",
             "if [ ! -x \"$f\" ]; then mkdir -p \"$d\" && trap 'rm -f \(part)' EXIT && printf '\(DeployedBinary.request)\\n' && head -c \(binary.size) > \(part) && [ \"$(wc -c < \(part))\" -eq \(binary.size) ] && chmod 755 \(part) && mv -f \(part) \"$f\" || exit 126; trap - EXIT; fi",
-            "exec env \(variable) \"$f\"" + arguments.map { " " + ShellQuoting.quote($0) }.joined(),
+            "export \(variable)",
+            "exec \"$f\"" + arguments.map { " " + ShellQuoting.quote($0) }.joined(),
         ].joined(separator: "; ")
     }
 }
