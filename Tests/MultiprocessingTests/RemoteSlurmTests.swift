@@ -31,6 +31,44 @@ struct RemoteSlurmTests {
         #expect(Set(lines.map { $0.split(separator: " ").last ?? "" }).count == 1, "\(run.output)")
     }
 
+    @Test("a connection to the call-back listener without the secret is refused, named, and keeps no one out")
+    func impostorIsRefused() async throws {
+        let cluster = try await onDedicatedThread { try SlurmTestCluster.start() }
+        defer { cluster.stop() }
+        // The "worker" on the node first calls the coordinator back itself, with 64 hex digits
+        // that are not the secret, and waits for the coordinator to close that connection.
+        // Then it either becomes the real agent, which must still get in, or gives up.
+        func impostor(_ name: String, thenServe: Bool) throws -> String {
+            let path = cluster.directory + "/" + name
+            let script = """
+                #!/bin/bash
+                set -- $SWIFT_MULTIPROCESSING_AGENT_CALLBACK
+                exec 3<>"/dev/tcp/$1/$2" || exit 9
+                printf '%064d\\n' 0 >&3
+                cat <&3 >/dev/null
+                exec 3>&-
+                \(thenServe ? "exec \"\(Binaries.poolWorker)\"" : "exit 1")
+
+                """
+            try script.write(toFile: path, atomically: true, encoding: .utf8)
+            chmod(path, 0o755)
+            return path
+        }
+        let serving = try impostor("impostor-then-agent", thenServe: true)
+        let run = try await onDedicatedThread {
+            try cluster.runInAllocation(cpus: 2, [Binaries.directory + "/pool", "run", "--worker", serving, "--slurm", "-k", "echo", ":::", "a", "b"])
+        }
+        #expect(run.status == 0, "\(run.errors)")
+        #expect(run.output == "a\nb", "\(run.errors)")
+
+        let alone = try impostor("impostor-alone", thenServe: false)
+        let refused = try await onDedicatedThread {
+            try cluster.runInAllocation(cpus: 2, [Binaries.directory + "/pool", "run", "--worker", alone, "--slurm", "echo", ":::", "a"])
+        }
+        #expect(refused.status != 0)
+        #expect(refused.errors.contains("refused 1 connection(s) without the secret, from 127.0.0.1"), "\(refused.errors)")
+    }
+
     @Test("outside an allocation, --slurm says what is missing")
     func slurmOutsideAllocation() async throws {
         let (status, errors) = try await onDedicatedThread { () throws -> (Int32, String) in
