@@ -84,8 +84,11 @@ struct BatchSizer {
 
     /// Whether `worker` runs a batch measured to take less than the spin: then the loop looks
     /// for its answer before going to sleep.
+    ///
+    /// Never for a worker on another machine: the loop itself reads its host's connection, so
+    /// its answer cannot come while the loop spins on it.
     func answerIsDueSoon(from worker: PooledWorker) -> Bool {
-        guard let running = worker.inFlight.first, let cost = costPerJob[running.nextUnresolved().slice.chunk.jobName] else { return false }
+        guard worker.connection.hostName == nil, let running = worker.inFlight.first, let cost = costPerJob[running.nextUnresolved().slice.chunk.jobName] else { return false }
         return cost * Double(running.count - running.resolvedCount) < spinNanoseconds
     }
 }

@@ -8,23 +8,29 @@ extension EventLoop {
     /// - Returns: An error naming every host and why it is down when none can run workers;
     ///   nil otherwise (hosts that failed are tried again with backoff meanwhile).
     func connectHosts() -> ProcessPoolError? {
-        for case let link? in links {
-            do {
-                try link.start()
-            } catch {
-                return ProcessPoolError(systemCallFailure: error, "cannot start the relay thread for host \(link.name)")
-            }
-        }
-        // The relays wake the loop's waker when a status changes: wait for that, not for time.
+        for case let link? in links { link.start() }
         guard hosts.allSatisfy({ !$0.isLocal }) else { return nil }
         while !links.contains(where: { $0?.status == .up }) && links.contains(where: { $0?.status == .connecting }) {
-            var pollSet = PollSet()
-            _ = core.waker.add(to: &pollSet)
-            _ = try? pollSet.wait(timeoutMilliseconds: 1000)
-            core.waker.drain()
+            driveHosts()
         }
         guard !links.contains(where: { $0?.status == .up }) else { return nil }
         return ProcessPoolError(.hostLost, "no host could be reached: " + hostReport())
+    }
+
+    /// One round of the remote hosts' connections alone (no workers yet, or none left): their
+    /// timers, a wait for their events or the nearest deadline, and the events.
+    private func driveHosts() {
+        var pollSet = PollSet()
+        _ = core.waker.add(to: &pollSet)
+        var nearest: ContinuousClock.Instant?
+        for case let link? in links {
+            link.prepare()
+            link.register(in: &pollSet)
+            if let deadline = link.deadline, nearest == nil || deadline < nearest! { nearest = deadline }
+        }
+        _ = try? pollSet.wait(timeoutMilliseconds: nearest.map { PollSet.timeoutMilliseconds(until: $0, now: clock.now) } ?? -1)
+        if !pollSet.events(at: 0).isEmpty { core.waker.drain() }
+        for case let link? in links { link.handleEvents(in: pollSet) }
     }
 
     /// Each remote host that is down, and why: `name: reason; …`.
@@ -44,7 +50,7 @@ extension EventLoop {
     /// the one with the most free slots (the first listed among equals).
     func hostWithFreeSlot() -> Int? {
         var best: (index: Int, free: Int)?
-        for index in hosts.indices where links[index] == nil || links[index]!.status == .up {
+        for index in hosts.indices where links[index] == nil || links[index]!.takesWorkers {
             let free = hosts[index].slots - workers.count { $0.host == index && $0.state != .stopping }
             if free > 0 && (best == nil || free > best!.free) { best = (index, free) }
         }
@@ -54,7 +60,7 @@ extension EventLoop {
     /// Free slots on hosts that can take workers now.
     func freeSlotsOnLiveHosts() -> Int {
         var free = 0
-        for index in hosts.indices where links[index] == nil || links[index]!.status == .up {
+        for index in hosts.indices where links[index] == nil || links[index]!.takesWorkers {
             free += max(0, hosts[index].slots - workers.count { $0.host == index && $0.state != .stopping })
         }
         return free
@@ -71,14 +77,10 @@ extension EventLoop {
         return ProcessPoolError(.hostLost, "no host is left to run jobs: " + hostReport())
     }
 
-    /// Ends every remote connection and waits until each relay has stopped its transport.
+    /// Ends every remote connection and waits until each transport has exited (an agent that
+    /// answered gets a moment to stop its workers; see ``HostLink/stop()``).
     func disconnectHosts() {
         for case let link? in links { link.stop() }
-        while links.contains(where: { $0 != nil && $0!.isStarted && !$0!.hasEnded }) {
-            var pollSet = PollSet()
-            _ = core.waker.add(to: &pollSet)
-            _ = try? pollSet.wait(timeoutMilliseconds: 1000)
-            core.waker.drain()
-        }
+        while links.contains(where: { $0 != nil && !$0!.hasEnded }) { driveHosts() }
     }
 }

@@ -29,13 +29,9 @@ extension EventLoop {
             if let link = links[host] {
                 if nextChannel == 0 { nextChannel = 1 }
                 defer { nextChannel &+= 1 }
-                do {
-                    connection = try RelayedConnection(
-                        link: link, channel: nextChannel, executablePath: hosts[host].workerPath ?? executable,
-                        environment: protocolEnvironment(slot: slot))
-                } catch {
-                    throw SpawnFailure(executable: executable, call: error.call, errno: error.errno)
-                }
+                connection = RelayedConnection(
+                    link: link, channel: nextChannel, executablePath: hosts[host].workerPath ?? executable,
+                    environment: protocolEnvironment(slot: slot))
             } else {
                 connection = try LocalPipeConnection(executable: executable, arguments: arguments, environment: workerEnvironment(slot: slot))
             }

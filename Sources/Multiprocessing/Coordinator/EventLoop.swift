@@ -56,8 +56,7 @@ final class EventLoop: @unchecked Sendable {
                 links.append(nil)
                 continue
             }
-            let waker = core.waker
-            links.append(try HostLink(
+            links.append(HostLink(
                 name: host.description, slots: host.slots,
                 makeCommand: { deployed in
                     host.agentCommand(executable: program?.executable ?? "", arguments: program?.arguments ?? [], deployed: deployed)
@@ -65,7 +64,6 @@ final class EventLoop: @unchecked Sendable {
                 deploySource: host.workerCache == nil ? nil : deploymentSource,
                 callbackPeer: host.callbackPeer,
                 heartbeatTimeout: configuration.hostTimeout, connectTimeout: configuration.hostConnectTimeout,
-                statusChanged: { waker.wake() },
                 report: { [handler = configuration.hostEventHandler] status, retryIn in
                     switch status {
                     case .up: handler?(.up(host))
@@ -177,9 +175,13 @@ final class EventLoop: @unchecked Sendable {
             maintainWorkerCount()
             dispatchWork()
             if advanceLifecycle() { return }
-            let timeout = core.executor.hasQueuedJobs ? 0 : pollTimeout()
+            // Remote hosts' timers first: a host found lost here has its workers' ends ready
+            // for this round.
+            for case let link? in links { link.prepare() }
+            let timeout = core.executor.hasQueuedJobs || hasBufferedEvents ? 0 : pollTimeout()
             pollSet.removeAll()
             _ = core.waker.add(to: &pollSet)
+            for case let link? in links { link.register(in: &pollSet) }
             slots.removeAll(keepingCapacity: true)
             for worker in workers {
                 let wantsToWrite = worker.pendingOutgoingBytes > 0 && !worker.inputClosed
@@ -206,10 +208,15 @@ final class EventLoop: @unchecked Sendable {
                 return
             }
             if !pollSet.events(at: 0).isEmpty { core.waker.drain() }
+            // What the agents sent goes to their workers' connections, read just below.
+            for case let link? in links { link.handleEvents(in: pollSet) }
             for (worker, slot) in slots {
-                if let index = slot.output, !pollSet.events(at: index).isEmpty { readOutput(of: worker) }
-                if let index = slot.diagnostics, !pollSet.events(at: index).isEmpty { readErrorOutput(of: worker) }
-                if let index = slot.input, !pollSet.events(at: index).isEmpty, !worker.flushOutgoing() {
+                let buffered = worker.connection.bufferedEvents
+                if buffered.contains(.output) || slot.output.map({ !pollSet.events(at: $0).isEmpty }) == true { readOutput(of: worker) }
+                if buffered.contains(.diagnostics) || slot.diagnostics.map({ !pollSet.events(at: $0).isEmpty }) == true { readErrorOutput(of: worker) }
+                let writable = slot.input.map { !pollSet.events(at: $0).isEmpty } == true
+                    || (buffered.contains(.writable) && worker.pendingOutgoingBytes > 0 && !worker.inputClosed)
+                if writable, !worker.flushOutgoing() {
                     // Its stdin is broken: the worker is gone or going; its exit will be seen.
                     worker.inputBroke()
                 }
@@ -231,14 +238,26 @@ final class EventLoop: @unchecked Sendable {
         }
     }
 
+    /// Whether a remote worker's connection holds what the loop has not handled yet (bytes
+    /// left after this round's reads, or room for its waiting input): the loop then does not
+    /// sleep.
+    private var hasBufferedEvents: Bool {
+        workers.contains { worker in
+            let events = worker.connection.bufferedEvents
+            return events.contains(.output) || events.contains(.diagnostics)
+                || (events.contains(.writable) && worker.pendingOutgoingBytes > 0 && !worker.inputClosed)
+        }
+    }
+
     /// Milliseconds until the nearest deadline (a kill, a job's timeout, a handshake, a
-    /// respawn, an idle worker's retirement), -1 for none.
+    /// respawn, an idle worker's retirement, a remote host's heartbeat), -1 for none.
     private func pollTimeout() -> Int32 {
         var nearest = respawns.dueAt
         func consider(_ deadline: ContinuousClock.Instant?) {
             guard let deadline else { return }
             if nearest == nil || deadline < nearest! { nearest = deadline }
         }
+        for case let link? in links { consider(link.deadline) }
         let idleTimeout = core.configuration.idleTimeout
         for worker in workers {
             consider(worker.killDeadline)
@@ -248,11 +267,7 @@ final class EventLoop: @unchecked Sendable {
             if let idleTimeout, worker.state == .ready, let idleSince = worker.idleSince { consider(idleSince + idleTimeout) }
         }
         guard let nearest else { return -1 }
-        let remaining = nearest - clock.now
-        if remaining <= .zero { return 0 }
-        let (seconds, attoseconds) = remaining.components
-        guard seconds < Int64(Int32.max / 1000) else { return Int32.max }
-        return Int32(seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
+        return PollSet.timeoutMilliseconds(until: nearest, now: clock.now)
     }
 
     /// Spins for up to ``spinDuration`` waiting for `worker`'s answer: waking a sleeping thread

@@ -75,7 +75,7 @@ public struct ProcessPoolConfiguration: Sendable {
     /// seconds).
     public var hostConnectTimeout: Duration = .seconds(30)
     /// Told when a remote host comes up or goes down (with why), so that an app or a command
-    /// line can say so. Called on one of the pool's threads: it must return quickly.
+    /// line can say so. Called on the pool's event loop thread: it must return quickly.
     public var hostEventHandler: (@Sendable (HostEvent) -> Void)?
 
     /// A configuration with `workerCount` workers running `executablePath`.

@@ -53,11 +53,27 @@ protocol WorkerConnection: AnyObject {
     /// Why the worker's host was lost, when the worker ended with it (its connection ended or
     /// stopped answering) rather than on its own.
     var hostLoss: String? { get }
+
+    /// What is ready without a descriptor to poll (a remote worker's bytes that its host's
+    /// link received): the loop handles these as if `poll` had reported them.
+    var bufferedEvents: BufferedEvents { get }
 }
 
 extension WorkerConnection {
     var hostName: String? { nil }
     var hostLoss: String? { nil }
+    var bufferedEvents: BufferedEvents { [] }
+}
+
+/// Events of a connection that has no descriptor of its own (``WorkerConnection/bufferedEvents``).
+struct BufferedEvents: OptionSet {
+    let rawValue: UInt8
+    /// Protocol bytes, or their end, are there to read.
+    static let output = BufferedEvents(rawValue: 1 << 0)
+    /// Diagnostics, or their end, are there to read.
+    static let diagnostics = BufferedEvents(rawValue: 1 << 1)
+    /// A write would take bytes now (or fail, the worker being gone).
+    static let writable = BufferedEvents(rawValue: 1 << 2)
 }
 
 /// Where a connection's descriptors sit in the loop's poll set, for reading its events.

@@ -65,8 +65,12 @@ extension HostLink {
             }
         }
 
-        let link: HostLink
+        unowned let link: HostLink
         let transport: LocalPipeConnection
+        /// The transport's command line, for messages.
+        let command: [String]
+        /// The binary the host may ask for before its agent starts.
+        let deployed: DeployedBinary?
         /// The agent's connection back, once proven; nil on a transport that carries the
         /// envelopes itself.
         private var socket: FileDescriptor?
@@ -74,7 +78,7 @@ extension HostLink {
         var writer = EnvelopeWriter()
         private var outgoing = PendingBytes()
         private var reader = EnvelopeReader(acceptsAgentKinds: true)
-        var agentAnswered = false { didSet { if agentAnswered && answeredAt == nil { answeredAt = link.clock.now } } }
+        var agentHasAnswered = false { didSet { if agentHasAnswered && answeredAt == nil { answeredAt = link.clock.now } } }
         /// When the agent answered, to tell a connection that worked from one that fell at once.
         private(set) var answeredAt: ContinuousClock.Instant?
         private var streamClosed = false
@@ -85,9 +89,9 @@ extension HostLink {
         private var nextPing: ContinuousClock.Instant
         private var pingNumber: UInt64 = 0
         private var stopRequestedAt: ContinuousClock.Instant?
+        /// The transport's pidfd said it exited.
+        private var exitSeen = false
 
-        /// The binary the host may ask for before its agent starts.
-        private let deployment: DeployedBinary?
         /// Whether the first bytes from the host are awaited to learn if it wants the binary;
         /// nothing is sent until then, so a copy read with `head -c` takes no byte of the stream.
         private var awaitingGreeting: Bool
@@ -97,12 +101,72 @@ extension HostLink {
         /// When bytes of the binary last went out.
         private var uploadProgressedAt: ContinuousClock.Instant?
 
-        init(link: HostLink, transport: LocalPipeConnection, callback: Callback?, deployment: DeployedBinary?) {
+        /// Where this round's descriptors sit in the loop's poll set.
+        private var transportSlots = ConnectionSlots()
+        private var socketSlot: Int?
+        private var listenerSlot: Int?
+        private var candidateSlots: [Int] = []
+
+        /// How a connection ended.
+        enum Outcome {
+            /// The pool stopped it.
+            case stopped
+            /// It was lost, or never made, for this reason.
+            case lost(String)
+        }
+
+        struct StartFailure: Error {
+            let reason: String
+        }
+
+        /// Starts the transport for `link` (reading the binary to copy first, and listening for
+        /// an agent that calls back), and sends the agent its hello.
+        static func start(_ link: HostLink) -> Result<Session, StartFailure> {
+            var deployed: DeployedBinary?
+            if let source = link.deploySource {
+                do {
+                    deployed = try source.read()
+                } catch {
+                    return .failure(StartFailure(reason: "cannot read the worker binary \(source.path) to copy it there: \(error)"))
+                }
+            }
+            let command = link.makeCommand(deployed)
+            guard let program = CommandRunner.resolve(Array(command[0].utf8)) else {
+                return .failure(StartFailure(reason: "cannot start \(command[0]): not found in PATH"))
+            }
+            // An agent that calls back learns where from its environment, and the secret that
+            // proves it is ours from its stdin: never from a command line, which others can read.
+            var callback: Callback?
+            var environment = currentEnvironment()
+            if let peer = link.callbackPeer {
+                do {
+                    let secret = try Network.randomHex(byteCount: 32)
+                    let listener = try Network.listen(toward: peer)
+                    environment.append("\(AgentProtocol.callbackEnvironmentKey)=\(listener.address) \(listener.port)")
+                    callback = Callback(listener: listener, secret: secret)
+                } catch {
+                    return .failure(StartFailure(reason: "cannot listen for the agent on \(peer) to call back: \(error)"))
+                }
+            }
+            let transport: LocalPipeConnection
+            do {
+                transport = try LocalPipeConnection(
+                    executable: String(decoding: program, as: UTF8.self), arguments: Array(command.dropFirst()),
+                    environment: environment)
+            } catch {
+                callback?.close()
+                return .failure(StartFailure(reason: "cannot start \(command[0]): \(error.call) failed: \(error.errno)"))
+            }
+            return .success(Session(link: link, transport: transport, command: command, callback: callback.take(), deployed: deployed))
+        }
+
+        private init(link: HostLink, transport: LocalPipeConnection, command: [String], callback: Callback?, deployed: DeployedBinary?) {
             self.link = link
             self.transport = transport
+            self.command = command
             self.callback = callback
-            self.deployment = deployment
-            awaitingGreeting = deployment != nil
+            self.deployed = deployed
+            awaitingGreeting = deployed != nil
             startedAt = link.clock.now
             lastHeard = startedAt
             nextPing = startedAt
@@ -113,6 +177,9 @@ extension HostLink {
                 line.append(UInt8(ascii: "\n"))
                 _ = line.withUnsafeBytes { try? transport.write($0) }
             }
+            writer.writePreamble()
+            let timeoutMilliseconds = Int(link.heartbeatTimeout / .milliseconds(1))
+            writer.write(.hello, channel: 0) { $0.writeVarint(timeoutMilliseconds) }
         }
 
         deinit {
@@ -138,6 +205,7 @@ extension HostLink {
         /// Ends the stream to the agent, after what is waiting: its cue to stop what is left
         /// and exit.
         func closeStream() {
+            guard !streamClosed else { return }
             flush()
             streamClosed = true
             if usesTransportStream {
@@ -150,7 +218,8 @@ extension HostLink {
             }
         }
 
-        private func flush() {
+        /// Writes what waits to go to the agent, as much as the stream takes now.
+        func flush() {
             guard !awaitingGreeting else { return }
             // After a copy of the binary, the stream's own bytes wait for the agent to speak:
             // a `head -c` that reads ahead (BusyBox, BSD) must find nothing more to take.
@@ -171,122 +240,144 @@ extension HostLink {
 
         private var canWrite: Bool { !streamClosed && (usesTransportStream || socket != nil) }
 
-        /// Relays until the connection ends.
+        /// Whether the host's workers may write: not too much waits to go out.
+        var acceptsInput: Bool { !streamClosed && outgoing.count + writer.bytes.count < HostLink.outgoingLimit }
+
+        /// Sends a worker's bytes as envelopes of `kind`, after what waits, straight from
+        /// `data` when the stream takes them: only what it does not take now is copied.
+        func sendPieces(_ kind: EnvelopeKind, channel: UInt32, _ data: UnsafeRawBufferPointer) {
+            guard canWrite && !awaitingGreeting && !awaitingAgentAfterCopy else {
+                writer.writePieces(kind, channel: channel, data)
+                return
+            }
+            if !writer.bytes.isEmpty { outgoing.take(&writer.bytes) }
+            let sent = EnvelopeWriter.sendPieces(kind, channel: channel, data) { parts in
+                usesTransportStream ? outgoing.send(parts, to: transport) : outgoing.send(parts, to: socket!)
+            }
+            // A broken stream: its end is seen as the transport's.
+            if !sent { outgoing.removeAll() }
+        }
+
+        /// Whether the transport has exited: its pidfd said so, or (without one) both its
+        /// output streams ended.
+        var transportHasExited: Bool {
+            exitSeen || (!transport.hasExitEvent && transport.outputEnded && transport.diagnosticsEnded)
+        }
+
+        // MARK: Each round of the loop
+
+        /// Timers: the pool stopping, the connect and heartbeat timeouts, the next heartbeat.
         ///
-        /// - Returns: Why it ended, or nil when the pool stopped it.
-        func relay(_ relay: Relay) -> String? {
-            writer.writePreamble()
-            let timeoutMilliseconds = Int(link.heartbeatTimeout / .milliseconds(1))
-            writer.write(.hello, channel: 0) { $0.writeVarint(timeoutMilliseconds) }
-            var pollSet = PollSet()
-            var channelSlots: [(number: UInt32, input: Int?, output: Int?, diagnostics: Int?)] = []
-            while true {
-                let stopping = relay.handleCommands(self)
-                let now = link.clock.now
-                if stopping {
-                    // An agent that answered gets a moment to stop its workers and exit; a
-                    // connection still being made (ssh waiting on a host that does not
-                    // answer) is simply cut.
-                    if stopRequestedAt == nil { stopRequestedAt = now }
-                    if streamEnded || transport.outputEnded || !agentAnswered || now - stopRequestedAt! > .seconds(2) { return nil }
+        /// - Returns: How the connection ended, or nil while it goes on.
+        func prepare(now: ContinuousClock.Instant) -> Outcome? {
+            if link.stopping {
+                // An agent that answered gets a moment to stop its workers and exit; a
+                // connection still being made (ssh waiting on a host that does not answer)
+                // is simply cut.
+                if stopRequestedAt == nil { stopRequestedAt = now }
+                if streamEnded || transport.outputEnded || !agentHasAnswered || now - stopRequestedAt! > HostLink.stopGrace { return .stopped }
+                return nil
+            }
+            // A copy of the binary in progress counts as an answer: a large one over a slow
+            // link may take longer than the connect timeout, but must keep moving.
+            if !agentHasAnswered && now - max(startedAt, uploadProgressedAt ?? startedAt) > link.connectTimeout {
+                return .lost("no answer from the agent within \(link.connectTimeout) of connecting")
+            }
+            if agentHasAnswered && now - lastHeard > link.heartbeatTimeout {
+                return .lost("no answer to heartbeats for \(link.heartbeatTimeout): the host or its network is down")
+            }
+            if agentHasAnswered && canWrite && now >= nextPing {
+                pingNumber &+= 1
+                let number = pingNumber
+                writer.write(.ping, channel: 0) { payload in
+                    for shift in stride(from: 0, to: 64, by: 8) { payload.writeByte(UInt8(truncatingIfNeeded: number >> shift)) }
                 }
-                // A copy of the binary in progress counts as an answer: a large one over a slow
-                // link may take longer than the connect timeout, but must keep moving.
-                if !agentAnswered && now - max(startedAt, uploadProgressedAt ?? startedAt) > link.connectTimeout {
-                    return "no answer from the agent within \(link.connectTimeout) of connecting"
+                nextPing = now + pingInterval
+            }
+            flush()
+            return nil
+        }
+
+        /// When the session next needs the loop: a heartbeat, or a timeout.
+        var deadline: ContinuousClock.Instant {
+            if link.stopping { return (stopRequestedAt ?? link.clock.now) + HostLink.stopGrace }
+            var deadline = agentHasAnswered ? min(nextPing, lastHeard + link.heartbeatTimeout) : max(startedAt, uploadProgressedAt ?? startedAt) + link.connectTimeout
+            if let callback, socket == nil, let stale = callback.candidates.map(\.deadline).min() { deadline = min(deadline, stale) }
+            return deadline
+        }
+
+        /// Adds the transport's descriptors (and the call-back's, while it is awaited).
+        func register(in pollSet: inout PollSet, closing: Bool) {
+            transportSlots = transport.register(
+                in: &pollSet, wantsToWrite: !closing && usesTransportStream && !outgoing.isEmpty && canWrite)
+            socketSlot = nil
+            listenerSlot = nil
+            candidateSlots.removeAll(keepingCapacity: true)
+            guard !closing else { return }
+            if socket != nil { socketSlot = pollSet.add(socket!, outgoing.isEmpty || !canWrite ? .readable : [.readable, .writable]) }
+            if let callback, socket == nil {
+                if callback.listener != nil { listenerSlot = pollSet.add(callback.listener!, .readable) }
+                for candidate in callback.candidates { candidateSlots.append(pollSet.add(candidate.connection!, .readable)) }
+            }
+        }
+
+        /// Handles what `poll` reported.
+        ///
+        /// - Returns: How the connection ended, or nil while it goes on.
+        func handleEvents(in pollSet: borrowing PollSet) -> Outcome? {
+            if let index = transportSlots.diagnostics, !pollSet.events(at: index).isEmpty { readErrors(diagnostics: true) }
+            if let index = transportSlots.output, !pollSet.events(at: index).isEmpty {
+                if usesTransportStream {
+                    if let failure = readAgent() { return link.stopping ? .stopped : .lost(failure) }
+                } else {
+                    // The agent speaks on its connection back; anything here is words.
+                    readErrors(diagnostics: false)
                 }
-                if agentAnswered && !relay.stopping && now - lastHeard > link.heartbeatTimeout {
-                    return "no answer to heartbeats for \(link.heartbeatTimeout): the host or its network is down"
-                }
-                if agentAnswered && canWrite && now >= nextPing {
-                    pingNumber &+= 1
-                    let number = pingNumber
-                    writer.write(.ping, channel: 0) { payload in
-                        for shift in stride(from: 0, to: 64, by: 8) { payload.writeByte(UInt8(truncatingIfNeeded: number >> shift)) }
-                    }
-                    nextPing = now + pingInterval
+            }
+            if let index = transportSlots.input, !pollSet.events(at: index).isEmpty { flush() }
+            if let index = socketSlot, !pollSet.events(at: index).isEmpty {
+                if pollSet.events(at: index).contains(.readable) || pollSet.events(at: index).contains(.hangUp) {
+                    if let failure = readAgent() { return link.stopping ? .stopped : .lost(failure) }
                 }
                 flush()
+            }
+            if let callback, socket == nil {
+                // Positions are those of this round's poll set: read from the last so that a
+                // removal leaves the others in place, and stop once one has proved itself
+                // (proving closes the rest).
+                for (position, index) in candidateSlots.enumerated().reversed() where socket == nil && !pollSet.events(at: index).isEmpty {
+                    readCandidate(at: position, callback)
+                }
+                callback.dropStale(now: link.clock.now)
+                if socket == nil, let index = listenerSlot, !pollSet.events(at: index).isEmpty { acceptCandidates(callback) }
+                if socket != nil { flush() }
+            }
+            // The transport's exit ends it too: its stdout may be held open by a process it
+            // left behind, and a readable pidfd would make every poll return at once.
+            // (Once what it wrote last has been read: its output had nothing this round.)
+            let outputQuiet = transportSlots.output.map { pollSet.events(at: $0).isEmpty } ?? true
+            if let index = transportSlots.exit, !pollSet.events(at: index).isEmpty, outputQuiet { exitSeen = true }
+            let ended = exitSeen || (usesTransportStream ? transport.outputEnded : (streamEnded || (transport.outputEnded && transport.diagnosticsEnded)))
+            guard ended else { return nil }
+            if link.stopping { return .stopped }
+            while !transport.diagnosticsEnded, readErrors(diagnostics: true) {}
+            return .lost(agentHasAnswered ? "the connection ended" : "the connection ended before the agent answered")
+        }
 
-                pollSet.removeAll()
-                channelSlots.removeAll(keepingCapacity: true)
-                _ = link.waker.add(to: &pollSet)
-                let transportSlots = transport.register(
-                    in: &pollSet, wantsToWrite: usesTransportStream && !outgoing.isEmpty && canWrite)
-                var socketSlot: Int?
-                if socket != nil { socketSlot = pollSet.add(socket!, outgoing.isEmpty || !canWrite ? .readable : [.readable, .writable]) }
-                var listenerSlot: Int?
-                var candidateSlots: [Int] = []
-                if let callback, socket == nil {
-                    if callback.listener != nil { listenerSlot = pollSet.add(callback.listener!, .readable) }
-                    for candidate in callback.candidates { candidateSlots.append(pollSet.add(candidate.connection!, .readable)) }
-                }
-                let readsWorkers = agentAnswered && outgoing.count < Relay.outgoingLimit && canWrite
-                for (number, channel) in relay.channels {
-                    let input = readsWorkers && channel.input != nil ? pollSet.add(channel.input!, .readable) : nil
-                    let output = !channel.toOutput.isEmpty && channel.output != nil ? pollSet.add(channel.output!, .writable) : nil
-                    let diagnostics = !channel.toDiagnostics.isEmpty && channel.diagnostics != nil ? pollSet.add(channel.diagnostics!, .writable) : nil
-                    channelSlots.append((number, input, output, diagnostics))
-                }
-                var deadline = agentAnswered ? min(nextPing, lastHeard + link.heartbeatTimeout) : max(startedAt, uploadProgressedAt ?? startedAt) + link.connectTimeout
-                if relay.stopping { deadline = now + .seconds(1) }
-                do {
-                    _ = try pollSet.wait(timeoutMilliseconds: Relay.milliseconds(deadline - link.clock.now))
-                } catch {
-                    return "the relay cannot wait for events: \(error)"
-                }
-                link.waker.drain()
-
-                if let index = transportSlots.diagnostics, !pollSet.events(at: index).isEmpty { readErrors(diagnostics: true) }
-                if let index = transportSlots.output, !pollSet.events(at: index).isEmpty {
-                    if usesTransportStream {
-                        if let failure = readAgent(relay) { return relay.stopping ? nil : failure }
-                    } else {
-                        // The agent speaks on its connection back; anything here is words.
-                        readErrors(diagnostics: false)
-                    }
-                }
-                if let index = transportSlots.input, !pollSet.events(at: index).isEmpty { flush() }
-                if let index = socketSlot, !pollSet.events(at: index).isEmpty {
-                    if pollSet.events(at: index).contains(.readable) || pollSet.events(at: index).contains(.hangUp) {
-                        if let failure = readAgent(relay) { return relay.stopping ? nil : failure }
-                    }
-                    flush()
-                }
-                if let callback, socket == nil {
-                    // Positions are those of this round's poll set: read from the last so that a
-                    // removal leaves the others in place, and stop once one has proved itself
-                    // (proving closes the rest).
-                    for (position, index) in candidateSlots.enumerated().reversed() where socket == nil && !pollSet.events(at: index).isEmpty {
-                        readCandidate(at: position, callback)
-                    }
-                    callback.dropStale(now: link.clock.now)
-                    if socket == nil, let index = listenerSlot, !pollSet.events(at: index).isEmpty { acceptCandidates(callback) }
-                }
-                for slots in channelSlots {
-                    guard let channel = relay.channels[slots.number] else { continue }
-                    if let index = slots.output, !pollSet.events(at: index).isEmpty { relay.deliver(channel) }
-                    if let index = slots.diagnostics, !pollSet.events(at: index).isEmpty { relay.deliver(channel) }
-                    if let index = slots.input, !pollSet.events(at: index).isEmpty { relay.relayInput(of: slots.number, self) }
-                }
-                // The transport's exit ends it too: its stdout may be held open by a process it
-                // left behind, and a readable pidfd would make every poll return at once.
-                // (Once what it wrote last has been read: its output had nothing this round.)
-                let outputQuiet = transportSlots.output.map { pollSet.events(at: $0).isEmpty } ?? true
-                let exited = outputQuiet && (transportSlots.exit.map { !pollSet.events(at: $0).isEmpty } ?? false)
-                let ended = exited || (usesTransportStream ? transport.outputEnded : (streamEnded || (transport.outputEnded && transport.diagnosticsEnded)))
-                if ended {
-                    if relay.stopping { return nil }
-                    while !transport.diagnosticsEnded, readErrors(diagnostics: true) {}
-                    return agentAnswered ? "the connection ended" : "the connection ended before the agent answered"
-                }
+        /// While waiting for the transport to exit: keeps its last words, and notes its exit.
+        func handleClosingEvents(in pollSet: borrowing PollSet) {
+            if let index = transportSlots.exit, !pollSet.events(at: index).isEmpty { exitSeen = true }
+            if let index = transportSlots.diagnostics, !pollSet.events(at: index).isEmpty { readErrors(diagnostics: true) }
+            if let index = transportSlots.output, !pollSet.events(at: index).isEmpty {
+                // Envelopes that come now are for workers already lost; only words are kept.
+                if usesTransportStream { discardOutput() } else { readErrors(diagnostics: false) }
             }
         }
 
         // MARK: An agent calling back
 
         private func acceptCandidates(_ callback: Callback) {
-            // At most a few per round: a flood must not keep the relay from its other work.
+            // At most a few per round: a flood must not keep the loop from its other work.
             for _ in 0..<Callback.maximumCandidates {
                 guard callback.listener != nil, let accepted = try? Network.accept(callback.listener!) else { return }
                 let candidate = Callback.Candidate(accepted, deadline: link.clock.now + Callback.proofTime)
@@ -339,10 +430,21 @@ extension HostLink {
         /// Reads what the agent sent and handles each whole envelope.
         ///
         /// - Returns: Why the connection must end, or nil.
-        private func readAgent(_ relay: Relay) -> String? {
-            let result = relay.buffer.withUnsafeMutableBytes { bytes in
+        private func readAgent() -> String? {
+            func read(_ bytes: UnsafeMutableRawBufferPointer) -> Result<FileDescriptor.IOResult, SystemCallError> {
                 Result { () throws(SystemCallError) in
                     usesTransportStream ? try transport.read(into: bytes) : try socket!.read(into: bytes)
+                }
+            }
+            var result = Result<FileDescriptor.IOResult, SystemCallError>.success(.wouldBlock)
+            if awaitingGreeting {
+                result = link.buffer.withUnsafeMutableBytes { read($0) }
+            } else {
+                // Straight into the reader's buffer: the bytes are not copied on their way.
+                _ = reader.fill(upTo: link.buffer.count) { room in
+                    result = read(room)
+                    guard case .success(.transferred(let count)) = result else { return 0 }
+                    return count
                 }
             }
             guard case .success(.transferred(let count)) = result else {
@@ -357,20 +459,18 @@ extension HostLink {
                 return nil  // its end: seen through `outputEnded` or `streamEnded`
             }
             lastHeard = link.clock.now
-            if awaitingAgentAfterCopy && !awaitingGreeting && count > 0 {
+            if awaitingAgentAfterCopy && !awaitingGreeting {
                 awaitingAgentAfterCopy = false
                 flush()
             }
             if awaitingGreeting {
-                relay.buffer.withUnsafeBytes { greeting += $0[..<count] }
+                link.buffer.withUnsafeBytes { greeting += $0[..<count] }
                 guard let rest = takeGreeting() else { return nil }
                 rest.withUnsafeBytes { reader.append($0) }
                 flush()
-            } else {
-                relay.buffer.withUnsafeBytes { reader.append(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
             }
             do {
-                while try reader.next({ kind, channel, payload in try relay.handle(kind, channel: channel, payload, self) }) != nil {}
+                while try reader.next({ kind, channel, payload in try link.handle(kind, channel: channel, payload, self) }) != nil {}
             } catch {
                 return "the agent broke the protocol: \(error)"
             }
@@ -385,7 +485,7 @@ extension HostLink {
             if Array(greeting.prefix(compared)) == Array(request.prefix(compared)) {
                 guard greeting.count >= request.count else { return nil }
                 awaitingGreeting = false
-                if let deployment { outgoing.append(deployment.content) }
+                if let deployed { outgoing.append(deployed.content) }
                 awaitingAgentAfterCopy = true
                 return Array(greeting.dropFirst(request.count))
             }
@@ -416,24 +516,10 @@ extension HostLink {
             return true
         }
 
-        /// Waits up to `grace` for the transport to exit, then kills it, so that reaping it
-        /// cannot block: a transport that closed its streams may still be running.
-        func waitForExit(grace: Duration) {
-            let end = link.clock.now + grace
-            while true {
-                var pollSet = PollSet()
-                let slots = transport.register(in: &pollSet, wantsToWrite: false)
-                // Without a pidfd, the end of both streams is all there is to wait for.
-                if slots.exit == nil && transport.outputEnded && transport.diagnosticsEnded { return }
-                let remaining = end - link.clock.now
-                if remaining <= .zero {
-                    transport.signal(Signal.kill)
-                    return
-                }
-                _ = try? pollSet.wait(timeoutMilliseconds: Relay.milliseconds(remaining))
-                if let index = slots.exit, !pollSet.events(at: index).isEmpty { return }
-                if let index = slots.output, !pollSet.events(at: index).isEmpty { readErrors(diagnostics: false) }
-                if let index = slots.diagnostics, !pollSet.events(at: index).isEmpty { readErrors(diagnostics: true) }
+        /// Reads and drops what comes on the transport's stdout.
+        private func discardOutput() {
+            _ = link.buffer.withUnsafeMutableBytes { bytes in
+                Result { () throws(SystemCallError) in try transport.read(into: bytes) }
             }
         }
     }

@@ -1,157 +1,151 @@
-import Synchronization
-
-/// What the event loop and a host's relay thread share about one remote worker: its pid there,
-/// how it ended, and whether its host was lost under it.
-final class RelayedChannel: Sendable {
-    let number: UInt32
-    private let state = Mutex(State())
-
-    struct State {
-        var processID: Int32 = 0
-        var status: TerminationStatus?
-        /// Why the host was lost, when the worker ended with it.
-        var hostLoss: String?
-    }
-
-    init(number: UInt32) { self.number = number }
-
-    var snapshot: State { state.withLock { $0 } }
-
-    func started(processID: Int32) { state.withLock { $0.processID = processID } }
-    func exited(_ status: TerminationStatus) { state.withLock { $0.status = status } }
-    /// The host was lost: a worker that had not exited (or, with `evenIfExited`, whose last
-    /// bytes were lost) ended with it.
-    func lost(because reason: String, evenIfExited: Bool = false) {
-        state.withLock {
-            if $0.status == nil || evenIfExited { $0.hostLoss = reason }
-        }
-    }
-}
-
-/// A worker on another machine, as the event loop sees it: three local pipes that a host's
-/// relay thread (``HostLink``) joins to the worker's streams over the host's one connection.
+/// A worker on another machine, as the event loop sees it: a channel on its host's one
+/// connection (``HostLink``), which the loop itself reads and writes.
 ///
-/// The relay closes the worker's output and diagnostics after the last bytes the worker wrote
-/// and its exit status (or after its host was lost), so the end of both streams stands for its
-/// exit, as for a local worker without a pidfd.
+/// Nothing stands between the loop and the transport: what the loop writes becomes envelopes
+/// on the transport's stream at once, and what the agent sends for this worker is kept here
+/// until the loop reads it (``bufferedEvents`` tells the loop, in place of `poll`). After the
+/// worker's last bytes and its exit status (or after its host was lost), both streams end, so
+/// their end stands for its exit, as for a local worker without a pidfd.
 final class RelayedConnection: WorkerConnection {
     let executablePath: String
     let link: HostLink
-    let channel: RelayedChannel
-    private var input: FileDescriptor?
-    private var output: FileDescriptor?
-    private var diagnostics: FileDescriptor?
+    let number: UInt32
+    private(set) var processID: Int32 = 0
+    /// How the worker ended, once the agent said so.
+    private(set) var status: TerminationStatus?
+    private(set) var hostLoss: String?
+    private var output = ReceivedBytes()
+    private var diagnostics = ReceivedBytes()
+    /// The worker exited, or was lost with its host: the streams end once read to the end.
+    private var ended = false
+    private(set) var outputEnded = false
+    private(set) var diagnosticsEnded = false
+    private var inputClosed = false
 
-    var processID: Int32 { channel.snapshot.processID }
-    var outputEnded: Bool { output == nil }
-    var diagnosticsEnded: Bool { diagnostics == nil }
     var hostName: String? { link.name }
-    var hostLoss: String? { channel.snapshot.hostLoss }
 
     /// Asks `link` to start a worker with `environment` on its host.
-    ///
-    /// - Throws: ``SystemCallError`` if the pipes cannot be made.
-    init(link: HostLink, channel: UInt32, executablePath: String, environment: [String]) throws(SystemCallError) {
+    init(link: HostLink, channel: UInt32, executablePath: String, environment: [String]) {
         self.link = link
         self.executablePath = executablePath
-        self.channel = RelayedChannel(number: channel)
-        let ends = RelayEnds()
-        let inputPipe = try FileDescriptor.pipe(nonBlocking: true)
-        let outputPipe: FileDescriptor.Pipe
-        do {
-            outputPipe = try FileDescriptor.pipe(nonBlocking: true)
-        } catch {
-            inputPipe.close()
-            throw error
-        }
-        let diagnosticsPipe: FileDescriptor.Pipe
-        do {
-            diagnosticsPipe = try FileDescriptor.pipe(nonBlocking: true)
-        } catch {
-            inputPipe.close()
-            outputPipe.close()
-            throw error
-        }
-        inputPipe.writeEnd.trySetPipeBufferSize(1 << 20)
-        outputPipe.writeEnd.trySetPipeBufferSize(1 << 20)
-        input = .some(inputPipe.writeEnd)
-        output = .some(outputPipe.readEnd)
-        diagnostics = .some(diagnosticsPipe.readEnd)
-        ends.input = .some(inputPipe.readEnd)
-        ends.output = .some(outputPipe.writeEnd)
-        ends.diagnostics = .some(diagnosticsPipe.writeEnd)
-        link.open(self.channel, environment: environment, ends: ends)
+        number = channel
+        link.open(self, environment: environment)
     }
 
-    deinit {
-        input.take()?.close()
-        output.take()?.close()
-        diagnostics.take()?.close()
-    }
+    // MARK: The loop's side
 
     func register(in pollSet: inout PollSet, wantsToWrite: Bool) -> ConnectionSlots {
-        var slots = ConnectionSlots()
-        if output != nil { slots.output = pollSet.add(output!, .readable) }
-        if diagnostics != nil { slots.diagnostics = pollSet.add(diagnostics!, .readable) }
-        if wantsToWrite && input != nil { slots.input = pollSet.add(input!, .writable) }
-        return slots
+        // No descriptor of its own: the link polls the transport, and ``bufferedEvents`` says
+        // what it delivered.
+        ConnectionSlots()
+    }
+
+    var bufferedEvents: BufferedEvents {
+        var events: BufferedEvents = []
+        if !outputEnded && (!output.isEmpty || ended) { events.insert(.output) }
+        if !diagnosticsEnded && (!diagnostics.isEmpty || ended) { events.insert(.diagnostics) }
+        if !inputClosed && (ended || link.acceptsInput) { events.insert(.writable) }
+        return events
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> FileDescriptor.IOResult {
-        guard output != nil else { return .transferred(0) }
-        let result = Result { () throws(SystemCallError) in try output!.read(into: buffer) }
-        if case .success(.transferred(0)) = result { output.take()?.close() }
-        if case .failure = result { output.take()?.close() }
-        return try result.get()
+        if !output.isEmpty { return .transferred(output.take(into: buffer)) }
+        guard ended else { return .wouldBlock }
+        outputEnded = true
+        return .transferred(0)
     }
 
     func readDiagnostics(into buffer: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> FileDescriptor.IOResult {
-        guard diagnostics != nil else { return .transferred(0) }
-        let result = Result { () throws(SystemCallError) in try diagnostics!.read(into: buffer) }
-        if case .success(.transferred(0)) = result { diagnostics.take()?.close() }
-        if case .failure = result { diagnostics.take()?.close() }
-        return try result.get()
+        if !diagnostics.isEmpty { return .transferred(diagnostics.take(into: buffer)) }
+        guard ended else { return .wouldBlock }
+        diagnosticsEnded = true
+        return .transferred(0)
     }
 
     func write(_ buffer: UnsafeRawBufferPointer) throws(SystemCallError) -> FileDescriptor.IOResult {
-        guard input != nil else { throw SystemCallError(call: "write", errno: .brokenPipe) }
-        return try input!.write(buffer)
+        try write(gathering: [buffer])
     }
 
     func write(gathering buffers: [UnsafeRawBufferPointer]) throws(SystemCallError) -> FileDescriptor.IOResult {
-        guard input != nil else { throw SystemCallError(call: "writev", errno: .brokenPipe) }
-        return try input!.write(gathering: buffers)
+        guard !inputClosed && !ended else { throw SystemCallError(call: "write", errno: .brokenPipe) }
+        guard link.acceptsInput else { return .wouldBlock }
+        var total = 0
+        for buffer in buffers where !buffer.isEmpty {
+            link.sendInput(of: number, buffer)
+            total += buffer.count
+        }
+        return .transferred(total)
     }
 
     func closeInput() {
-        input.take()?.close()
+        guard !inputClosed else { return }
+        inputClosed = true
+        if !ended { link.closeInput(of: number) }
     }
 
     func signal(_ signal: CInt) {
-        link.signal(channel.number, signal)
+        if !ended { link.signal(number, signal) }
     }
 
     func finish() -> TerminationStatus {
-        input.take()?.close()
-        output.take()?.close()
-        diagnostics.take()?.close()
+        closeInput()
+        link.forget(number)
+        output = ReceivedBytes()
+        diagnostics = ReceivedBytes()
         // A worker whose host was lost has no status; it was lost with its host, and the
         // loop treats it as such (``hostLoss``). SIGKILL stands for it in reports.
-        return channel.snapshot.status ?? .signaled(Signal.kill)
+        return status ?? .signaled(Signal.kill)
+    }
+
+    // MARK: The link's side
+
+    func started(processID: Int32) { self.processID = processID }
+
+    func received(_ bytes: UnsafeRawBufferPointer, diagnostics isDiagnostics: Bool) {
+        // A stream the loop has read to its end takes nothing more.
+        if isDiagnostics {
+            if !diagnosticsEnded { diagnostics.append(bytes) }
+        } else if !outputEnded {
+            output.append(bytes)
+        }
+    }
+
+    /// The worker exited; what it wrote before has all been received.
+    func exited(_ status: TerminationStatus) {
+        self.status = status
+        ended = true
+    }
+
+    /// The host was lost: a worker that had not exited ended with it. (One that had exited
+    /// lost nothing: its last bytes came before its exit, and are all here.)
+    func lost(because reason: String) {
+        if status == nil { hostLoss = reason }
+        ended = true
     }
 }
 
-/// The relay's ends of a remote worker's three pipes, on their way to the relay thread.
-final class RelayEnds: @unchecked Sendable {
-    // @unchecked: filled on the loop's thread, then handed to the relay thread through the
-    // link's lock and touched only there.
-    var input: FileDescriptor?
-    var output: FileDescriptor?
-    var diagnostics: FileDescriptor?
+/// Bytes received for the loop to read, in order.
+struct ReceivedBytes {
+    private var bytes: [UInt8] = []
+    private var readIndex = 0
 
-    deinit {
-        input.take()?.close()
-        output.take()?.close()
-        diagnostics.take()?.close()
+    var isEmpty: Bool { readIndex == bytes.count }
+
+    mutating func append(_ more: UnsafeRawBufferPointer) {
+        if isEmpty {
+            bytes.removeAll(keepingCapacity: bytes.capacity <= 4 << 20)
+            readIndex = 0
+        }
+        bytes.append(contentsOf: more)
+    }
+
+    /// Moves as many bytes as fit into `buffer`; returns how many.
+    mutating func take(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        let count = min(buffer.count, bytes.count - readIndex)
+        bytes.withUnsafeBytes { bytes in
+            buffer.baseAddress!.copyMemory(from: bytes.baseAddress! + readIndex, byteCount: count)
+        }
+        readIndex += count
+        return count
     }
 }

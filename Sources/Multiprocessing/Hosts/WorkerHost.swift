@@ -188,7 +188,7 @@ extension WorkerHost {
 }
 
 /// The worker binary a pool copies to its hosts, read and hashed once, by the first host's
-/// relay that needs it.
+/// connection that needs it.
 final class DeploymentSource: Sendable {
     let path: String
     private let binary = Mutex<Result<DeployedBinary, SystemCallError>?>(nil)

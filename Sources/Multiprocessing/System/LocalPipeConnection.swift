@@ -19,6 +19,8 @@ final class LocalPipeConnection: WorkerConnection {
     var processID: Int32 { process.pid }
     var outputEnded: Bool { output == nil }
     var diagnosticsEnded: Bool { diagnostics == nil }
+    /// Whether its exit is seen through a pidfd (``register(in:wantsToWrite:)`` adds it).
+    var hasExitEvent: Bool { process.exitDescriptor != nil }
 
     /// Spawns `executable` with three fresh pipes as its standard streams.
     ///

@@ -28,6 +28,46 @@ struct PendingBytes {
         }
     }
 
+    /// Sends `parts`, in order, after what is waiting: when nothing waits they are written at
+    /// once (one gathering write, no copy here) and only what the stream did not take is kept.
+    ///
+    /// - Returns: False if the stream is broken; what was waiting is dropped then.
+    mutating func send(_ parts: [UnsafeRawBufferPointer], to descriptor: borrowing FileDescriptor) -> Bool {
+        guard isEmpty else {
+            for part in parts { append(part) }
+            return flush(to: descriptor)
+        }
+        return keepUnwritten(parts, Result { () throws(SystemCallError) in try descriptor.write(gathering: parts) })
+    }
+
+    /// Sends `parts` to a process's stdin, as ``send(_:to:)-(_,FileDescriptor)`` does to a stream.
+    mutating func send(_ parts: [UnsafeRawBufferPointer], to connection: some WorkerConnection) -> Bool {
+        guard isEmpty else {
+            for part in parts { append(part) }
+            return flush(to: connection)
+        }
+        return keepUnwritten(parts, Result { () throws(SystemCallError) in try connection.write(gathering: parts) })
+    }
+
+    /// Keeps what a gathering write of `parts` did not take; false if it failed.
+    private mutating func keepUnwritten(_ parts: [UnsafeRawBufferPointer], _ result: Result<FileDescriptor.IOResult, SystemCallError>) -> Bool {
+        var written = 0
+        switch result {
+        case .success(.transferred(let count)): written = count
+        case .success(.wouldBlock): break
+        case .failure: return false
+        }
+        for part in parts {
+            if written >= part.count {
+                written -= part.count
+            } else {
+                append(UnsafeRawBufferPointer(rebasing: part[written...]))
+                written = 0
+            }
+        }
+        return true
+    }
+
     mutating func removeAll() {
         bytes.removeAll()
         offset = 0

@@ -44,6 +44,16 @@ struct PollSet {
     /// a stream whose reader is not ready for more does not wake the loop, even at its end.
     mutating func ignore(at slot: Int) { entries[slot].fd = -1 }
 
+    /// The timeout for a wait that must end by `deadline`: whole milliseconds, rounded up so
+    /// that the wait does not end just before it; 0 when it has passed.
+    static func timeoutMilliseconds(until deadline: ContinuousClock.Instant, now: ContinuousClock.Instant) -> Int32 {
+        let remaining = deadline - now
+        if remaining <= .zero { return 0 }
+        let (seconds, attoseconds) = remaining.components
+        guard seconds < Int64(Int32.max / 1000) else { return Int32.max }
+        return Int32(seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
+    }
+
     /// Waits until a descriptor is ready or `timeoutMilliseconds` pass (-1: no limit).
     /// Waits for an event or the timeout; returns how many descriptors have events.
     @discardableResult

@@ -88,12 +88,41 @@ struct EnvelopeWriter {
 
     /// Appends one envelope carrying `payload` as it is.
     mutating func write(_ kind: EnvelopeKind, channel: UInt32, payload: some Collection<UInt8>) {
-        precondition(payload.count <= AgentProtocol.maximumPayloadSize, "envelope payload over the maximum")
-        let length = UInt32(payload.count)
-        for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: length >> shift)) }
-        bytes.append(kind.rawValue)
-        for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8(truncatingIfNeeded: channel >> shift)) }
+        bytes.append(contentsOf: Self.header(kind, channel: channel, payloadSize: payload.count))
         bytes.append(contentsOf: payload)
+    }
+
+    /// The header of an envelope whose payload is `payloadSize` bytes.
+    static func header(_ kind: EnvelopeKind, channel: UInt32, payloadSize: Int) -> [UInt8] {
+        precondition(payloadSize <= AgentProtocol.maximumPayloadSize, "envelope payload over the maximum")
+        let length = UInt32(payloadSize)
+        var header: [UInt8] = []
+        header.reserveCapacity(AgentProtocol.headerSize)
+        for shift in stride(from: 0, to: 32, by: 8) { header.append(UInt8(truncatingIfNeeded: length >> shift)) }
+        header.append(kind.rawValue)
+        for shift in stride(from: 0, to: 32, by: 8) { header.append(UInt8(truncatingIfNeeded: channel >> shift)) }
+        return header
+    }
+
+    /// Cuts `data` into envelopes of `kind`, in pieces of at most
+    /// ``AgentProtocol/dataPieceSize``, and hands each header and piece to `send` (which writes
+    /// them with one gathering write, e.g. ``PendingBytes/send(_:to:)-(_,FileDescriptor)``), so
+    /// that the data is never copied into an envelope buffer.
+    ///
+    /// - Returns: False as soon as `send` does (the stream is broken).
+    static func sendPieces(
+        _ kind: EnvelopeKind, channel: UInt32, _ data: UnsafeRawBufferPointer,
+        _ send: ([UnsafeRawBufferPointer]) -> Bool
+    ) -> Bool {
+        var start = 0
+        while start < data.count {
+            let end = min(data.count, start + AgentProtocol.dataPieceSize)
+            let header = Self.header(kind, channel: channel, payloadSize: end - start)
+            let sent = header.withUnsafeBytes { header in send([header, UnsafeRawBufferPointer(rebasing: data[start..<end])]) }
+            guard sent else { return false }
+            start = end
+        }
+        return true
     }
 
     /// Appends `data` as envelopes of `kind`, in pieces of at most ``AgentProtocol/dataPieceSize``.
@@ -110,8 +139,10 @@ struct EnvelopeWriter {
 /// Reassembles envelopes from a byte stream that arrives in arbitrary pieces, checking the
 /// preamble and every header before trusting it.
 struct EnvelopeReader {
+    /// Bytes at `readIndex..<endIndex` have arrived and are not handled yet; the rest is room.
     private var storage: [UInt8] = []
     private var readIndex = 0
+    private var endIndex = 0
     private var preambleChecked = false
     /// Which side's kinds may arrive: an agent reads coordinator kinds and the other way round.
     let acceptsAgentKinds: Bool
@@ -120,15 +151,41 @@ struct EnvelopeReader {
         self.acceptsAgentKinds = acceptsAgentKinds
     }
 
-    var bufferedByteCount: Int { storage.count - readIndex }
+    var bufferedByteCount: Int { endIndex - readIndex }
 
     /// Appends bytes that arrived.
     mutating func append(_ bytes: UnsafeRawBufferPointer) {
-        if readIndex > 0 && readIndex >= storage.count / 2 {
-            storage.removeFirst(readIndex)
-            readIndex = 0
+        _ = fill(upTo: bytes.count) { room in
+            room.copyMemory(from: bytes)
+            return bytes.count
         }
-        storage.append(contentsOf: bytes)
+    }
+
+    /// Lets `read` put up to `count` bytes straight into the buffer (no copy on the way) and
+    /// returns what it returns: the number of bytes it put there, or 0 for none.
+    mutating func fill(upTo count: Int, _ read: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
+        if readIndex == endIndex {
+            readIndex = 0
+            endIndex = 0
+        }
+        if storage.count - endIndex < count {
+            // Only the part of an envelope still waiting moves; the room grows when it must.
+            if readIndex > 0 {
+                storage.withUnsafeMutableBytes { bytes in
+                    bytes.baseAddress!.copyMemory(from: bytes.baseAddress! + readIndex, byteCount: endIndex - readIndex)
+                }
+                endIndex -= readIndex
+                readIndex = 0
+            }
+            if storage.count - endIndex < count {
+                storage.append(contentsOf: repeatElement(0, count: endIndex + count - storage.count))
+            }
+        }
+        let filled = storage.withUnsafeMutableBytes { [endIndex] bytes in
+            read(UnsafeMutableRawBufferPointer(rebasing: bytes[endIndex..<endIndex + count]))
+        }
+        endIndex += max(0, min(filled, count))
+        return filled
     }
 
     /// Hands the next complete envelope to `body`, or returns nil if more bytes are needed.

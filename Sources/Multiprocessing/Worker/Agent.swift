@@ -210,25 +210,24 @@ final class Agent: @unchecked Sendable {
 
     private func pollTimeout() -> Int32 {
         guard let heartbeatTimeout else { return -1 }
-        let remaining = lastHeard + heartbeatTimeout - clock.now
-        if remaining <= .zero { return 0 }
-        return Int32(clamping: remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000 + 1)
+        return PollSet.timeoutMilliseconds(until: lastHeard + heartbeatTimeout, now: clock.now)
     }
 
     // MARK: From the coordinator
 
     private func readCoordinator() {
-        let result: FileDescriptor.IOResult
-        do {
-            result = try buffer.withUnsafeMutableBytes { bytes throws(SystemCallError) in try input!.read(into: bytes) }
-        } catch {
-            end(because: nil)
+        var result = Result<FileDescriptor.IOResult, SystemCallError>.success(.wouldBlock)
+        // Straight into the reader's buffer: the bytes are not copied on their way.
+        _ = reader.fill(upTo: buffer.count) { room in
+            result = Result { () throws(SystemCallError) in try input!.read(into: room) }
+            guard case .success(.transferred(let count)) = result else { return 0 }
+            return count
         }
-        guard case .transferred(let count) = result else { return }
         // The end of the input is how a coordinator that died, or closed the connection, is seen.
+        guard case .success(let outcome) = result else { end(because: nil) }
+        guard case .transferred(let count) = outcome else { return }
         if count == 0 { end(because: nil) }
         lastHeard = clock.now
-        buffer.withUnsafeBytes { reader.append(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
         do {
             while try reader.next({ kind, channel, payload in try handle(kind, channel: channel, payload) }) != nil {}
         } catch {
@@ -265,9 +264,13 @@ final class Agent: @unchecked Sendable {
             environment.append("\(AgentProtocol.remoteWorkerEnvironmentKey)=1")
             open(channel, environment: environment)
         case .input:
-            guard workers[channel] != nil else { return }  // it exited; its exit is on its way
-            workers[channel]!.pendingInput.append(payload)
-            flushInput(of: channel)
+            guard let connection = workers[channel]?.connection else { return }  // it exited; its exit is on its way
+            // Written at once when nothing waits: only what the pipe does not take is copied.
+            if !workers[channel]!.pendingInput.send([payload], to: connection) {
+                // The worker closed its stdin or died: its exit says what became of it.
+                workers[channel]!.pendingInput.removeAll()
+                connection.closeInput()
+            }
         case .closeInput:
             guard workers[channel] != nil else { return }
             workers[channel]!.inputEndRequested = true
@@ -308,17 +311,26 @@ final class Agent: @unchecked Sendable {
 
     // MARK: To the coordinator
 
-    private func relayOutput(of channel: UInt32, diagnostics: Bool) {
-        guard let connection = workers[channel]?.connection else { return }
+    /// Sends what the worker wrote; false if there was nothing.
+    @discardableResult
+    private func relayOutput(of channel: UInt32, diagnostics: Bool) -> Bool {
+        guard let connection = workers[channel]?.connection else { return false }
         let result = buffer.withUnsafeMutableBytes { bytes in
             Result { () throws(SystemCallError) in
                 diagnostics ? try connection.readDiagnostics(into: bytes) : try connection.read(into: bytes)
             }
         }
-        guard case .success(.transferred(let count)) = result, count > 0 else { return }
-        buffer.withUnsafeBytes { bytes in
-            writer.writePieces(diagnostics ? .diagnostics : .output, channel: channel, UnsafeRawBufferPointer(rebasing: bytes[..<count]))
+        guard case .success(.transferred(let count)) = result, count > 0 else { return false }
+        // After the envelopes that wait, straight from the buffer: only what the stream does
+        // not take now is copied.
+        takeWritten()
+        let sent = buffer.withUnsafeBytes { bytes in
+            EnvelopeWriter.sendPieces(diagnostics ? .diagnostics : .output, channel: channel, UnsafeRawBufferPointer(rebasing: bytes[..<count])) {
+                outgoing.send($0, to: output!)
+            }
         }
+        if !sent { end(because: nil) }  // the connection is gone
+        return true
     }
 
     /// Sends what the worker wrote last, then how it ended, and forgets it.
@@ -328,9 +340,7 @@ final class Agent: @unchecked Sendable {
             // Its pipes may still hold its last words; a process it started may hold them open,
             // so read until they would block rather than until their end.
             while !(diagnostics ? worker.connection.diagnosticsEnded : worker.connection.outputEnded) {
-                let before = writer.bytes.count
-                relayOutput(of: channel, diagnostics: diagnostics)
-                if writer.bytes.count == before { break }
+                if !relayOutput(of: channel, diagnostics: diagnostics) { break }
             }
         }
         let status = worker.connection.finish()
