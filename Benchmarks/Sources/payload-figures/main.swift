@@ -13,21 +13,37 @@ struct Ingest: Job {
     func run(_ bytes: [UInt8]) -> Int { bytes.count }
 }
 
-// The pool re-executes this program as its workers.
-try await Worker.serveIfSpawned(jobs: [Emit.self, Ingest.self])
+/// Returns its input: the payload travels both ways.
+struct EchoBytes: Job {
+    static let name = "echo-bytes"
+    func run(_ bytes: [UInt8]) -> [UInt8] { bytes }
+}
 
-// payload-figures [in|out|out-stream] [jobs] [MiB]: MiB/s of each of 5 runs on a warm pool.
+// The pool re-executes this program as its workers.
+try await Worker.serveIfSpawned(jobs: [Emit.self, Ingest.self, EchoBytes.self])
+
+// payload-figures [in|out|out-stream|echo] [jobs] [MiB]: MiB/s of each of 5 runs on a warm pool.
 let arguments = Array(CommandLine.arguments.dropFirst())
 let mode = arguments.first ?? "out"
 let jobs = arguments.count > 1 ? Int(arguments[1]) ?? 64 : 64
 let size = (arguments.count > 2 ? Int(arguments[2]) ?? 8 : 8) << 20
 let clock = ContinuousClock()
+// With PAYLOAD_FIGURES_HOST, the one worker runs behind an agent: "launcher" starts the agent
+// here through `env` (the agent's and the envelopes' cost without a network), anything else
+// is an ssh command line whose last word is the destination (e.g. "ssh -F config node1").
+var configuration = ProcessPoolConfiguration(workerCount: 2, arguments: [])
+if let host = getenv("PAYLOAD_FIGURES_HOST").map({ String(cString: $0) }) {
+    let words = host.split(separator: " ").map(String.init)
+    configuration.hosts = words == ["launcher"]
+        ? [WorkerHost(.launcher(command: ["env"], name: "here"), slots: 1)]
+        : [WorkerHost.ssh(words.last ?? "", slots: 1, command: Array(words.dropLast()))]
+}
 
 if mode == "latency" || mode == "latency-loop" {
     // One job at a time, from a task off the main actor: the round trip of `run`; with
     // "latency-loop", from a task on the pool's event-loop executor.
     try await Task.detached {
-        try await withProcessPool(workers: 2, arguments: []) { pool in
+        try await withProcessPool(configuration: configuration) { pool in
             func measure() async throws {
                 var trips: [Duration] = []
                 for input in 0..<(jobs * 100 + 100) {
@@ -48,11 +64,15 @@ if mode == "latency" || mode == "latency-loop" {
     exit(0)
 }
 
-try await withProcessPool(workers: 2, arguments: []) { pool in
+try await withProcessPool(configuration: configuration) { pool in
     _ = try await pool.run(Emit.self, 1)
     for _ in 0..<5 {
         let start = clock.now
         switch mode {
+        case "echo":
+            let payload = [UInt8](repeating: 3, count: size)
+            let echoes = try await pool.map(EchoBytes.self, Array(repeating: payload, count: jobs))
+            precondition(echoes.allSatisfy { $0.count == size })
         case "in":
             let payload = [UInt8](repeating: 3, count: size)
             let counts = try await pool.map(Ingest.self, Array(repeating: payload, count: jobs))
