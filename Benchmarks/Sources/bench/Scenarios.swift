@@ -514,6 +514,17 @@ func scenarios(workers: Int, sizes: Sizes, paths: Paths) async throws -> [Scenar
                             })
                     }
                 },
+                Contender(["pool.run 64 B via ssh on eventLoopExecutor p50", "pool.run 64 B via ssh on eventLoopExecutor p99"], unit: "µs", ours: true, unavailable: noPoolWorker) {
+                    // The caller on the pool's own thread: no hand-off between threads at either end.
+                    try await withRemotePool { pool in
+                        try await withTaskExecutorPreference(pool.eventLoopExecutor) {
+                            percentiles(
+                                try await roundTrips(sizes.roundTrips) { _ in
+                                    guard try await pool.run(Echo.self, message) == message else { throw BenchmarkError("wrong echo") }
+                                })
+                        }
+                    }
+                },
                 Contender(["ssh cat 64 B p50", "ssh cat 64 B p99"], unit: "µs") {
                     try withSSHCat { percentiles(try $0.roundTrips(size: 64, count: sizes.roundTrips)) }
                 },
@@ -547,6 +558,7 @@ func scenarios(workers: Int, sizes: Sizes, paths: Paths) async throws -> [Scenar
             ],
             bars: [
                 .ratio("pool.run 64 B via ssh p50", "ssh cat 64 B p50", atMost: 1.5, "p50 vs raw ssh cat"),
+                .ratio("pool.run 64 B via ssh on eventLoopExecutor p50", "ssh cat 64 B p50", atMost: 1.5, "p50 vs raw ssh cat, caller on the pool's executor"),
                 .ratio(remotePoolEcho, sshCatBandwidth, atLeast: 0.7, "payload vs raw ssh cat"),
                 .ratio(remoteRun, idealSleep, atMost: 1.1, "sleep jobs on 2 hosts vs ideal"),
             ],
