@@ -156,6 +156,28 @@ struct Spin: Job {
     }
 }
 
+/// ``Spin``, first appending the job's index as a line to a file every worker can write (the
+/// test's hosts share this machine's file system): the file counts how often each job started,
+/// so a test can tell reruns from jobs that ran once.
+struct LoggedSpin: Job {
+    static let name = "logged-spin"
+    struct Input: Codable, Sendable {
+        let value: Int
+        let microseconds: Int
+        let log: String
+    }
+    func run(_ input: Input) -> Int {
+        let descriptor = open(input.log, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+        if descriptor >= 0 {
+            // One write of a short line with O_APPEND: lines from many workers never interleave.
+            let line = Array("\(input.value)\n".utf8)
+            _ = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            close(descriptor)
+        }
+        return Spin().run([input.value, input.microseconds])
+    }
+}
+
 /// Returns `n` bytes: an output as large as asked.
 struct MakeBytes: Job {
     static let name = "make-bytes"
@@ -198,4 +220,4 @@ func fnv1a(_ bytes: [UInt8]) -> UInt64 {
     return hash
 }
 
-var fixtureJobs: [any Job.Type] { [Square.self, Misbehave.self, SleepThenReportProcessID.self, CountCalls.self, TransformRecord.self, MakeBytes.self, CountBytes.self, Spin.self, Checksum.self, RandomBytes.self] }
+var fixtureJobs: [any Job.Type] { [Square.self, Misbehave.self, SleepThenReportProcessID.self, CountCalls.self, TransformRecord.self, MakeBytes.self, CountBytes.self, Spin.self, LoggedSpin.self, Checksum.self, RandomBytes.self] }
