@@ -47,7 +47,7 @@ enum Help {
       -k, --keep-order write records in input order
       --timeout SECS   stop a line's job after SECS seconds (code timedOut); its worker is
                        replaced
-      -S, --sshlogin, --slf, --ssh, --slurm, --worker-cache  run on other machines, as for
+      -S, --sshlogin, --slf, --ssh, --filter-hosts, --slurm, --worker-cache  run on other machines, as for
                        pool run
 
     exit status: 0 if every line succeeded; otherwise the number of failed lines, at most 101;
@@ -183,6 +183,8 @@ enum Help {
                        one ssh connection per host, which starts the worker there
       --slf, --sshloginfile FILE  the logins in FILE, one list per line (# comments)
       --ssh CMD        the ssh command for logins that name none (default: ssh)
+      --filter-hosts   accepted as GNU parallel takes it: a host that cannot be reached is
+                       always left out (said on stderr), and tried again with a backoff
       --slurm          run on the nodes of the Slurm allocation pool runs in (salloc,
                        sbatch): one srun step per node, as many jobs as Slurm gave it
       --worker-cache DIR  copy the worker binary into DIR (relative to the home folder) on

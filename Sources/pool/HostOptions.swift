@@ -30,6 +30,10 @@ struct HostOptions {
             guard !words.isEmpty else { throw UsageError("--ssh needs a command, such as 'ssh -F my_config'") }
             sshCommand = words
         case "--slurm": usesSlurmAllocation = true
+        case "--filter-hosts":
+            // GNU parallel's check that each host can be logged in to, leaving out those that
+            // cannot: always done here, and a host left out is tried again later.
+            break
         case "--worker-cache":
             let folder = try value()
             guard !folder.isEmpty else { throw UsageError("--worker-cache needs a folder, such as .cache/swift-multiprocessing") }

@@ -215,6 +215,14 @@ struct RemoteSSHTests {
         let unknown = events.downReasons(of: "no-such-host.invalid")
         #expect(unknown.first?.contains("no-such-host.invalid") == true, "\(unknown)")
         #expect(unknown.first?.contains("status 255") == true, "\(unknown)")
+
+        // The command line, with GNU parallel's --filter-hosts: the same, the unknown host
+        // left out.
+        let run = try await Self.runPool([
+            "run", "-k", "--worker", Binaries.poolWorker, "--filter-hosts", "--ssh", hosts.sshCommand.joined(separator: " "),
+            "-S", "1/no-such-host.invalid,1/\(hosts.names[0])", "echo", ":::", "a", "b", "c",
+        ])
+        #expect(run.status == 0 && run.output == "a\nb\nc\n", "\(run)")
     }
 
     @Test("a host without the worker binary gets a copy named by its content, once")
