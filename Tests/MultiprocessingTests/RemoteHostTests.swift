@@ -20,6 +20,22 @@ struct RemoteHostTests {
         #expect(results == (0..<20_000).map { $0 * $0 })
     }
 
+    @Test("a frame larger than the host's outgoing limit crosses whole, in parts, beside other jobs")
+    func largeFrameThroughAgent() async throws {
+        // 9 MiB: more than the link lets wait to go out (8 MiB), so the loop writes it in
+        // parts; every byte differs from its neighbours, so the checksum sees any reordering.
+        let payload = [UInt8](unsafeUninitializedCapacity: 9 << 20) { bytes, count in
+            for index in bytes.indices { bytes[index] = UInt8(truncatingIfNeeded: index &* 31 &+ index >> 12) }
+            count = bytes.count
+        }
+        try await withFixturePool(configure: { $0.hosts = [Self.launcherHost(slots: 2)] }) { pool in
+            async let small = pool.map(Square.self, 0..<2_000)
+            let sum = try await pool.run(Checksum.self, payload)
+            #expect(sum == Checksum().run(payload))
+            #expect(try await small == (0..<2_000).map { $0 * $0 })
+        }
+    }
+
     @Test("a crash on a remote worker fails its job alone, with the worker's last words")
     func remoteCrashFailsOneJob() async throws {
         try await withFixturePool(configure: { $0.hosts = [Self.launcherHost(slots: 1)] }) { pool in

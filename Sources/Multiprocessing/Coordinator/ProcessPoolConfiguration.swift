@@ -69,7 +69,9 @@ public struct ProcessPoolConfiguration: Sendable {
     /// listed (``WorkerHost/local(slots:)``).
     public var hosts: [WorkerHost] = []
     /// How long a remote host may send nothing (heartbeats are sent every third of it) before
-    /// it is taken for lost: its workers' jobs run elsewhere (default ten seconds).
+    /// it is taken for lost: its workers' jobs run elsewhere (default ten seconds). The pool's
+    /// event loop sends the heartbeats: a task on ``ProcessPool/eventLoopExecutor`` that keeps
+    /// it busy for this long makes the hosts' agents give up.
     public var hostTimeout: Duration = .seconds(10)
     /// How long a remote host's agent has to answer once its connection starts (default 30
     /// seconds).

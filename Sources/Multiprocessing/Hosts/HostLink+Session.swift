@@ -240,8 +240,10 @@ extension HostLink {
 
         private var canWrite: Bool { !streamClosed && (usesTransportStream || socket != nil) }
 
-        /// Whether the host's workers may write: not too much waits to go out.
-        var acceptsInput: Bool { !streamClosed && outgoing.count + writer.bytes.count < HostLink.outgoingLimit }
+        /// How many bytes of the host's workers' input may be taken now: what keeps the bytes
+        /// waiting to go out under ``HostLink/outgoingLimit``, so heartbeats and the other
+        /// workers' bytes never wait behind one worker's large frame for long.
+        var inputRoom: Int { streamClosed ? 0 : max(0, HostLink.outgoingLimit - outgoing.count - writer.bytes.count) }
 
         /// Sends a worker's bytes as envelopes of `kind`, after what waits, straight from
         /// `data` when the stream takes them: only what it does not take now is copied.
@@ -278,14 +280,6 @@ extension HostLink {
                 if streamEnded || transport.outputEnded || !agentHasAnswered || now - stopRequestedAt! > HostLink.stopGrace { return .stopped }
                 return nil
             }
-            // A copy of the binary in progress counts as an answer: a large one over a slow
-            // link may take longer than the connect timeout, but must keep moving.
-            if !agentHasAnswered && now - max(startedAt, uploadProgressedAt ?? startedAt) > link.connectTimeout {
-                return .lost("no answer from the agent within \(link.connectTimeout) of connecting")
-            }
-            if agentHasAnswered && now - lastHeard > link.heartbeatTimeout {
-                return .lost("no answer to heartbeats for \(link.heartbeatTimeout): the host or its network is down")
-            }
             if agentHasAnswered && canWrite && now >= nextPing {
                 pingNumber &+= 1
                 let number = pingNumber
@@ -321,10 +315,26 @@ extension HostLink {
             }
         }
 
-        /// Handles what `poll` reported.
+        /// Handles what `poll` reported; then the timeouts, so that answers that came while
+        /// the loop was busy elsewhere are read before the host is taken for silent.
         ///
         /// - Returns: How the connection ended, or nil while it goes on.
         func handleEvents(in pollSet: borrowing PollSet) -> Outcome? {
+            if let outcome = handleStreamEvents(in: pollSet) { return outcome }
+            guard !link.stopping else { return nil }
+            let now = link.clock.now
+            // A copy of the binary in progress counts as an answer: a large one over a slow
+            // link may take longer than the connect timeout, but must keep moving.
+            if !agentHasAnswered && now - max(startedAt, uploadProgressedAt ?? startedAt) > link.connectTimeout {
+                return .lost("no answer from the agent within \(link.connectTimeout) of connecting")
+            }
+            if agentHasAnswered && now - lastHeard > link.heartbeatTimeout {
+                return .lost("no answer to heartbeats for \(link.heartbeatTimeout): the host or its network is down")
+            }
+            return nil
+        }
+
+        private func handleStreamEvents(in pollSet: borrowing PollSet) -> Outcome? {
             if let index = transportSlots.diagnostics, !pollSet.events(at: index).isEmpty { readErrors(diagnostics: true) }
             if let index = transportSlots.output, !pollSet.events(at: index).isEmpty {
                 if usesTransportStream {

@@ -169,11 +169,11 @@ final class HostLink {
 
     // MARK: Channels
 
-    /// Whether the host's workers may write now: the connection is there, and not too much
-    /// waits to go out on it.
-    var acceptsInput: Bool {
-        guard case .connected(let session) = phase else { return false }
-        return session.acceptsInput
+    /// How many bytes the host's workers may write now: none unless the connection is there,
+    /// and only so many that not too much waits to go out on it.
+    var inputRoom: Int {
+        guard case .connected(let session) = phase else { return 0 }
+        return session.inputRoom
     }
 
     /// Sends bytes for a worker's stdin (the loop checked ``acceptsInput``).

@@ -44,7 +44,7 @@ final class RelayedConnection: WorkerConnection {
         var events: BufferedEvents = []
         if !outputEnded && (!output.isEmpty || ended) { events.insert(.output) }
         if !diagnosticsEnded && (!diagnostics.isEmpty || ended) { events.insert(.diagnostics) }
-        if !inputClosed && (ended || link.acceptsInput) { events.insert(.writable) }
+        if !inputClosed && (ended || link.inputRoom > 0) { events.insert(.writable) }
         return events
     }
 
@@ -68,11 +68,16 @@ final class RelayedConnection: WorkerConnection {
 
     func write(gathering buffers: [UnsafeRawBufferPointer]) throws(SystemCallError) -> FileDescriptor.IOResult {
         guard !inputClosed && !ended else { throw SystemCallError(call: "write", errno: .brokenPipe) }
-        guard link.acceptsInput else { return .wouldBlock }
+        // Like a pipe, it takes what there is room for: a frame of hundreds of megabytes goes
+        // out a few megabytes at a time, between the heartbeats and the other workers' bytes.
+        var room = link.inputRoom
+        guard room > 0 else { return .wouldBlock }
         var total = 0
-        for buffer in buffers where !buffer.isEmpty {
-            link.sendInput(of: number, buffer)
-            total += buffer.count
+        for buffer in buffers where !buffer.isEmpty && room > 0 {
+            let part = UnsafeRawBufferPointer(rebasing: buffer.prefix(room))
+            link.sendInput(of: number, part)
+            total += part.count
+            room -= part.count
         }
         return .transferred(total)
     }
@@ -134,6 +139,11 @@ struct ReceivedBytes {
     mutating func append(_ more: UnsafeRawBufferPointer) {
         if isEmpty {
             bytes.removeAll(keepingCapacity: bytes.capacity <= 4 << 20)
+            readIndex = 0
+        } else if readIndex > bytes.count / 2 {
+            // Read more than half: what is left moves to the front, so a stream that never
+            // quite drains does not grow with all it ever carried.
+            bytes.removeFirst(readIndex)
             readIndex = 0
         }
         bytes.append(contentsOf: more)
